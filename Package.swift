@@ -1,0 +1,80 @@
+// swift-tools-version:6.0
+// Turnstile: a local permit broker for fleets of AI coding agents.
+//
+// The targets follow the architecture: a pure core (no I/O), the wire protocol,
+// the libuv shell that joins them, a client library, and two thin executables.
+import PackageDescription
+
+let package = Package(
+    name: "Turnstile",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "turnstiled", targets: ["turnstiled"]),
+        .executable(name: "turnstile", targets: ["turnstile"]),
+        .library(name: "TurnstileCore", targets: ["TurnstileCore"]),
+        .library(name: "TurnstileClient", targets: ["TurnstileClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // libuv from Debian's libuv1-dev, plus a few static inline helpers Swift's Glibc lacks.
+        .systemLibrary(
+            name: "CLibUV",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
+        // The limits, the queue, leases, controls and telemetry: pure Swift, time injected.
+        .target(
+            name: "TurnstileCore",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+        // NDJSON framing and the message types shared by the daemon and its clients.
+        .target(
+            name: "TurnstileProtocol",
+            dependencies: ["TurnstileCore"]
+        ),
+        // The libuv event loop: sockets, timers, signals, pidfds, persistence.
+        .target(
+            name: "TurnstileServer",
+            dependencies: [
+                "CLibUV", "TurnstileCore", "TurnstileProtocol",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // A blocking client for the daemon's socket, used by the CLI and the tests.
+        .target(
+            name: "TurnstileClient",
+            dependencies: ["TurnstileProtocol"]
+        ),
+        .executableTarget(
+            name: "turnstiled",
+            dependencies: [
+                "TurnstileServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "turnstile",
+            dependencies: [
+                "TurnstileClient", "TurnstileProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "TurnstileCoreTests",
+            dependencies: ["TurnstileCore"]
+        ),
+        .testTarget(
+            name: "TurnstileProtocolTests",
+            dependencies: ["TurnstileProtocol", "TurnstileCore"]
+        ),
+        .testTarget(
+            name: "TurnstileIntegrationTests",
+            dependencies: ["TurnstileClient", "TurnstileProtocol", "TurnstileCore"]
+        ),
+    ]
+)

@@ -1,0 +1,1 @@
+// TurnstileClient: filled in by the daemon work.

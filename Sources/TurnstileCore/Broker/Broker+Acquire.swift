@@ -1,0 +1,159 @@
+extension Broker {
+    /// Asks for a permit (SPEC §3 `acquire`): granted now, refused now (`wait_ms` 0, nothing
+    /// consumed), or queued until granted, timed out, cancelled, or its connection closes.
+    /// - Parameters:
+    ///   - request: a validated request.
+    ///   - ticket: names this request in a later `Effect.granted` / `.failed`.
+    ///   - now: the current instant.
+    public mutating func acquire(_ request: AcquireRequest, ticket: Ticket, now: Instant) -> AcquireOutcome {
+        defer { debugCheckInvariants(now: now) }
+        let candidates = candidates(for: request.admission)
+        let ttl = request.ttlMilliseconds ?? config.limits.defaultTTLMilliseconds
+        switch evaluate(request.admission, candidates: candidates, now: now) {
+        case .admit(let candidate):
+            let lease = grantLease(request.admission, candidate: candidate, client: ticket.client,
+                                   ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
+                                   holder: request.holder, waitedMilliseconds: 0, now: now)
+            return .granted(lease)
+        case .block(let refusal):
+            if request.waitMilliseconds == 0 {
+                metrics.refusedTotal += 1
+                return .refused(refusal)
+            }
+            let kind = Waiter.Kind.acquire(ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
+                                           holder: request.holder)
+            let waiter = queue.enqueue(ticket: ticket, request: request.admission, candidates: candidates, kind: kind,
+                                       now: now, waitMilliseconds: request.waitMilliseconds)
+            return .queued(position: position(of: waiter, now: now), refusal)
+        }
+    }
+
+    /// Gives a parked lease its capacity back, waiting like an acquire (SPEC §3 `unpark`).
+    /// The lease keeps its token and fence; it may get a different model than before. A lease
+    /// that is not parked answers at once as granted.
+    public mutating func unpark(_ token: LeaseToken, ticket: Ticket, waitMilliseconds: UInt64,
+                                now: Instant) -> Result<AcquireOutcome, LeaseError> {
+        defer { debugCheckInvariants(now: now) }
+        guard let fence = liveFence(token, now: now), let lease = leases[fence] else { return .failure(.notFound) }
+        guard lease.parked else { return .success(.granted(lease)) }
+        if queue.unparkWaiter(of: fence) != nil {
+            return .failure(.badRequest(field: "lease", message: "an unpark of this lease is already waiting"))
+        }
+        let candidates = candidates(for: lease.request)
+        switch evaluate(lease.request, candidates: candidates, owner: fence, now: now) {
+        case .admit(let candidate):
+            return .success(.granted(takeBackCapacity(fence, candidate: candidate, waitedMilliseconds: 0, now: now)))
+        case .block(let refusal):
+            if waitMilliseconds == 0 { return .success(.refused(refusal)) }
+            let waiter = queue.enqueue(ticket: ticket, request: lease.request, candidates: candidates,
+                                       kind: .unpark(fence: fence), now: now, waitMilliseconds: waitMilliseconds)
+            return .success(.queued(position: position(of: waiter, now: now), refusal))
+        }
+    }
+
+    /// Creates a lease and reserves everything it holds.
+    mutating func grantLease(_ request: AdmissionRequest, candidate: ModelCandidate?, client: ClientID,
+                             ttlMilliseconds: UInt64, detach: Bool, pid: Int32?, holder: String?,
+                             waitedMilliseconds: UInt64, now: Instant) -> Lease {
+        fenceHighWater += 1
+        let lease = Lease(
+            token: LeaseToken(high: random.next(), low: random.next()), fence: fenceHighWater, request: request,
+            model: candidate?.key, route: candidate?.route, holder: holder, pid: pid,
+            ttlMilliseconds: ttlMilliseconds, grantedAt: now, lastHeartbeatAt: now,
+            deadline: now.adding(milliseconds: ttlMilliseconds), client: client, bound: !detach, parked: false,
+            waitedMilliseconds: waitedMilliseconds)
+        insert(lease)
+        metrics.recordGrant(waitedMilliseconds: waitedMilliseconds)
+        effects.append(.leaseGranted(lease))
+        return lease
+    }
+
+    /// Adds a lease to every index and counts what it holds.
+    mutating func insert(_ lease: Lease) {
+        leases[lease.fence] = lease
+        tokens[lease.token] = lease.fence
+        if lease.holdsCapacity { occupancy.take(lease.request, model: lease.model) }
+        if let workspace = lease.request.workspace { occupancy.workspaces[workspace] = lease.fence }
+        if let client = lease.client { leasesByClient[client, default: []].insert(lease.fence) }
+        if let pid = lease.pid { bindProcess(pid, fence: lease.fence) }
+        leaseDeadlines.push(lease.deadline, lease.fence)
+        compactHeapsIfNeeded()
+    }
+
+    /// Re-reserves capacity for a parked lease (an unpark succeeding).
+    mutating func takeBackCapacity(_ fence: UInt64, candidate: ModelCandidate?, waitedMilliseconds: UInt64,
+                                   now: Instant) -> Lease {
+        var lease = leases[fence]!
+        lease.parked = false
+        lease.model = candidate?.key
+        lease.route = candidate?.route
+        lease.waitedMilliseconds = waitedMilliseconds
+        occupancy.take(lease.request, model: lease.model)
+        leases[fence] = lease
+        effects.append(.leaseChanged(lease))
+        return lease
+    }
+
+    /// Starts watching a process for a lease, announcing the first lease on it.
+    mutating func bindProcess(_ pid: Int32, fence: UInt64) {
+        if leasesByPid[pid] == nil { effects.append(.watchProcess(pid)) }
+        leasesByPid[pid, default: []].insert(fence)
+    }
+
+    /// Stops watching a process for a lease, announcing when no lease is left on it.
+    mutating func unbindProcess(_ pid: Int32, fence: UInt64) {
+        leasesByPid[pid]?.remove(fence)
+        if leasesByPid[pid]?.isEmpty == true {
+            leasesByPid[pid] = nil
+            effects.append(.unwatchProcess(pid))
+        }
+    }
+
+    /// A waiter's place in line, counting from 1: its rank in the policy's order (priority:
+    /// effective priority, then arrival; otherwise arrival).
+    func position(of waiter: Waiter, now: Instant) -> Int {
+        guard config.limits.fairness == .priority else {
+            return 1 + queue.waiters.values.reduce(0) { $0 + ($1.id < waiter.id ? 1 : 0) }
+        }
+        let mine = effectivePriority(waiter, now: now)
+        return 1 + queue.waiters.values.reduce(0) { count, other in
+            let theirs = effectivePriority(other, now: now)
+            return count + (theirs > mine || (theirs == mine && other.id < waiter.id) ? 1 : 0)
+        }
+    }
+
+    /// Every waiter's place in line at once (one sort, for status).
+    func positions(now: Instant) -> [UInt64: Int] {
+        var order = queue.waiters.values.map { (id: $0.id, priority: effectivePriority($0, now: now)) }
+        if config.limits.fairness == .priority {
+            order.sort { $0.priority > $1.priority || ($0.priority == $1.priority && $0.id < $1.id) }
+        } else {
+            order.sort { $0.id < $1.id }
+        }
+        var positions: [UInt64: Int] = [:]
+        for (rank, entry) in order.enumerated() { positions[entry.id] = rank + 1 }
+        return positions
+    }
+
+    /// A waiter's priority plus one per `priority_aging_ms` waited, so that a low priority is
+    /// not starved forever.
+    func effectivePriority(_ waiter: Waiter, now: Instant) -> Int {
+        let step = config.limits.priorityAgingMilliseconds
+        guard step > 0 else { return waiter.request.priority }
+        let bonus = now.milliseconds(since: waiter.enqueuedAt) / step
+        return waiter.request.priority.addingReportingOverflow(Int(clamping: bonus)).partialValue
+    }
+
+    /// Stale entries in the deadline heaps are dropped lazily; rebuild a heap when they come
+    /// to outnumber the live ones, so memory follows what is live, not what was ever granted.
+    mutating func compactHeapsIfNeeded() {
+        if leaseDeadlines.count > 2 * leases.count + 1024 {
+            let live = leases
+            leaseDeadlines.rebuild { live[$0]?.deadline }
+        }
+        if queue.deadlines.count > 2 * queue.count + 1024 {
+            let live = queue.waiters
+            queue.deadlines.rebuild { live[$0]?.deadline }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+/// The verdict of the admission check.
+enum Admission: Equatable {
+    /// Every limit allows it, with this model (nil if it asked for none).
+    case admit(ModelCandidate?)
+    /// The first limit that blocks it.
+    case block(Refusal)
+}
+
+extension Broker {
+    /// Checks a request against every limit, in SPEC §1's order, without changing anything.
+    /// Immediate acquires, dispatch, unpark and status all call this one function, so what
+    /// is granted and what is reported can never disagree.
+    /// - Parameters:
+    ///   - request: the dimensions.
+    ///   - candidates: its model candidates, primary first.
+    ///   - owner: the fence of the lease asking (an unpark), whose own workspace lock allows it.
+    func evaluate(_ request: AdmissionRequest, candidates: [ModelCandidate], owner: UInt64? = nil,
+                  now: Instant) -> Admission {
+        if let refusal = pauseBlock(request.project) { return .block(refusal) }
+        for provider in request.providers {
+            if let remaining = throttles.remaining(.init(tenant: request.tenant, provider: provider), now: now) {
+                return .block(Refusal(.rateLimit, retryAfterMilliseconds: remaining,
+                                      detail: "provider \(provider) is rate limited for tenant \(request.tenant)"))
+            }
+        }
+        if let workspace = request.workspace, let holder = occupancy.workspaces[workspace], holder != owner {
+            return .block(Refusal(.workspaceLock, limit: 1, inUse: 1, detail: "workspace \(workspace) is locked"))
+        }
+        if let refusal = modeBlock(request.mode) { return .block(refusal) }
+        if let refusal = projectBlock(request.project, mode: request.mode) { return .block(refusal) }
+        if let refusal = proportionalBlock(request.mode) { return .block(refusal) }
+        var chosen: ModelCandidate?
+        if !candidates.isEmpty {
+            switch chooseModel(candidates, tenant: request.tenant, now: now) {
+            case .success(let candidate): chosen = candidate
+            case .failure(let refusal): return .block(refusal)
+            }
+        }
+        if let refusal = globalBlock() { return .block(refusal) }
+        return .admit(chosen)
+    }
+
+    /// `paused`: the project has a pause flag (never `__global__`).
+    func pauseBlock(_ project: String) -> Refusal? {
+        guard project != Names.globalProject, paused.contains(project) else { return nil }
+        return Refusal(.paused, detail: "project \(project) is paused")
+    }
+
+    /// `mode`: the mode's global quota is used up.
+    func modeBlock(_ mode: Mode) -> Refusal? {
+        guard let quota = config.limits.quota(of: mode), occupancy.inUse(mode) >= quota else { return nil }
+        return Refusal(.mode, limit: quota, inUse: occupancy.inUse(mode), detail: "mode \(mode.rawValue) is at its quota")
+    }
+
+    /// `project` and `mention`: the project's caps.
+    func projectBlock(_ project: String, mode: Mode) -> Refusal? {
+        guard let caps = projectCaps[project] else { return nil }
+        let use = occupancy.projects[project] ?? Occupancy.ProjectUse()
+        if let max = caps.max, use.total >= max {
+            return Refusal(.project, limit: max, inUse: use.total, detail: "project \(project) is at its cap")
+        }
+        if mode == .mention, let max = caps.maxMention, use.mention >= max {
+            return Refusal(.mention, limit: max, inUse: use.mention, detail: "project \(project) is at its mention cap")
+        }
+        return nil
+    }
+
+    /// `proportional`: under that policy, a quoted mode at or over its fair share (unless the
+    /// share is 0: the seed's escape).
+    func proportionalBlock(_ mode: Mode) -> Refusal? {
+        guard config.limits.fairness == .proportional, let share = fairShare(mode), share > 0,
+              occupancy.inUse(mode) >= share else { return nil }
+        return Refusal(.proportional, limit: share, inUse: occupancy.inUse(mode),
+                       detail: "mode \(mode.rawValue) is at its proportional share")
+    }
+
+    /// `global`: every permit is out.
+    func globalBlock() -> Refusal? {
+        guard occupancy.global >= config.limits.global else { return nil }
+        return Refusal(.global, limit: config.limits.global, inUse: occupancy.global, detail: "all permits are in use")
+    }
+
+    /// A quoted mode's share of the global limit: `floor(global × quota / (time + issue))`;
+    /// nil for the exempt modes.
+    func fairShare(_ mode: Mode) -> Int? {
+        guard let quota = config.limits.quota(of: mode) else { return nil }
+        let quotas = config.limits.time + config.limits.issue
+        return quotas > 0 ? config.limits.global * quota / quotas : 0
+    }
+
+    /// The first free candidate, primary first. A candidate is free when its pool is under its
+    /// limit, it is not flagged subscription-limited, and its provider is not throttled for the
+    /// tenant. When none is free and some were blocked only by a throttle, the answer is
+    /// `rate_limit` with the earliest throttle end (SPEC §4a); otherwise `model`.
+    func chooseModel(_ candidates: [ModelCandidate], tenant: String, now: Instant) -> Result<ModelCandidate, Refusal> {
+        var throttledOnly: (remaining: UInt64, provider: String)?
+        for candidate in candidates {
+            let full = (occupancy.pools[candidate.key] ?? 0) >= models.limit(of: candidate.key)
+                || flagEnd(candidate.key, now: now) != nil
+            let key = ThrottleTable.Key(tenant: tenant, provider: candidate.key.provider)
+            if let remaining = throttles.remaining(key, now: now) {
+                if !full, throttledOnly == nil || remaining < throttledOnly!.remaining {
+                    throttledOnly = (remaining, candidate.key.provider)
+                }
+                continue
+            }
+            if !full { return .success(candidate) }
+        }
+        if let throttledOnly {
+            return .failure(Refusal(.rateLimit, retryAfterMilliseconds: throttledOnly.remaining,
+                                    detail: "provider \(throttledOnly.provider) is rate limited for tenant \(tenant)"))
+        }
+        let primary = candidates[0].key
+        let flagged = flagEnd(primary, now: now)
+        return .failure(Refusal(.model, limit: models.limit(of: primary), inUse: occupancy.pools[primary] ?? 0,
+                                retryAfterMilliseconds: flagged.map { $0.milliseconds(since: now) },
+                                detail: flagged == nil ? "model \(primary) is at its limit"
+                                    : "model \(primary) is subscription-limited"))
+    }
+
+    /// When a pool's subscription-limit flag ends, if one is in force (a flag on the bare name
+    /// covers every provider's pool of it).
+    func flagEnd(_ pool: ModelKey, now: Instant) -> Instant? {
+        if modelFlags.isEmpty { return nil }
+        let ends = [modelFlags[pool.description], modelFlags[pool.model]].compactMap { $0 }.filter { $0 > now }
+        return ends.max()
+    }
+}

@@ -1,0 +1,112 @@
+extension Broker {
+    /// Pauses a project: its acquires are held with `paused` (SPEC §1.7). The daemon creates
+    /// the flag file on the `.paused` effect, before it answers.
+    /// - Returns: whether it was newly paused, or a bad project name (`__global__` included:
+    ///   it is never paused).
+    public mutating func pause(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
+        if let problem = Self.pausableProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
+        guard paused.insert(project).inserted else { return .success(false) }
+        effects.append(.paused(project: project))
+        return .success(true)
+    }
+
+    /// Resumes a project and re-arms its circuit breaker; its waiters are granted if they fit.
+    /// - Returns: whether it was paused.
+    public mutating func resume(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
+        if let problem = Self.pausableProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
+        breaker.rearm(project: project)
+        guard paused.remove(project) != nil else { return .success(false) }
+        effects.append(.resumed(project: project))
+        dispatch(now: now)
+        debugCheckInvariants(now: now)
+        return .success(true)
+    }
+
+    /// Makes the paused set equal to the flag files the daemon found in the pause directory
+    /// (at start, on reload, and when the directory changes). Names that are not valid
+    /// project names are ignored.
+    public mutating func syncPaused(_ projects: Set<String>, now: Instant) {
+        let wanted = projects.filter { Self.pausableProblem($0) == nil }
+        for project in wanted.subtracting(paused).sorted() {
+            paused.insert(project)
+            effects.append(.paused(project: project))
+        }
+        let lifted = paused.subtracting(wanted).sorted()
+        for project in lifted {
+            paused.remove(project)
+            breaker.rearm(project: project)
+            effects.append(.resumed(project: project))
+        }
+        if !lifted.isEmpty { dispatch(now: now) }
+    }
+
+    /// Why a name cannot be paused, or nil.
+    static func pausableProblem(_ project: String) -> String? {
+        if let problem = Names.projectNameProblem(project) { return problem }
+        if project == Names.globalProject { return "\(Names.globalProject) cannot be paused" }
+        return nil
+    }
+
+    /// Records that a provider rate-limited a tenant. Never shortens a longer throttle.
+    /// - Returns: the milliseconds the throttle is now in force for.
+    @discardableResult
+    public mutating func throttle(provider: String, tenant: String, retryAfterMilliseconds: UInt64,
+                                  now: Instant) -> UInt64 {
+        let key = ThrottleTable.Key(tenant: tenant, provider: provider)
+        let end = throttles.record(key, retryAfterMilliseconds: retryAfterMilliseconds, now: now)
+        let remaining = end.milliseconds(since: now)
+        effects.append(.throttled(provider: key.provider, tenant: tenant, retryAfterMilliseconds: remaining))
+        return remaining
+    }
+
+    /// Records a `project-meta` run's outcome; a trip pauses the project.
+    public mutating func report(project: String, agent: String, success: Bool,
+                                now: Instant) -> Result<CircuitBreaker.Outcome, LeaseError> {
+        if let problem = Names.projectNameProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
+        let outcome = breaker.report(project: project, agent: agent, success: success)
+        if outcome.tripped {
+            if project != Names.globalProject, paused.insert(project).inserted {
+                effects.append(.paused(project: project))
+            }
+            effects.append(.tripped(project: project, failures: outcome.count))
+        }
+        return .success(outcome)
+    }
+
+    /// Records a completed model call; a subscription-limit error flags its model as full.
+    public mutating func record(_ event: CompletionEvent, now: Instant) {
+        guard let flag = telemetry.record(event) else { return }
+        let ttl = UInt64(max(0, flag.expiresAt.unixMilliseconds - event.completedAt.unixMilliseconds))
+        let end = now.adding(milliseconds: ttl)
+        modelFlags[flag.model] = max(end, modelFlags[flag.model] ?? end)
+    }
+
+    /// The telemetry snapshot of one model, or of every model.
+    public func performance(model: String?, wall: WallTime) -> [ModelPerformance] {
+        guard let model else { return telemetry.performances(now: wall) }
+        return [telemetry.performance(of: model, now: wall)]
+    }
+
+    /// Token and cost sums of one session.
+    public func usage(session: String, wall: WallTime) -> UsageSnapshot {
+        telemetry.usage(session: session, now: wall)
+    }
+
+    /// Applies a new config to future grants; live leases are kept even where they now exceed
+    /// a lowered limit (no new grant happens until use is back under it). Waiters are
+    /// re-checked at once.
+    public mutating func reload(_ newConfig: TurnstileConfig, now: Instant) {
+        config = newConfig
+        models = ModelTable(providers: newConfig.providers, models: newConfig.models)
+        projectCaps = Dictionary(newConfig.projects.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        breaker.setThreshold(newConfig.circuitBreaker.threshold)
+        telemetry.configure(windowSeconds: newConfig.telemetry.windowSeconds,
+                            subscriptionLimitTTLSeconds: newConfig.telemetry.subscriptionLimitTTLSeconds)
+        let models = self.models
+        queue.recomputeCandidates { request in
+            request.model.map { models.candidates(primary: $0, chain: request.fallback) } ?? []
+        }
+        dispatch(now: now)
+        debugCheckInvariants(now: now)
+    }
+}

@@ -1,0 +1,159 @@
+extension Broker {
+    /// Extends a lease: its deadline becomes now + ttl.
+    /// - Returns: the lease, or `notFound` if no live lease has the token (one whose deadline
+    ///   has passed is expired here and now, even if the timer has not fired yet).
+    public mutating func heartbeat(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
+        guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
+        leases[fence]!.deadline = now.adding(milliseconds: leases[fence]!.ttlMilliseconds)
+        leases[fence]!.lastHeartbeatAt = now
+        return .success(leases[fence]!)
+    }
+
+    /// Releases a lease and grants whoever can now be granted.
+    /// - Returns: the lease as it ended (its `grantedAt` gives `held_ms`).
+    public mutating func release(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
+        defer { debugCheckInvariants(now: now) }
+        guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
+        let lease = endLease(fence, cause: .released, now: now)
+        dispatch(now: now)
+        return .success(lease)
+    }
+
+    /// Binds a lease to a connection (closing it then releases the lease) and, optionally, to
+    /// a process. Also counts as a heartbeat: the holder is evidently alive.
+    /// - Parameters:
+    ///   - pid: a process whose exit releases the lease (replacing any earlier one).
+    public mutating func attach(_ token: LeaseToken, client: ClientID, pid: Int32? = nil,
+                                now: Instant) -> Result<Lease, LeaseError> {
+        guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
+        var lease = leases[fence]!
+        if let old = lease.client, old != client {
+            leasesByClient[old]?.remove(fence)
+            if leasesByClient[old]?.isEmpty == true { leasesByClient[old] = nil }
+        }
+        lease.client = client
+        lease.bound = true
+        leasesByClient[client, default: []].insert(fence)
+        if let pid, pid != lease.pid {
+            if let old = lease.pid { unbindProcess(old, fence: fence) }
+            lease.pid = pid
+            bindProcess(pid, fence: fence)
+        }
+        lease.deadline = now.adding(milliseconds: lease.ttlMilliseconds)
+        lease.lastHeartbeatAt = now
+        leases[fence] = lease
+        effects.append(.leaseChanged(lease))
+        return .success(lease)
+    }
+
+    /// Parks a lease: frees its capacity in every dimension but keeps its workspace lock (a run
+    /// paused for a human). Waiters that fit in the freed capacity are granted.
+    public mutating func park(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
+        defer { debugCheckInvariants(now: now) }
+        guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
+        guard !leases[fence]!.parked else { return .success(leases[fence]!) }
+        leases[fence]!.parked = true
+        let lease = leases[fence]!
+        occupancy.give(lease.request, model: lease.model)
+        effects.append(.leaseChanged(lease))
+        dispatch(now: now)
+        return .success(lease)
+    }
+
+    /// Takes a lease away (an administrator's `revoke`); its connection gets a `revoked` event.
+    public mutating func revoke(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
+        guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
+        return .success(revoke(fence: fence, now: now)!)
+    }
+
+    /// Takes the lease with this fence away.
+    /// - Returns: nil if no live lease has it.
+    @discardableResult
+    public mutating func revoke(fence: UInt64, now: Instant) -> Lease? {
+        defer { debugCheckInvariants(now: now) }
+        guard leases[fence] != nil else { return nil }
+        let lease = endLease(fence, cause: .revoked, now: now)
+        dispatch(now: now)
+        return lease
+    }
+
+    /// The fence of a live lease, expiring it on the spot if its deadline has passed (so an
+    /// answer never depends on whether the timer happened to fire first).
+    mutating func liveFence(_ token: LeaseToken, now: Instant) -> UInt64? {
+        guard let fence = tokens[token], let lease = leases[fence] else { return nil }
+        if lease.deadline <= now {
+            endLease(fence, cause: .expired, now: now)
+            dispatch(now: now)
+            return nil
+        }
+        return fence
+    }
+
+    /// Removes a lease from every index and gives back everything it held. Callers dispatch.
+    @discardableResult
+    mutating func endLease(_ fence: UInt64, cause: LeaseEndCause, now: Instant) -> Lease {
+        let lease = leases.removeValue(forKey: fence)!
+        tokens[lease.token] = nil
+        if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
+        if let workspace = lease.request.workspace, occupancy.workspaces[workspace] == fence {
+            occupancy.workspaces[workspace] = nil
+        }
+        if let client = lease.client {
+            leasesByClient[client]?.remove(fence)
+            if leasesByClient[client]?.isEmpty == true { leasesByClient[client] = nil }
+        }
+        if let pid = lease.pid { unbindProcess(pid, fence: fence) }
+        if let waiter = queue.unparkWaiter(of: fence) {
+            let ticket = queue.remove(waiter)!.ticket
+            effects.append(.failed(ticket, .leaseGone))
+        }
+        metrics.recordEnd(cause)
+        effects.append(.leaseEnded(lease, cause))
+        return lease
+    }
+}
+
+extension Broker {
+    /// A connection closed: its waiters are dropped (nobody is left to answer), its bound
+    /// leases released at once, and its detached leases keep living on heartbeats alone.
+    public mutating func disconnect(_ client: ClientID, now: Instant) {
+        defer { debugCheckInvariants(now: now) }
+        for id in queue.ids(of: client) { queue.remove(id) }
+        for fence in (leasesByClient[client] ?? []).sorted() {
+            if leases[fence]!.bound {
+                endLease(fence, cause: .disconnected, now: now)
+            } else {
+                leases[fence]!.client = nil
+            }
+        }
+        leasesByClient[client] = nil
+        dispatch(now: now)
+    }
+
+    /// A process exited: every lease bound to it is released at once.
+    public mutating func processExited(_ pid: Int32, now: Instant) {
+        defer { debugCheckInvariants(now: now) }
+        for fence in (leasesByPid[pid] ?? []).sorted() {
+            endLease(fence, cause: .processExited, now: now)
+        }
+        dispatch(now: now)
+    }
+
+    /// Cancels a waiting request of a connection; it is answered `cancelled`.
+    /// - Returns: false if the ticket is not waiting.
+    public mutating func cancel(_ ticket: Ticket, now: Instant) -> Bool {
+        guard let id = queue.id(of: ticket) else { return false }
+        queue.remove(id)
+        effects.append(.failed(ticket, .cancelled))
+        return true
+    }
+
+    /// The daemon is stopping: every waiter is answered `shutting_down`. Leases stay, to be
+    /// saved and restored.
+    public mutating func shutDown() {
+        for waiter in queue.inArrivalOrder() {
+            queue.remove(waiter.id)
+            effects.append(.failed(waiter.ticket, .shuttingDown))
+        }
+    }
+}

@@ -1,0 +1,88 @@
+/// What the broker saves in the state directory (SPEC §5): live leases, the fence
+/// high-water mark, circuit-breaker counts, throttles in force, and the telemetry summary.
+public struct BrokerSnapshot: Sendable, Equatable, Codable {
+    /// Format version of this structure.
+    public var version = 1
+    /// The highest fence issued.
+    public var fenceHighWater: UInt64
+    /// Live leases.
+    public var leases: [LeaseRecord]
+    /// Circuit-breaker state by project.
+    public var breaker: [String: CircuitBreaker.ProjectState]
+    /// Throttles in force, with their wall-clock end.
+    public var throttles: [ThrottleRecord]
+    /// Telemetry events in the window and flags in force.
+    public var telemetry: TelemetrySummary?
+
+    /// A saved throttle.
+    public struct ThrottleRecord: Sendable, Equatable, Codable {
+        public var tenant: String
+        public var provider: String
+        public var until: WallTime
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, leases, breaker, throttles, telemetry
+        case fenceHighWater = "fence_high_water"
+    }
+}
+
+extension Broker {
+    /// The state to save now.
+    /// - Parameters:
+    ///   - now: the monotonic now, to turn throttle ends into wall times.
+    ///   - wall: the wall-clock now.
+    public func snapshot(now: Instant, wall: WallTime) -> BrokerSnapshot {
+        BrokerSnapshot(
+            fenceHighWater: fenceHighWater,
+            leases: leases.values.sorted { $0.fence < $1.fence }.map(LeaseRecord.init),
+            breaker: breaker.exportState(),
+            throttles: throttles.active(now: now).map {
+                .init(tenant: $0.key.tenant, provider: $0.key.provider,
+                      until: wall.adding(milliseconds: Int64(clamping: $0.remainingMilliseconds)))
+            },
+            telemetry: telemetry.exportSummary(now: wall))
+    }
+
+    /// Restores saved state into a fresh broker. Each lease gets the restart time plus its
+    /// ttl as its deadline and comes back unbound (its holder re-`attach`es it); leases are
+    /// restored even past a limit lowered meanwhile, and nothing new is granted until use is
+    /// back under it. Fences continue above both the saved high-water mark and `fenceFloor`
+    /// (the durable fence reservation, which may be ahead of the snapshot after a crash).
+    /// - Returns: the saved leases that could not be restored (bad token, duplicate fence or
+    ///   token, or a workspace already locked), for the daemon to log.
+    @discardableResult
+    public mutating func restore(_ snapshot: BrokerSnapshot, fenceFloor: UInt64 = 0, now: Instant,
+                                 wall: WallTime) -> [LeaseRecord] {
+        var rejected: [LeaseRecord] = []
+        for record in snapshot.leases {
+            guard let token = LeaseToken(hex: record.token), tokens[token] == nil, leases[record.fence] == nil,
+                  record.request.workspace.map({ occupancy.workspaces[$0] == nil }) ?? true,
+                  AcquireRequest.ttlRange.contains(record.ttlMilliseconds)
+            else {
+                rejected.append(record)
+                continue
+            }
+            insert(Lease(token: token, fence: record.fence, request: record.request, model: record.model,
+                         route: record.route, holder: record.holder, pid: record.pid,
+                         ttlMilliseconds: record.ttlMilliseconds, grantedAt: now, lastHeartbeatAt: now,
+                         deadline: now.adding(milliseconds: record.ttlMilliseconds), client: nil, bound: false,
+                         parked: record.parked, waitedMilliseconds: 0))
+        }
+        fenceHighWater = max(fenceHighWater, snapshot.fenceHighWater, fenceFloor,
+                             leases.keys.max() ?? 0)
+        breaker.importState(snapshot.breaker)
+        for throttle in snapshot.throttles where throttle.until > wall {
+            let remaining = UInt64(throttle.until.unixMilliseconds - wall.unixMilliseconds)
+            throttles.record(.init(tenant: throttle.tenant, provider: throttle.provider),
+                             retryAfterMilliseconds: remaining, now: now)
+        }
+        if let summary = snapshot.telemetry {
+            for flag in telemetry.importSummary(summary, now: wall) {
+                let remaining = UInt64(max(0, flag.expiresAt.unixMilliseconds - wall.unixMilliseconds))
+                modelFlags[flag.model] = now.adding(milliseconds: remaining)
+            }
+        }
+        return rejected
+    }
+}

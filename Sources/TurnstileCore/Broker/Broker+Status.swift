@@ -1,0 +1,86 @@
+extension Broker {
+    /// Builds the status picture at `now`. Each waiter's reason is what blocks it now.
+    public func status(now: Instant) -> BrokerStatus {
+        let modes = Mode.rotation.map { mode in
+            BrokerStatus.ModeUse(mode: mode, limit: config.limits.quota(of: mode), inUse: occupancy.inUse(mode),
+                                 share: config.limits.fairness == .proportional ? fairShare(mode) : nil)
+        }
+        let waiting = waiterInfos(now: now)
+        var queuedByReason: [BlockReason: Int] = [:]
+        for waiter in waiting { queuedByReason[waiter.reason, default: 0] += 1 }
+        return BrokerStatus(
+            fairness: config.limits.fairness,
+            global: .init(limit: config.limits.global, inUse: occupancy.global, waiting: queue.count),
+            modes: modes, projects: projectInfos(), models: modelInfos(now: now),
+            workspaces: occupancy.workspaces.sorted { $0.key < $1.key }.map {
+                BrokerStatus.WorkspaceLock(path: $0.key, fence: $0.value, parked: leases[$0.value]?.parked ?? false)
+            },
+            throttles: throttles.active(now: now).map {
+                BrokerStatus.Throttle(provider: $0.key.provider, tenant: $0.key.tenant,
+                                      remainingMilliseconds: $0.remainingMilliseconds)
+            },
+            leases: leases.values.sorted { $0.fence < $1.fence }.map { leaseInfo($0, now: now) },
+            waiting: waiting, metrics: metrics, queuedByReason: queuedByReason)
+    }
+
+    private func projectInfos() -> [BrokerStatus.ProjectUse] {
+        var names = config.projects.map(\.name)
+        var seen = Set(names)
+        let others = Set(occupancy.projects.keys).union(paused).union(breaker.exportState().keys)
+            .union(queue.waiters.values.map(\.request.project))
+        for name in others.sorted() where seen.insert(name).inserted { names.append(name) }
+        return names.map { name in
+            let use = occupancy.projects[name] ?? Occupancy.ProjectUse()
+            return BrokerStatus.ProjectUse(name: name, limit: projectCaps[name]?.max,
+                                           mentionLimit: projectCaps[name]?.maxMention, inUse: use.total,
+                                           mentionInUse: use.mention, paused: paused.contains(name),
+                                           failures: breaker.count(name))
+        }
+    }
+
+    private func modelInfos(now: Instant) -> [BrokerStatus.ModelUse] {
+        var pools = models.configuredPools
+        var seen = Set(pools)
+        for pool in occupancy.pools.keys.sorted() where seen.insert(pool).inserted { pools.append(pool) }
+        return pools.map { pool in
+            let traits = models.traits(of: pool)
+            return BrokerStatus.ModelUse(model: pool, limit: models.limit(of: pool), inUse: occupancy.pools[pool] ?? 0,
+                                         tier: traits.tier, tools: traits.tools,
+                                         limitedForMilliseconds: flagEnd(pool, now: now).map { $0.milliseconds(since: now) })
+        }
+    }
+
+    private func leaseInfo(_ lease: Lease, now: Instant) -> BrokerStatus.LeaseInfo {
+        BrokerStatus.LeaseInfo(
+            fence: lease.fence, project: lease.request.project, mode: lease.request.mode, model: lease.model,
+            route: lease.route, workspace: lease.request.workspace, tenant: lease.request.tenant,
+            holder: lease.holder, pid: lease.pid, ageMilliseconds: now.milliseconds(since: lease.grantedAt),
+            sinceHeartbeatMilliseconds: now.milliseconds(since: lease.lastHeartbeatAt),
+            expiresInMilliseconds: lease.deadline.milliseconds(since: now), bound: lease.bound, parked: lease.parked)
+    }
+
+    private func waiterInfos(now: Instant) -> [BrokerStatus.WaiterInfo] {
+        let positions = self.positions(now: now)
+        return queue.inArrivalOrder().map { waiter in
+            var owner: UInt64?
+            var unpark = false
+            if case .unpark(let fence) = waiter.kind {
+                owner = fence
+                unpark = true
+            }
+            var reason = BlockReason.global
+            if case .block(let refusal) = evaluate(waiter.request, candidates: waiter.candidates, owner: owner, now: now) {
+                reason = refusal.reason
+            }
+            var holder: String?
+            if case .acquire(_, _, _, let label) = waiter.kind { holder = label } else if let owner {
+                holder = leases[owner]?.holder
+            }
+            return BrokerStatus.WaiterInfo(
+                project: waiter.request.project, mode: waiter.request.mode, model: waiter.request.model,
+                workspace: waiter.request.workspace, holder: holder, priority: waiter.request.priority,
+                reason: reason, waitedMilliseconds: now.milliseconds(since: waiter.enqueuedAt),
+                position: positions[waiter.id]!, unpark: unpark)
+        }
+    }
+}

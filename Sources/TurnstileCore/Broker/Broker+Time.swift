@@ -1,0 +1,57 @@
+extension Broker {
+    /// Serves every deadline that has come: leases past their deadline expire (their
+    /// connection gets `expired`), throttles and subscription-limit flags end, waiters are
+    /// granted into what that freed, and only then do waits past their `wait_ms` time out.
+    /// The daemon calls it from its one timer, armed at `nextDeadline()`.
+    public mutating func tick(now: Instant) {
+        defer { debugCheckInvariants(now: now) }
+        var freed = false
+        while let top = leaseDeadlines.min, top.at <= now {
+            leaseDeadlines.popMin()
+            guard let lease = leases[top.id] else { continue }
+            if lease.deadline > now {
+                leaseDeadlines.push(lease.deadline, top.id)
+            } else {
+                endLease(top.id, cause: .expired, now: now)
+                freed = true
+            }
+        }
+        if throttles.expire(now: now) { freed = true }
+        let endedFlags = modelFlags.filter { $0.value <= now }.map(\.key)
+        for model in endedFlags { modelFlags[model] = nil }
+        if freed || !endedFlags.isEmpty { dispatch(now: now) }
+        while let top = queue.deadlines.min, top.at <= now {
+            queue.deadlines.popMin()
+            guard let waiter = queue.waiters[top.id] else { continue }
+            var owner: UInt64?
+            if case .unpark(let fence) = waiter.kind { owner = fence }
+            let verdict = evaluate(waiter.request, candidates: waiter.candidates, owner: owner, now: now)
+            let refusal: Refusal
+            if case .block(let blocked) = verdict { refusal = blocked } else {
+                refusal = Refusal(.global, detail: "wait ended")
+            }
+            queue.remove(top.id)
+            metrics.timedOutTotal += 1
+            effects.append(.failed(waiter.ticket, .timeout(refusal)))
+        }
+    }
+
+    /// The earliest instant at which `tick` has work: a lease deadline, a wait deadline, a
+    /// throttle or flag end. Stale heap tops (leases since released or heartbeated, waiters
+    /// since granted) are cleaned off first, so the daemon's timer rarely wakes for nothing.
+    public mutating func nextDeadline() -> Instant? {
+        while let top = leaseDeadlines.min {
+            guard let lease = leases[top.id] else { leaseDeadlines.popMin(); continue }
+            if lease.deadline > top.at {
+                leaseDeadlines.popMin()
+                leaseDeadlines.push(lease.deadline, top.id)
+                continue
+            }
+            break
+        }
+        while let top = queue.deadlines.min, queue.waiters[top.id] == nil { queue.deadlines.popMin() }
+        let candidates: [Instant?] = [leaseDeadlines.min?.at, queue.deadlines.min?.at, throttles.nextEnd,
+                                      modelFlags.values.min()]
+        return candidates.compactMap { $0 }.min()
+    }
+}

@@ -1,0 +1,99 @@
+/// The broker: every limit, the fair queue, leases and the project controls, as one
+/// deterministic state machine (SPEC §1, §2, §4).
+///
+/// It does no I/O and reads no clock. Each operation takes `now` and returns its immediate
+/// answer; whatever else it causes (a waiter granted, a lease ended, a project paused) is
+/// appended to `effects`, which the daemon drains after every call. Admission is one
+/// check-and-reserve inside one call, so no two acquires can both pass a check only one fits.
+///
+/// The daemon's event loop owns it; nothing here is shared between threads.
+public struct Broker: Sendable {
+    public internal(set) var config: TurnstileConfig
+    var models: ModelTable
+    var projectCaps: [String: ProjectConfig]
+
+    var occupancy = Occupancy()
+    /// Live leases by fence.
+    var leases: [UInt64: Lease] = [:]
+    var tokens: [LeaseToken: UInt64] = [:]
+    var leasesByClient: [ClientID: Set<UInt64>] = [:]
+    var leasesByPid: [Int32: Set<UInt64>] = [:]
+    var leaseDeadlines = DeadlineHeap()
+    var queue = WaitQueue()
+
+    /// Provider throttles in force.
+    public internal(set) var throttles = ThrottleTable()
+    /// Paused projects.
+    public internal(set) var paused: Set<String> = []
+    /// Subscription-limit flags by model string (bare or `provider/model`), monotonic end.
+    var modelFlags: [String: Instant] = [:]
+    /// The project circuit breaker.
+    public internal(set) var breaker: CircuitBreaker
+    /// Model telemetry.
+    public internal(set) var telemetry: Telemetry
+    /// Counters and wait statistics.
+    public internal(set) var metrics = BrokerMetrics()
+    /// The last fence issued (or restored); the next grant gets one more.
+    public internal(set) var fenceHighWater: UInt64
+
+    var random: any RandomNumberGenerator & Sendable
+    /// What the daemon must do because of the calls since it last drained.
+    public internal(set) var effects: [Effect] = []
+
+    /// Creates a broker with no leases.
+    /// - Parameters:
+    ///   - config: limits, projects, models and controls.
+    ///   - random: the source of lease tokens (the system's generator in the daemon).
+    ///   - fenceHighWater: the highest fence ever issued, so fences keep rising across restarts.
+    public init(config: TurnstileConfig, random: any RandomNumberGenerator & Sendable, fenceHighWater: UInt64 = 0) {
+        self.config = config
+        self.models = ModelTable(providers: config.providers, models: config.models)
+        self.projectCaps = Dictionary(config.projects.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        self.breaker = CircuitBreaker(threshold: config.circuitBreaker.threshold)
+        self.telemetry = Telemetry(windowSeconds: config.telemetry.windowSeconds,
+                                   subscriptionLimitTTLSeconds: config.telemetry.subscriptionLimitTTLSeconds)
+        self.random = random
+        self.fenceHighWater = fenceHighWater
+    }
+
+    /// Hands the pending effects to the caller and empties the outbox.
+    public mutating func drainEffects() -> [Effect] {
+        defer { effects.removeAll(keepingCapacity: true) }
+        return effects
+    }
+
+    /// Number of live leases.
+    public var leaseCount: Int { leases.count }
+
+    /// Number of waiting requests.
+    public var waiterCount: Int { queue.count }
+
+    /// A live lease by token.
+    public func lease(_ token: LeaseToken) -> Lease? {
+        tokens[token].flatMap { leases[$0] }
+    }
+
+    /// A live lease by fence.
+    public func lease(fence: UInt64) -> Lease? { leases[fence] }
+
+    /// Leases whose events go to a connection (bound or not).
+    public func leaseCount(of client: ClientID) -> Int { leasesByClient[client]?.count ?? 0 }
+
+    /// Waiting requests of a connection.
+    public func pendingCount(of client: ClientID) -> Int { queue.pendingCount(of: client) }
+
+    /// Whether a ticket is waiting.
+    public func isWaiting(_ ticket: Ticket) -> Bool { queue.id(of: ticket) != nil }
+
+    /// Every pid some live lease is bound to.
+    public var watchedPids: [Int32] { leasesByPid.keys.sorted() }
+
+    /// The model pool a bare name means: the first configured provider offering it.
+    public func resolveModel(_ name: String) -> ModelKey? { models.resolveBareModel(name) }
+
+    /// The candidates an admission request is checked against.
+    func candidates(for request: AdmissionRequest) -> [ModelCandidate] {
+        guard let primary = request.model else { return [] }
+        return models.candidates(primary: primary, chain: request.fallback)
+    }
+}

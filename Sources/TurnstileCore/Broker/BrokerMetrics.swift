@@ -1,0 +1,63 @@
+/// Counters and wait statistics of the broker (tandem's scheduler metrics, extended): what
+/// `status` and `metrics` report.
+public struct BrokerMetrics: Sendable, Equatable {
+    /// Leases granted (immediately or from the queue). Restored leases are not counted.
+    public var admittedTotal: UInt64 = 0
+    /// Leases ended, whatever the cause (so admitted − completed is what is held).
+    public var completedTotal: UInt64 = 0
+    /// Leases ended by their holder's `release`.
+    public var releasedTotal: UInt64 = 0
+    /// Leases ended because their deadline passed.
+    public var expiredTotal: UInt64 = 0
+    /// Leases taken back because their connection closed or their process died.
+    public var reclaimedTotal: UInt64 = 0
+    /// Leases revoked by an administrator.
+    public var revokedTotal: UInt64 = 0
+    /// Acquires refused at once (`wait_ms` 0).
+    public var refusedTotal: UInt64 = 0
+    /// Waits that ended in `timeout`.
+    public var timedOutTotal: UInt64 = 0
+
+    /// How many recent waits the averages cover.
+    public static let waitWindow = 1000
+    private var waits: [UInt64] = []
+    private var waitsNext = 0
+
+    public init() {}
+
+    /// Records a grant and how long it waited (0 for an immediate grant).
+    mutating func recordGrant(waitedMilliseconds: UInt64) {
+        admittedTotal += 1
+        if waits.count < Self.waitWindow {
+            waits.append(waitedMilliseconds)
+        } else {
+            waits[waitsNext] = waitedMilliseconds
+            waitsNext = (waitsNext + 1) % Self.waitWindow
+        }
+    }
+
+    /// Records a lease's end.
+    mutating func recordEnd(_ cause: LeaseEndCause) {
+        completedTotal += 1
+        switch cause {
+        case .released: releasedTotal += 1
+        case .expired: expiredTotal += 1
+        case .revoked: revokedTotal += 1
+        case .disconnected, .processExited: reclaimedTotal += 1
+        }
+    }
+
+    /// Integer mean of the last `waitWindow` waits, 0 with none.
+    public var averageWaitMilliseconds: UInt64 {
+        waits.isEmpty ? 0 : waits.reduce(0, +) / UInt64(waits.count)
+    }
+
+    /// 95th percentile of the last `waitWindow` waits, as tandem computes it: the element at
+    /// `round(count × 0.95)` of the sorted waits, clamped to the last; 0 with none.
+    public var p95WaitMilliseconds: UInt64 {
+        guard !waits.isEmpty else { return 0 }
+        let sorted = waits.sorted()
+        let index = Int((Double(sorted.count) * 0.95).rounded())
+        return sorted[min(index, sorted.count - 1)]
+    }
+}

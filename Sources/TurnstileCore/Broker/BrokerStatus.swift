@@ -1,0 +1,99 @@
+/// A picture of the broker at one instant: what `status` answers (SPEC §3). It holds no
+/// tokens: status is for operators and dashboards, and a token is a capability.
+public struct BrokerStatus: Sendable, Equatable {
+    /// The global limit.
+    public struct Global: Sendable, Equatable {
+        public var limit: Int
+        public var inUse: Int
+        public var waiting: Int
+    }
+
+    /// One mode's use; `limit` nil for unquoted modes, `share` only under proportional.
+    public struct ModeUse: Sendable, Equatable {
+        public var mode: Mode
+        public var limit: Int?
+        public var inUse: Int
+        public var share: Int?
+    }
+
+    /// One project's use and controls.
+    public struct ProjectUse: Sendable, Equatable {
+        public var name: String
+        public var limit: Int?
+        public var mentionLimit: Int?
+        public var inUse: Int
+        public var mentionInUse: Int
+        public var paused: Bool
+        public var failures: Int
+    }
+
+    /// One model pool.
+    public struct ModelUse: Sendable, Equatable {
+        public var model: ModelKey
+        public var limit: Int
+        public var inUse: Int
+        public var tier: CostTier
+        public var tools: Bool
+        /// Milliseconds left on a subscription-limit flag, if flagged.
+        public var limitedForMilliseconds: UInt64?
+    }
+
+    /// A locked workspace.
+    public struct WorkspaceLock: Sendable, Equatable {
+        public var path: String
+        public var fence: UInt64
+        public var parked: Bool
+    }
+
+    /// A throttle in force.
+    public struct Throttle: Sendable, Equatable {
+        public var provider: String
+        public var tenant: String
+        public var remainingMilliseconds: UInt64
+    }
+
+    /// A live lease, without its token.
+    public struct LeaseInfo: Sendable, Equatable {
+        public var fence: UInt64
+        public var project: String
+        public var mode: Mode
+        public var model: ModelKey?
+        public var route: Route?
+        public var workspace: String?
+        public var tenant: String
+        public var holder: String?
+        public var pid: Int32?
+        public var ageMilliseconds: UInt64
+        public var sinceHeartbeatMilliseconds: UInt64
+        public var expiresInMilliseconds: UInt64
+        public var bound: Bool
+        public var parked: Bool
+    }
+
+    /// A waiting request.
+    public struct WaiterInfo: Sendable, Equatable {
+        public var project: String
+        public var mode: Mode
+        public var model: ModelKey?
+        public var workspace: String?
+        public var holder: String?
+        public var priority: Int
+        public var reason: BlockReason
+        public var waitedMilliseconds: UInt64
+        public var position: Int
+        public var unpark: Bool
+    }
+
+    public var fairness: FairnessPolicy
+    public var global: Global
+    public var modes: [ModeUse]
+    public var projects: [ProjectUse]
+    public var models: [ModelUse]
+    public var workspaces: [WorkspaceLock]
+    public var throttles: [Throttle]
+    public var leases: [LeaseInfo]
+    public var waiting: [WaiterInfo]
+    public var metrics: BrokerMetrics
+    /// Waiters per current blocking reason.
+    public var queuedByReason: [BlockReason: Int]
+}

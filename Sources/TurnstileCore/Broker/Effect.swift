@@ -1,0 +1,31 @@
+/// Something the daemon must do because the broker's state changed: answer a waiting request,
+/// tell a holder its lease ended, tell watchers, journal a lease, watch a process, touch a
+/// pause flag, run a hook.
+///
+/// The broker appends effects to its outbox as it mutates; the daemon drains the outbox after
+/// every call and turns each effect into I/O. The effects are facts, not commands to a
+/// particular transport: the tests read the same list.
+public enum Effect: Sendable, Equatable {
+    /// A waiting acquire or unpark is answered with a grant.
+    case granted(Ticket, Lease)
+    /// A waiting acquire or unpark is answered with a failure.
+    case failed(Ticket, WaitFailure)
+    /// A lease came into being (immediately or from the queue).
+    case leaseGranted(Lease)
+    /// A lease ended.
+    case leaseEnded(Lease, LeaseEndCause)
+    /// A lease's binding, pid, parking or model changed (journal it).
+    case leaseChanged(Lease)
+    /// Start watching a process: the first live lease bound to it appeared.
+    case watchProcess(Int32)
+    /// Stop watching a process: its last lease ended.
+    case unwatchProcess(Int32)
+    /// A project became paused (by `pause`, a trip, or a flag file appearing).
+    case paused(project: String)
+    /// A project was resumed.
+    case resumed(project: String)
+    /// A project's circuit breaker tripped.
+    case tripped(project: String, failures: Int)
+    /// A provider was throttled for a tenant; `retryAfterMilliseconds` is the time in force.
+    case throttled(provider: String, tenant: String, retryAfterMilliseconds: UInt64)
+}

@@ -1,0 +1,61 @@
+/// Why a permit is not granted now. The normative codes, in the order they are checked and
+/// reported (SPEC §1): the first that blocks is the reason.
+public enum BlockReason: String, Sendable, Equatable, CaseIterable, Codable {
+    case paused
+    case rateLimit = "rate_limit"
+    case workspaceLock = "workspace_lock"
+    case mode, project, mention, proportional, model, global
+}
+
+/// A refusal: which limit blocked, and what is known of it.
+public struct Refusal: Error, Sendable, Equatable {
+    /// The first blocking reason.
+    public var reason: BlockReason
+    /// The limit that blocked, where it has one.
+    public var limit: Int?
+    /// How much of it is in use.
+    public var inUse: Int?
+    /// When it is expected to allow, where known (throttles).
+    public var retryAfterMilliseconds: UInt64?
+    /// A human detail: which project, workspace, provider or model.
+    public var detail: String
+
+    public init(_ reason: BlockReason, limit: Int? = nil, inUse: Int? = nil,
+                retryAfterMilliseconds: UInt64? = nil, detail: String) {
+        self.reason = reason
+        self.limit = limit
+        self.inUse = inUse
+        self.retryAfterMilliseconds = retryAfterMilliseconds
+        self.detail = detail
+    }
+}
+
+/// What an `acquire` (or `unpark`) gets at once.
+public enum AcquireOutcome: Sendable, Equatable {
+    /// Granted now.
+    case granted(Lease)
+    /// Not granted and not waiting (`wait_ms` 0): consumed nothing.
+    case refused(Refusal)
+    /// Waiting; answered later through an `Effect.answer`. `position` counts from 1.
+    case queued(position: Int, Refusal)
+}
+
+/// Errors of operations on an existing lease or request.
+public enum LeaseError: Error, Sendable, Equatable {
+    /// No live lease has that token (or fence).
+    case notFound
+    /// The request is malformed in a way only the broker can see.
+    case badRequest(field: String, message: String)
+}
+
+/// How a waiting request ended without a grant.
+public enum WaitFailure: Sendable, Equatable {
+    /// Its `wait_ms` passed; the refusal it last met.
+    case timeout(Refusal)
+    /// The client cancelled it.
+    case cancelled
+    /// The daemon is stopping.
+    case shuttingDown
+    /// The lease an `unpark` waited for ended meanwhile.
+    case leaseGone
+}

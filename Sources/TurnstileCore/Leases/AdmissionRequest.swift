@@ -1,0 +1,63 @@
+/// The dimensions a permit is checked against: everything the admission check needs and
+/// nothing about how the answer is delivered. A lease keeps it, so that `unpark` and a
+/// restart can check it again.
+public struct AdmissionRequest: Sendable, Equatable, Codable {
+    /// The project (validated; `__global__` when the acquire names none).
+    public var project: String
+    /// The mode.
+    public var mode: Mode
+    /// The primary model, if any.
+    public var model: ModelKey?
+    /// The acquire's own fallback chain.
+    public var fallback: [ModelKey]
+    /// Providers the work needs besides its model's (a throttle on any of them holds it).
+    public var providers: [String]
+    /// The normalised workspace path, if any.
+    public var workspace: String?
+    /// The tenant whose throttles apply.
+    public var tenant: String
+    /// Priority for the `priority` policy.
+    public var priority: Int
+
+    public init(project: String = Names.globalProject, mode: Mode = .any, model: ModelKey? = nil,
+                fallback: [ModelKey] = [], providers: [String] = [], workspace: String? = nil,
+                tenant: String = "local", priority: Int = 0) {
+        self.project = project
+        self.mode = mode
+        self.model = model
+        self.fallback = fallback
+        self.providers = providers.map { $0.lowercased() }
+        self.workspace = workspace
+        self.tenant = tenant
+        self.priority = priority
+    }
+}
+
+/// An `acquire`: the dimensions plus how the lease should live and how long to wait.
+public struct AcquireRequest: Sendable, Equatable {
+    /// What to check.
+    public var admission: AdmissionRequest
+    /// How long to wait for a grant; 0 answers at once.
+    public var waitMilliseconds: UInt64
+    /// The lease's ttl; nil: the configured default.
+    public var ttlMilliseconds: UInt64?
+    /// Whether the lease survives its connection.
+    public var detach: Bool
+    /// A process whose exit releases the lease.
+    public var pid: Int32?
+    /// A label shown by `status` and `watch`.
+    public var holder: String?
+
+    public init(_ admission: AdmissionRequest, waitMilliseconds: UInt64 = 0, ttlMilliseconds: UInt64? = nil,
+                detach: Bool = false, pid: Int32? = nil, holder: String? = nil) {
+        self.admission = admission
+        self.waitMilliseconds = waitMilliseconds
+        self.ttlMilliseconds = ttlMilliseconds
+        self.detach = detach
+        self.pid = pid
+        self.holder = holder
+    }
+
+    /// Shortest and longest ttl accepted (SPEC §4a).
+    public static let ttlRange: ClosedRange<UInt64> = 100...86_400_000
+}

@@ -1,0 +1,86 @@
+/// A granted permit (SPEC §2): who holds what, until when, bound to what.
+public struct Lease: Sendable, Equatable {
+    /// The capability token.
+    public let token: LeaseToken
+    /// The fencing token: strictly increasing with every grant, across restarts. It also
+    /// identifies the lease inside the broker.
+    public let fence: UInt64
+    /// The dimensions it was granted on.
+    public var request: AdmissionRequest
+    /// The model pool it holds (nil if it asked for none).
+    public var model: ModelKey?
+    /// How it came by that model (nil if it asked for none).
+    public var route: Route?
+    /// Label for status and watch.
+    public var holder: String?
+    /// A process whose exit releases it.
+    public var pid: Int32?
+    /// Heartbeat period allowance.
+    public var ttlMilliseconds: UInt64
+    /// When it was granted (or restored).
+    public var grantedAt: Instant
+    /// When it was last heartbeated (or granted).
+    public var lastHeartbeatAt: Instant
+    /// When it expires unless heartbeated.
+    public var deadline: Instant
+    /// The connection that receives its `expired`/`revoked` events, if still open.
+    public var client: ClientID?
+    /// Whether closing `client` releases it (false for detached and restored leases).
+    public var bound: Bool
+    /// Whether its capacity is given back while it keeps its workspace lock.
+    public var parked: Bool
+    /// How long its acquire (or unpark) waited.
+    public var waitedMilliseconds: UInt64
+
+    /// Whether it holds capacity (global, mode, project, model).
+    public var holdsCapacity: Bool { !parked }
+}
+
+/// Why a lease ended; `watch` and the metrics tell them apart.
+public enum LeaseEndCause: String, Sendable, Equatable {
+    /// Its holder released it.
+    case released
+    /// Its deadline passed without a heartbeat.
+    case expired
+    /// An administrator took it away.
+    case revoked
+    /// Its bound connection closed.
+    case disconnected
+    /// Its bound process exited.
+    case processExited = "process_exited"
+
+    /// Whether the daemon took it back because its holder vanished (counted as reclaimed).
+    public var isReclaim: Bool { self == .disconnected || self == .processExited }
+}
+
+/// A lease as it is saved in the state directory and restored after a restart (SPEC §5):
+/// its token, fence and dimensions. Deadlines are not saved: a restored lease gets the restart
+/// time plus its ttl, since nobody could heartbeat while the daemon was down.
+public struct LeaseRecord: Sendable, Equatable, Codable {
+    public var token: String
+    public var fence: UInt64
+    public var request: AdmissionRequest
+    public var model: ModelKey?
+    public var route: Route?
+    public var holder: String?
+    public var pid: Int32?
+    public var ttlMilliseconds: UInt64
+    public var parked: Bool
+
+    public init(_ lease: Lease) {
+        token = lease.token.hex
+        fence = lease.fence
+        request = lease.request
+        model = lease.model
+        route = lease.route
+        holder = lease.holder
+        pid = lease.pid
+        ttlMilliseconds = lease.ttlMilliseconds
+        parked = lease.parked
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case token, fence, request, model, route, holder, pid, parked
+        case ttlMilliseconds = "ttl_ms"
+    }
+}

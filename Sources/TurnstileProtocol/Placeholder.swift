@@ -1,0 +1,1 @@
+// TurnstileProtocol: filled in by the daemon work.

@@ -1,0 +1,1 @@
+// TurnstileServer: filled in by the daemon work.
