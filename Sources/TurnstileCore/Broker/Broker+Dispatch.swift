@@ -26,7 +26,7 @@ extension Broker {
                 let laneIndex = (queue.modeCursor + step) % Mode.rotation.count
                 guard let (id, projectIndex, candidate) = firstGrantable(lane: laneIndex, now: now) else { continue }
                 queue.modeCursor = (laneIndex + 1) % Mode.rotation.count
-                queue.lanes[laneIndex].cursor = projectIndex + 1
+                queue.lanes[laneIndex].cursor = (projectIndex + 1) % queue.lanes[laneIndex].projects.count
                 grantWaiter(id, candidate: candidate, now: now)
                 granted = true
                 break

@@ -63,7 +63,7 @@ extension Broker {
     /// enough for the full check to be cheap).
     func debugCheckInvariants(now: Instant) {
         #if DEBUG
-        guard leases.count + queue.count <= 256 else { return }
+        guard assertsInvariants, leases.count + queue.count <= 256 else { return }
         let problems = invariantViolations(now: now)
         assert(problems.isEmpty, "broker invariants: \(problems.joined(separator: "; "))")
         #endif

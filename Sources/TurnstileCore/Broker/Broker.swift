@@ -36,6 +36,10 @@ public struct Broker: Sendable {
     /// The last fence issued (or restored); the next grant gets one more.
     public internal(set) var fenceHighWater: UInt64
 
+    /// Whether debug builds assert the invariants after every mutation. The simulation test
+    /// turns it off to check them itself and report the failing seed instead of stopping.
+    public var assertsInvariants = true
+
     var random: any RandomNumberGenerator & Sendable
     /// What the daemon must do because of the calls since it last drained.
     public internal(set) var effects: [Effect] = []

@@ -1,0 +1,81 @@
+@testable import TurnstileCore
+
+/// An independent model of what the broker must never do, fed only by the broker's effects.
+/// It keeps its own counts of every dimension and, at each grant, checks the grant against
+/// the limits in force at that moment: nothing over a limit, nothing for a paused project or
+/// through a throttled provider or flagged model, no workspace held twice.
+struct SimulationOracle {
+    struct Held: Equatable {
+        var request: AdmissionRequest
+        var model: ModelKey?
+        var parked: Bool
+    }
+
+    var held: [UInt64: Held] = [:]
+    var paused: Set<String> = []
+    var throttles: [ThrottleTable.Key: Instant] = [:]
+    var flags: [String: Instant] = [:]
+    var problems: [String] = []
+
+    /// Applies one step's effects in order, checking each grant.
+    mutating func apply(_ effects: [Effect], config: TurnstileConfig, now: Instant) {
+        for effect in effects {
+            switch effect {
+            case .leaseGranted(let lease):
+                check(lease.request, model: lease.model, fence: lease.fence, config: config, now: now)
+                held[lease.fence] = Held(request: lease.request, model: lease.model, parked: false)
+            case .leaseChanged(let lease):
+                guard let before = held[lease.fence] else {
+                    problems.append("change of unknown lease \(lease.fence)")
+                    continue
+                }
+                if before.parked && !lease.parked {
+                    held[lease.fence]!.parked = true
+                    check(lease.request, model: lease.model, fence: lease.fence, config: config, now: now)
+                }
+                held[lease.fence] = Held(request: lease.request, model: lease.model, parked: lease.parked)
+            case .leaseEnded(let lease, _):
+                if held.removeValue(forKey: lease.fence) == nil { problems.append("end of unknown lease \(lease.fence)") }
+            case .paused(let project): paused.insert(project)
+            case .resumed(let project): paused.remove(project)
+            case .throttled(let provider, let tenant, let ms):
+                throttles[.init(tenant: tenant, provider: provider)] = now.adding(milliseconds: ms)
+            default: break
+            }
+        }
+    }
+
+    /// What is in use, counted from the oracle's own leases.
+    func count(_ include: (Held) -> Bool) -> Int { held.values.filter { !$0.parked && include($0) }.count }
+
+    private mutating func check(_ request: AdmissionRequest, model: ModelKey?, fence: UInt64,
+                                config: TurnstileConfig, now: Instant) {
+        let limits = config.limits
+        func fail(_ what: String) { problems.append("grant of fence \(fence) broke \(what)") }
+        if count({ _ in true }) >= limits.global { fail("global") }
+        if let quota = limits.quota(of: request.mode), count({ $0.request.mode == request.mode }) >= quota { fail("mode") }
+        if let caps = config.projects.last(where: { $0.name == request.project }) {
+            if let max = caps.max, count({ $0.request.project == request.project }) >= max { fail("project") }
+            if request.mode == .mention, let max = caps.maxMention,
+               count({ $0.request.project == request.project && $0.request.mode == .mention }) >= max { fail("mention") }
+        }
+        if limits.fairness == .proportional, let quota = limits.quota(of: request.mode), limits.time + limits.issue > 0 {
+            let share = limits.global * quota / (limits.time + limits.issue)
+            if share > 0 && count({ $0.request.mode == request.mode }) >= share { fail("proportional") }
+        }
+        if let model {
+            let table = ModelTable(providers: config.providers, models: config.models)
+            if count({ $0.model == model }) >= table.limit(of: model) { fail("model \(model)") }
+            if let end = throttles[.init(tenant: request.tenant, provider: model.provider)], end > now { fail("model throttle") }
+            for key in [model.description, model.model] where (flags[key] ?? now) > now { fail("flag on \(key)") }
+        } else if request.model != nil {
+            fail("a model request granted without a model")
+        }
+        for provider in request.providers {
+            if let end = throttles[.init(tenant: request.tenant, provider: provider)], end > now { fail("throttle \(provider)") }
+        }
+        if request.project != Names.globalProject && paused.contains(request.project) { fail("pause") }
+        if let workspace = request.workspace,
+           held.contains(where: { $0.key != fence && $0.value.request.workspace == workspace }) { fail("workspace lock") }
+    }
+}
