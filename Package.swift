@@ -64,6 +64,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Load generator and in-process measurements (`make bench`); never part of `make test`.
+        .executableTarget(
+            name: "turnstile-bench",
+            dependencies: [
+                "TurnstileCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(
             name: "TurnstileCoreTests",
             dependencies: ["TurnstileCore"]

@@ -20,11 +20,26 @@ public struct ModelCandidate: Hashable, Sendable {
 /// The configured knowledge about models, indexed for the admission check: each pool's limit,
 /// tier and tool support, and the fallback candidates of a primary model.
 ///
-/// Built once per config (at start and on reload); lookups are dictionary reads.
+/// Built once per config (at start and on reload), with every configured pool's limit and
+/// traits and the capability fallback lists worked out in advance, so that an acquire costs
+/// dictionary reads, not catalog searches.
 public struct ModelTable: Sendable {
+    /// What the limiter needs of one pool.
+    struct PoolInfo: Sendable {
+        var limit: Int
+        var traits: ModelTraits
+    }
+
     private var byPool: [ModelKey: ModelConfig] = [:]
     private var byName: [String: ModelConfig] = [:]
+    private var known: [ModelKey: PoolInfo] = [:]
+    /// API providers' pools per tier, in config order (capability fallback).
+    private var apiPoolsByTier: [CostTier: [ModelKey]] = [:]
+    /// CLI providers' pools, in config order.
+    private var cliPools: [ModelKey] = []
     private let providers: [ProviderConfig]
+    /// Every pool the config names, in config order, for status and metrics.
+    public private(set) var configuredPools: [ModelKey] = []
 
     /// Indexes a config's `[[providers]]` and `[[models]]`.
     public init(providers: [ProviderConfig], models: [ModelConfig]) {
@@ -38,42 +53,50 @@ public struct ModelTable: Sendable {
                 byName[entry.name] = entry
             }
         }
+        var seen = Set<ModelKey>()
+        for provider in self.providers {
+            for model in provider.models {
+                let key = ModelKey(provider: provider.name, model: model)
+                guard seen.insert(key).inserted else { continue }
+                configuredPools.append(key)
+                let info = computeInfo(key)
+                known[key] = info
+                if provider.kind == .api {
+                    apiPoolsByTier[info.traits.tier, default: []].append(key)
+                } else {
+                    cliPools.append(key)
+                }
+            }
+        }
+        for key in byPool.keys.sorted() where seen.insert(key).inserted {
+            configuredPools.append(key)
+            known[key] = computeInfo(key)
+        }
     }
 
     /// Concurrency limit of a pool: its `provider/model` entry, else its bare-name entry, else
     /// the default of its tier.
     public func limit(of pool: ModelKey) -> Int {
-        if let limit = byPool[pool]?.concurrencyLimit { return limit }
-        if let limit = byName[pool.model]?.concurrencyLimit { return limit }
-        return traits(of: pool).tier.defaultConcurrencyLimit
+        known[pool]?.limit ?? computeInfo(pool).limit
     }
 
     /// Tier and tool support of a pool: config (pool entry, then bare entry), then catalog.
     public func traits(of pool: ModelKey) -> ModelTraits {
-        let catalog = ModelCatalog.traits(of: pool.model)
-        let poolEntry = byPool[pool]
-        let nameEntry = byName[pool.model]
-        return ModelTraits(
-            tier: poolEntry?.tier ?? nameEntry?.tier ?? catalog.tier,
-            tools: poolEntry?.tools ?? nameEntry?.tools ?? catalog.tools
-        )
+        known[pool]?.traits ?? computeInfo(pool).traits
     }
 
-    /// Every pool the config knows of (providers' models and `provider/model` entries), for
-    /// status and metrics.
-    public var configuredPools: [ModelKey] {
-        var seen = Set<ModelKey>()
-        var pools: [ModelKey] = []
-        for provider in providers {
-            for model in provider.models {
-                let key = ModelKey(provider: provider.name, model: model)
-                if seen.insert(key).inserted { pools.append(key) }
-            }
+    private func computeInfo(_ pool: ModelKey) -> PoolInfo {
+        let poolEntry = byPool[pool]
+        let nameEntry = byName[pool.model]
+        var traits = ModelTraits(tier: poolEntry?.tier ?? nameEntry?.tier ?? .standard,
+                                 tools: poolEntry?.tools ?? nameEntry?.tools ?? true)
+        if (poolEntry?.tier ?? nameEntry?.tier) == nil || (poolEntry?.tools ?? nameEntry?.tools) == nil {
+            let catalog = ModelCatalog.traits(of: pool.model)
+            traits = ModelTraits(tier: poolEntry?.tier ?? nameEntry?.tier ?? catalog.tier,
+                                 tools: poolEntry?.tools ?? nameEntry?.tools ?? catalog.tools)
         }
-        for key in byPool.keys.sorted() where seen.insert(key).inserted {
-            pools.append(key)
-        }
-        return pools
+        let limit = poolEntry?.concurrencyLimit ?? nameEntry?.concurrencyLimit ?? traits.tier.defaultConcurrencyLimit
+        return PoolInfo(limit: limit, traits: traits)
     }
 
     /// Resolves a bare model name (no provider) to the first configured provider offering it.
@@ -92,30 +115,20 @@ public struct ModelTable: Sendable {
     ///   - primary: the model asked for.
     ///   - chain: the acquire's own fallback list.
     public func candidates(primary: ModelKey, chain: [ModelKey]) -> [ModelCandidate] {
-        var seen: Set<ModelKey> = [primary]
         var result = [ModelCandidate(key: primary, route: .primary)]
         func offer(_ key: ModelKey, _ route: Route) {
-            if seen.insert(key).inserted { result.append(ModelCandidate(key: key, route: route)) }
+            if !result.contains(where: { $0.key == key }) { result.append(ModelCandidate(key: key, route: route)) }
         }
         for key in chain { offer(key, .chain) }
         let wanted = traits(of: primary)
         var tiers = [wanted.tier]
         if let cheaper = wanted.tier.cheaper { tiers.append(cheaper) }
         for tier in tiers {
-            for provider in providers where provider.kind == .api {
-                for model in provider.models {
-                    let key = ModelKey(provider: provider.name, model: model)
-                    let have = traits(of: key)
-                    if have.tier == tier && (!wanted.tools || have.tools) { offer(key, .capability) }
-                }
+            for key in apiPoolsByTier[tier] ?? [] where !wanted.tools || known[key]!.traits.tools {
+                offer(key, .capability)
             }
         }
-        for provider in providers where provider.kind == .cli {
-            for model in provider.models {
-                let key = ModelKey(provider: provider.name, model: model)
-                if !wanted.tools || traits(of: key).tools { offer(key, .cli) }
-            }
-        }
+        for key in cliPools where !wanted.tools || known[key]!.traits.tools { offer(key, .cli) }
         return result
     }
 }

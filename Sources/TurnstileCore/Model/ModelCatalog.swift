@@ -80,13 +80,13 @@ public enum ModelCatalog {
     public static func traits(of name: String) -> ModelTraits {
         let lowered = name.lowercased()
         if let exact = entries[lowered] { return exact }
-        var best: (length: Int, traits: ModelTraits)?
-        for (entry, traits) in entries where lowered.hasPrefix(entry) {
-            let boundary = lowered.utf8.dropFirst(entry.utf8.count).first
-            guard let boundary, [UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "@")].contains(boundary)
-            else { continue }
-            if best == nil || entry.utf8.count > best!.length { best = (entry.utf8.count, traits) }
+        // Try the prefixes ending just before each boundary, longest first: a few dictionary
+        // probes instead of a scan of the catalog.
+        let bytes = Array(lowered.utf8)
+        let boundaries: Set<UInt8> = [UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "@")]
+        for end in stride(from: bytes.count - 1, to: 0, by: -1) where boundaries.contains(bytes[end]) {
+            if let traits = entries[String(decoding: bytes[..<end], as: UTF8.self)] { return traits }
         }
-        return best?.traits ?? unknown
+        return unknown
     }
 }
