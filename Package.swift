@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // libuv from Debian's libuv1-dev, plus a few static inline helpers Swift's Glibc lacks.
@@ -42,6 +43,7 @@ let package = Package(
             dependencies: [
                 "CLibUV", "TurnstileCore", "TurnstileProtocol",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // A blocking client for the daemon's socket, used by the CLI and the tests.

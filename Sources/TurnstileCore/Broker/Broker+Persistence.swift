@@ -19,6 +19,21 @@ public struct BrokerSnapshot: Sendable, Equatable, Codable {
         public var tenant: String
         public var provider: String
         public var until: WallTime
+
+        public init(tenant: String, provider: String, until: WallTime) {
+            self.tenant = tenant
+            self.provider = provider
+            self.until = until
+        }
+    }
+
+    public init(fenceHighWater: UInt64, leases: [LeaseRecord], breaker: [String: CircuitBreaker.ProjectState],
+                throttles: [ThrottleRecord], telemetry: TelemetrySummary?) {
+        self.fenceHighWater = fenceHighWater
+        self.leases = leases
+        self.breaker = breaker
+        self.throttles = throttles
+        self.telemetry = telemetry
     }
 
     enum CodingKeys: String, CodingKey {

@@ -1,0 +1,73 @@
+/// Cuts a byte stream into lines (SPEC §3): `\n`-terminated, `\r\n` accepted, lines of only
+/// white space ignored, and no line longer than `lineBytesMax`.
+///
+/// Complete lines inside one read are handed out straight from the read buffer; only a line
+/// split across reads is copied, into the framer's own buffer.
+public struct LineFramer: Sendable {
+    /// Longest line accepted, without its terminator (64 KiB).
+    public static let lineBytesMax = 65_536
+
+    /// What happened to the bytes appended.
+    public enum Outcome: Equatable, Sendable {
+        /// All lines were delivered (or the handler asked to stop).
+        case ok
+        /// A line grew past the limit: the connection is answered `line_too_long` and closed.
+        case lineTooLong
+    }
+
+    private var partial: [UInt8] = []
+    private let lineBytesMax: Int
+
+    /// Creates a framer.
+    /// - Parameter lineBytesMax: the longest line accepted.
+    public init(lineBytesMax: Int = LineFramer.lineBytesMax) {
+        self.lineBytesMax = lineBytesMax
+    }
+
+    /// Bytes of an unfinished line held back.
+    public var pendingCount: Int { partial.count }
+
+    /// Feeds bytes and calls `onLine` for every complete line, without its terminator.
+    /// - Parameter onLine: returns false to stop delivering (the connection is closing).
+    public mutating func append(_ chunk: UnsafeBufferPointer<UInt8>,
+                                onLine: (UnsafeBufferPointer<UInt8>) -> Bool) -> Outcome {
+        var start = 0
+        while start < chunk.count {
+            guard let newline = chunk[start...].firstIndex(of: 0x0A) else {
+                // One byte of slack: the line may still end in "\r\n".
+                if partial.count + chunk.count - start > lineBytesMax + 1 { return .lineTooLong }
+                partial.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[start...]))
+                return .ok
+            }
+            let verdict: Verdict
+            if partial.isEmpty {
+                verdict = deliver(UnsafeBufferPointer(rebasing: chunk[start..<newline]), onLine)
+            } else {
+                partial.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[start..<newline]))
+                let line = partial
+                partial.removeAll(keepingCapacity: partial.capacity <= 4096)
+                verdict = line.withUnsafeBufferPointer { deliver($0, onLine) }
+            }
+            switch verdict {
+            case .next: start = newline + 1
+            case .stop: return .ok
+            case .tooLong: return .lineTooLong
+            }
+        }
+        return .ok
+    }
+
+    private enum Verdict {
+        case next, stop, tooLong
+    }
+
+    /// Strips one trailing `\r`, enforces the limit, skips blank lines.
+    private func deliver(_ line: UnsafeBufferPointer<UInt8>, _ onLine: (UnsafeBufferPointer<UInt8>) -> Bool) -> Verdict {
+        var end = line.count
+        if end > 0 && line[end - 1] == 0x0D { end -= 1 }
+        if end > lineBytesMax { return .tooLong }
+        let content = UnsafeBufferPointer(rebasing: line[..<end])
+        if content.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return .next }
+        return onLine(content) ? .next : .stop
+    }
+}

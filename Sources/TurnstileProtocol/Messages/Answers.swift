@@ -1,0 +1,184 @@
+import TurnstileCore
+
+/// Writers of answer and event lines (SPEC §3). Every line is one JSON object ending in `\n`;
+/// answers start with the echoed `id` (omitted when the request had none) and `ok`; events
+/// start with `event` and never carry `ok`.
+public enum Answers {
+    /// Opens a success answer: `{"id":…,"ok":true`. The caller adds fields and calls `close`.
+    public static func beginSuccess(_ w: inout JSONWriter, id: ArraySlice<UInt8>?) {
+        w.beginObject()
+        if let id {
+            w.key("id")
+            w.raw(id)
+        }
+        w.key("ok")
+        w.bool(true)
+    }
+
+    /// Closes an answer or event and ends its line.
+    public static func close(_ w: inout JSONWriter) {
+        w.endObject()
+        w.newline()
+    }
+
+    /// `{"id":…,"ok":true}`.
+    public static func success(_ w: inout JSONWriter, id: ArraySlice<UInt8>?) {
+        beginSuccess(&w, id: id)
+        close(&w)
+    }
+
+    /// A failure: `{"id":…,"ok":false,"error":code,"message":…}` plus `field` for
+    /// `bad_request`, and the refusal's `reason`, `limit`, `in_use`, `retry_after_ms`.
+    public static func failure(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, code: ErrorCode, message: String,
+                               field: String? = nil, refusal: Refusal? = nil) {
+        w.beginObject()
+        if let id {
+            w.key("id")
+            w.raw(id)
+        }
+        w.key("ok")
+        w.bool(false)
+        w.key("error")
+        w.string(code.rawValue)
+        w.key("message")
+        w.string(message)
+        if let field {
+            w.key("field")
+            w.string(field)
+        }
+        if let refusal { writeRefusal(&w, refusal) }
+        close(&w)
+    }
+
+    /// The fields of a refusal: `reason`, then `limit`, `in_use`, `retry_after_ms` where known.
+    public static func writeRefusal(_ w: inout JSONWriter, _ refusal: Refusal) {
+        w.key("reason")
+        w.string(refusal.reason.rawValue)
+        if let limit = refusal.limit {
+            w.key("limit")
+            w.int(limit)
+        }
+        if let inUse = refusal.inUse {
+            w.key("in_use")
+            w.int(inUse)
+        }
+        if let retry = refusal.retryAfterMilliseconds {
+            w.key("retry_after_ms")
+            w.int(retry)
+        }
+    }
+
+    /// A refusal as the answer of an acquire that did not wait: `unavailable`.
+    public static func refused(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, _ refusal: Refusal) {
+        failure(&w, id: id, code: .unavailable, message: refusal.detail, refusal: refusal)
+    }
+
+    /// A granted acquire or unpark: `lease`, `fence`, `ttl_ms`, `model`, `route`,
+    /// `waited_ms`, plus `project` and `mode` for the record.
+    public static func granted(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, _ lease: Lease) {
+        beginSuccess(&w, id: id)
+        w.key("lease")
+        w.string(lease.token.hex)
+        w.key("fence")
+        w.int(lease.fence)
+        w.key("ttl_ms")
+        w.int(lease.ttlMilliseconds)
+        w.key("model")
+        w.string(lease.model?.description)
+        w.key("route")
+        w.string(lease.route?.rawValue)
+        w.key("waited_ms")
+        w.int(lease.waitedMilliseconds)
+        w.key("project")
+        w.string(lease.request.project)
+        w.key("mode")
+        w.string(lease.request.mode.rawValue)
+        close(&w)
+    }
+
+    /// The event an `acquire` with `notify: true` gets when it has to wait.
+    public static func queued(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, position: Int, _ refusal: Refusal) {
+        w.beginObject()
+        w.key("event")
+        w.string("queued")
+        if let id {
+            w.key("id")
+            w.raw(id)
+        }
+        w.key("position")
+        w.int(position)
+        writeRefusal(&w, refusal)
+        close(&w)
+    }
+
+    /// An event to a lease's own connection (`expired`, `revoked`): it carries the token.
+    public static func leaseEvent(_ w: inout JSONWriter, name: String, _ lease: Lease) {
+        w.beginObject()
+        w.key("event")
+        w.string(name)
+        w.key("lease")
+        w.string(lease.token.hex)
+        w.key("fence")
+        w.int(lease.fence)
+        close(&w)
+    }
+
+    /// A `watch` event about a lease (`granted`, `released`, `expired`, `revoked`): never
+    /// the token.
+    public static func watchLease(_ w: inout JSONWriter, name: String, _ lease: Lease, cause: LeaseEndCause? = nil) {
+        w.beginObject()
+        w.key("event")
+        w.string(name)
+        w.key("fence")
+        w.int(lease.fence)
+        w.key("project")
+        w.string(lease.request.project)
+        w.key("mode")
+        w.string(lease.request.mode.rawValue)
+        w.key("model")
+        w.string(lease.model?.description)
+        w.key("holder")
+        w.string(lease.holder)
+        if let cause, cause != .released, name == "released" {
+            w.key("cause")
+            w.string(cause.rawValue)
+        }
+        close(&w)
+    }
+
+    /// A `watch` event about a project (`paused`, `resumed`).
+    public static func watchProject(_ w: inout JSONWriter, name: String, project: String) {
+        w.beginObject()
+        w.key("event")
+        w.string(name)
+        w.key("project")
+        w.string(project)
+        close(&w)
+    }
+
+    /// The `tripped` watch event.
+    public static func watchTripped(_ w: inout JSONWriter, project: String, failures: Int) {
+        w.beginObject()
+        w.key("event")
+        w.string("tripped")
+        w.key("project")
+        w.string(project)
+        w.key("failures")
+        w.int(failures)
+        close(&w)
+    }
+
+    /// The `throttled` watch event.
+    public static func watchThrottled(_ w: inout JSONWriter, provider: String, tenant: String, retryAfterMilliseconds: UInt64) {
+        w.beginObject()
+        w.key("event")
+        w.string("throttled")
+        w.key("provider")
+        w.string(provider)
+        w.key("tenant")
+        w.string(tenant)
+        w.key("retry_after_ms")
+        w.int(retryAfterMilliseconds)
+        close(&w)
+    }
+}

@@ -1,0 +1,42 @@
+/// The normative error codes of the wire protocol (SPEC §3). Clients branch on these, never
+/// on the human `message`.
+public enum ErrorCode: String, Sendable, CaseIterable {
+    /// The line is not JSON.
+    case badJSON = "bad_json"
+    /// The JSON is not a valid request; the answer names the `field`.
+    case badRequest = "bad_request"
+    /// The `op` is not one the daemon knows.
+    case unknownOp = "unknown_op"
+    /// The line is over 64 KiB; answered, then the connection is closed.
+    case lineTooLong = "line_too_long"
+    /// No live lease (or pending request) matches.
+    case notFound = "not_found"
+    /// The peer may not do this (or connect at all).
+    case forbidden
+    /// A limit blocks the permit now (`reason`, and `retry_after_ms` where known).
+    case unavailable
+    /// A wait ended without a grant (`reason` is the last one met).
+    case timeout
+    /// The client cancelled the wait.
+    case cancelled
+    /// The daemon is stopping.
+    case shuttingDown = "shutting_down"
+    /// A resource bound is reached (connections, pending requests, leases, waiters).
+    case tooMany = "too_many"
+    /// A reload found an invalid config; the running one is kept.
+    case badConfig = "bad_config"
+}
+
+/// The operations of the wire protocol (SPEC §3).
+public enum Op: String, Sendable, CaseIterable {
+    case hello, acquire, heartbeat, release, attach, cancel, status, pause, resume, report, throttle
+    case record, performance, usage, metrics, watch, reload, park, unpark, revoke
+
+    /// Ops reserved for the daemon's owner, root and `admin_uids` (SPEC §6).
+    public var isAdmin: Bool {
+        switch self {
+        case .pause, .resume, .throttle, .reload, .revoke: true
+        default: false
+        }
+    }
+}

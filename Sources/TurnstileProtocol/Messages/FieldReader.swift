@@ -1,0 +1,123 @@
+import TurnstileCore
+
+/// Typed reads of a request's fields, each failure a `bad_request` naming the field. An
+/// absent field and a `null` one are the same: absent.
+struct FieldReader {
+    let object: JSONObject
+
+    func value(_ field: String) -> JSONValue? {
+        guard let value = object[field], !value.isNull else { return nil }
+        return value
+    }
+
+    func fail(_ field: String, _ message: String) -> RequestError {
+        RequestError(.badRequest, field: field, message)
+    }
+
+    func string(_ field: String) throws(RequestError) -> String? {
+        guard let value = value(field) else { return nil }
+        guard let text = value.stringValue else { throw fail(field, "\(field) must be a string, not \(value.typeName)") }
+        return text
+    }
+
+    func requiredString(_ field: String) throws(RequestError) -> String {
+        guard let text = try string(field) else { throw fail(field, "\(field) is required") }
+        return text
+    }
+
+    /// A bounded, control-free label (holder, agent, tenant, provider, session).
+    func label(_ field: String) throws(RequestError) -> String? {
+        guard let text = try string(field) else { return nil }
+        if let problem = Names.labelProblem(text, what: field) { throw fail(field, problem) }
+        return text
+    }
+
+    func requiredLabel(_ field: String) throws(RequestError) -> String {
+        guard let text = try label(field) else { throw fail(field, "\(field) is required") }
+        return text
+    }
+
+    func bool(_ field: String) throws(RequestError) -> Bool? {
+        guard let value = value(field) else { return nil }
+        guard let flag = value.boolValue else { throw fail(field, "\(field) must be true or false, not \(value.typeName)") }
+        return flag
+    }
+
+    func requiredBool(_ field: String) throws(RequestError) -> Bool {
+        guard let flag = try bool(field) else { throw fail(field, "\(field) is required") }
+        return flag
+    }
+
+    /// A whole number within `range`.
+    func integer(_ field: String, in range: ClosedRange<Int64>) throws(RequestError) -> Int64? {
+        guard let value = value(field) else { return nil }
+        guard let number = value.numberValue else { throw fail(field, "\(field) must be a number, not \(value.typeName)") }
+        guard let int = number.int64 else { throw fail(field, "\(field) must be a whole number (got \(number.text))") }
+        guard range.contains(int) else {
+            throw fail(field, "\(field) must be from \(range.lowerBound) to \(range.upperBound) (got \(int))")
+        }
+        return int
+    }
+
+    /// A non-negative whole number up to 2^53 (JSON's exact integers); larger means "forever".
+    func milliseconds(_ field: String) throws(RequestError) -> UInt64? {
+        guard let value = value(field) else { return nil }
+        guard let number = value.numberValue else { throw fail(field, "\(field) must be a number, not \(value.typeName)") }
+        if let int = number.uint64 { return int }
+        if number.int64 != nil { throw fail(field, "\(field) must not be negative (got \(number.text))") }
+        if let double = number.double, double.rounded() == double, double >= 0 { return UInt64.max }
+        throw fail(field, "\(field) must be a whole number of milliseconds (got \(number.text))")
+    }
+
+    func double(_ field: String) throws(RequestError) -> Double? {
+        guard let value = value(field) else { return nil }
+        guard let number = value.numberValue?.double, number.isFinite else {
+            throw fail(field, "\(field) must be a number, not \(value.typeName)")
+        }
+        return number
+    }
+
+    /// A lease token: 32 hex digits.
+    func token(_ field: String) throws(RequestError) -> LeaseToken? {
+        guard let text = try string(field) else { return nil }
+        guard let token = LeaseToken(hex: text) else { throw fail(field, "\(field) is not a lease token (32 hex digits)") }
+        return token
+    }
+
+    func requiredToken(_ field: String) throws(RequestError) -> LeaseToken {
+        guard let token = try token(field) else { throw fail(field, "\(field) is required") }
+        return token
+    }
+
+    /// A list given as an array of strings or a comma-separated string.
+    func list(_ field: String) throws(RequestError) -> [String]? {
+        guard let value = value(field) else { return nil }
+        if let text = value.stringValue {
+            return text.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
+        }
+        guard let array = value.arrayValue else {
+            throw fail(field, "\(field) must be an array of strings or a comma-separated string")
+        }
+        return array.compactMap(\.stringValue)
+    }
+
+    /// A project name (the pause directory's file names), defaulting to `__global__`.
+    func project(_ field: String = "project", required: Bool = false) throws(RequestError) -> String {
+        guard let name = try string(field) else {
+            if required { throw fail(field, "\(field) is required") }
+            return Names.globalProject
+        }
+        if let problem = Names.projectNameProblem(name) { throw fail(field, problem) }
+        return name
+    }
+}
+
+extension String {
+    /// Without leading and trailing spaces and tabs.
+    var trimmed: String {
+        var slice = Substring(self)
+        while slice.first == " " || slice.first == "\t" { slice.removeFirst() }
+        while slice.last == " " || slice.last == "\t" { slice.removeLast() }
+        return String(slice)
+    }
+}

@@ -1,0 +1,138 @@
+import TurnstileCore
+
+/// Turns a parsed JSON object into a `Request`, checking every field's type and range. The
+/// daemon answers its errors as they are: `unknown_op`, or `bad_request` with the `field`.
+public enum RequestDecoder {
+    /// Decodes a request.
+    /// - Parameters:
+    ///   - object: the parsed line.
+    ///   - resolveModel: maps a bare model name (no provider) to a pool, or nil if unknown.
+    public static func decode(_ object: JSONObject,
+                              resolveModel: (String) -> ModelKey? = { _ in nil }) throws(RequestError) -> Request {
+        let fields = FieldReader(object: object)
+        guard let opValue = object["op"] else { throw RequestError(.badRequest, field: "op", "op is required") }
+        guard let opName = opValue.stringValue else {
+            throw RequestError(.badRequest, field: "op", "op must be a string, not \(opValue.typeName)")
+        }
+        guard let op = Op(rawValue: opName) else {
+            throw RequestError(.unknownOp, "unknown op \"\(opName)\" (known: \(Op.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        switch op {
+        case .hello: return .hello(client: try fields.label("client"))
+        case .acquire: return try decodeAcquire(fields, resolveModel: resolveModel)
+        case .heartbeat: return try decodeHeartbeat(fields)
+        case .release: return .release(try fields.requiredToken("lease"))
+        case .attach:
+            return .attach(try fields.requiredToken("lease"),
+                           pid: try fields.integer("pid", in: 1...Int64(Int32.max)).map { Int32($0) })
+        case .cancel:
+            guard let target = fields.value("target"), target.isScalar else {
+                throw RequestError(.badRequest, field: "target", "target must be the id of a pending acquire")
+            }
+            return .cancel(target: RequestKey(target))
+        case .status: return .status
+        case .pause: return .pause(project: try fields.project(required: true))
+        case .resume: return .resume(project: try fields.project(required: true))
+        case .report:
+            return .report(project: try fields.project(required: true), agent: try fields.requiredLabel("agent"),
+                           success: try fields.requiredBool("success"))
+        case .throttle: return try decodeThrottle(fields)
+        case .record: return .record(try TelemetryFields.decodeRecord(fields))
+        case .performance: return .performance(model: try fields.label("model"))
+        case .usage: return .usage(session: try fields.requiredLabel("session_id"))
+        case .metrics: return .metrics
+        case .watch: return .watch
+        case .reload: return .reload
+        case .park: return .park(try fields.requiredToken("lease"))
+        case .unpark:
+            return .unpark(try fields.requiredToken("lease"), waitMilliseconds: try fields.milliseconds("wait_ms") ?? 0,
+                           notify: try fields.bool("notify") ?? false)
+        case .revoke:
+            if let fence = try fields.integer("fence", in: 1...Int64.max) { return .revoke(.fence(UInt64(fence))) }
+            guard let token = try fields.token("lease") else {
+                throw RequestError(.badRequest, field: "lease", "revoke needs a lease token or a fence")
+            }
+            return .revoke(.token(token))
+        }
+    }
+
+    private static func decodeAcquire(_ fields: FieldReader,
+                                      resolveModel: (String) -> ModelKey?) throws(RequestError) -> Request {
+        var mode = Mode.any
+        if let name = try fields.string("mode") {
+            guard let parsed = Mode(rawValue: name) else {
+                throw fields.fail("mode", "mode must be time, issue, mention or any (got \(name))")
+            }
+            mode = parsed
+        }
+        var model: ModelKey?
+        if let text = try fields.label("model") {
+            if text.contains("/") {
+                guard let key = ModelKey(parsing: text) else { throw fields.fail("model", "model must be provider/model") }
+                model = key
+            } else {
+                guard let key = resolveModel(text.trimmed) else {
+                    throw fields.fail("model", "model \(text) names no provider and no configured provider offers it; use provider/model")
+                }
+                model = key
+            }
+        }
+        var providers: [String] = []
+        for name in try fields.list("providers") ?? [] {
+            if let problem = Names.labelProblem(name, what: "provider") { throw fields.fail("providers", problem) }
+            providers.append(name)
+        }
+        var workspace: String?
+        if let path = try fields.string("workspace") {
+            guard let normalised = Names.normaliseWorkspace(path) else {
+                throw fields.fail("workspace", "workspace must be a path (non-empty, no NUL, at most \(Names.workspaceBytesMax) bytes)")
+            }
+            workspace = normalised
+        }
+        let ttlRange = AcquireRequest.ttlRange
+        let ttl = try fields.integer("ttl_ms", in: Int64(ttlRange.lowerBound)...Int64(ttlRange.upperBound))
+        let admission = AdmissionRequest(
+            project: try fields.project(), mode: mode, model: model,
+            fallback: ModelKey.parseChain(try fields.list("fallback") ?? []), providers: providers,
+            workspace: workspace, tenant: try fields.label("tenant") ?? "local",
+            priority: Int(try fields.integer("priority", in: -1_000_000...1_000_000) ?? 0))
+        let request = AcquireRequest(
+            admission, waitMilliseconds: try fields.milliseconds("wait_ms") ?? 0,
+            ttlMilliseconds: ttl.map { UInt64($0) }, detach: try fields.bool("detach") ?? false,
+            pid: try fields.integer("pid", in: 1...Int64(Int32.max)).map { Int32($0) },
+            holder: try fields.label("holder"))
+        return .acquire(request, notify: try fields.bool("notify") ?? false)
+    }
+
+    private static func decodeHeartbeat(_ fields: FieldReader) throws(RequestError) -> Request {
+        if let single = try fields.token("lease") { return .heartbeat([.token(single)], multiple: false) }
+        guard let value = fields.value("leases") else {
+            throw fields.fail("lease", "heartbeat needs lease (a token) or leases (an array of tokens)")
+        }
+        guard let array = value.arrayValue else { throw fields.fail("leases", "leases must be an array of tokens") }
+        if array.count > 4096 { throw RequestError(.tooMany, field: "leases", "at most 4096 leases per heartbeat") }
+        let tokens = array.map { element -> TokenArgument in
+            guard let text = element.stringValue, let token = LeaseToken(hex: text) else {
+                return .invalid("not a lease token (32 hex digits)")
+            }
+            return .token(token)
+        }
+        return .heartbeat(tokens, multiple: true)
+    }
+
+    private static func decodeThrottle(_ fields: FieldReader) throws(RequestError) -> Request {
+        let provider = try fields.requiredLabel("provider")
+        let tenant = try fields.label("tenant") ?? "local"
+        if let ms = try fields.integer("retry_after_ms", in: 0...Int64(RetryAfter.millisecondsMax)) {
+            return .throttle(provider: provider, tenant: tenant, retryAfter: .milliseconds(UInt64(ms)))
+        }
+        guard let header = fields.value("retry_after") else {
+            throw fields.fail("retry_after_ms", "throttle needs retry_after_ms (or retry_after, the provider's Retry-After)")
+        }
+        switch header {
+        case .string(let text): return .throttle(provider: provider, tenant: tenant, retryAfter: .header(text))
+        case .number(let number): return .throttle(provider: provider, tenant: tenant, retryAfter: .header(number.text))
+        default: throw fields.fail("retry_after", "retry_after must be seconds or an HTTP date")
+        }
+    }
+}

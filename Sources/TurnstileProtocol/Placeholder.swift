@@ -1,1 +1,0 @@
-// TurnstileProtocol: filled in by the daemon work.

@@ -1,0 +1,79 @@
+import CLibUV
+import TurnstileCore
+import TurnstileProtocol
+
+/// One client connection: its libuv pipe, who is at the other end, the bytes coming in and
+/// going out, and the requests it is waiting on.
+///
+/// Memory: the pipe is allocated here and freed in the close callback; libuv's `data` on it
+/// points at this object unretained, and the server's `connections` table keeps it alive
+/// until the close callback removes it.
+final class Connection {
+    /// The broker's name for this connection.
+    let id: ClientID
+    /// The libuv handle.
+    let pipe: UnsafeMutablePointer<uv_pipe_t>
+    /// Peer credentials from SO_PEERCRED.
+    var uid: UInt32 = UInt32.max
+    var gid: UInt32 = UInt32.max
+    var pid: Int32 = 0
+    /// Whether the peer may use the admin ops.
+    var isAdmin = false
+    /// Splits incoming bytes into lines.
+    var framer = LineFramer()
+    /// Answer bytes not yet handed to the kernel.
+    var output: [UInt8] = []
+    /// Bytes handed to `uv_write` and not yet confirmed.
+    var bytesInFlight = 0
+    /// Whether a `uv_write` is outstanding (at most one at a time).
+    var writing = false
+    /// Whether it is listed for the next flush.
+    var queuedForFlush = false
+    /// Waiting acquires and unparks: the daemon's request serial → the echoed id.
+    var pending: [UInt64: PendingRequest] = [:]
+    /// Pending requests by their id's key, for `cancel`.
+    var pendingByKey: [RequestKey: UInt64] = [:]
+    /// Next request serial.
+    var nextRequestSerial: UInt64 = 1
+    /// Whether it asked for `watch` events.
+    var watching = false
+    /// The peer closed its sending side: answer what is pending, then close.
+    var inputClosed = false
+    /// Being closed: no more reads or answers.
+    var closing = false
+
+    /// A request answered later.
+    struct PendingRequest {
+        /// The raw `id` to echo.
+        var id: [UInt8]?
+        /// Its key, for `cancel`.
+        var key: RequestKey?
+    }
+
+    init(id: ClientID) {
+        self.id = id
+        pipe = .allocate(capacity: 1)
+    }
+
+    /// The pipe as a stream.
+    var stream: UnsafeMutablePointer<uv_stream_t> { UVHandle.stream(pipe) }
+
+    /// Bytes this connection makes the daemon hold for it.
+    var bufferedBytes: Int { output.count + bytesInFlight }
+
+    /// Registers a request that will be answered later.
+    func remember(id rawID: ArraySlice<UInt8>?, key: RequestKey?) -> Ticket {
+        let serial = nextRequestSerial
+        nextRequestSerial += 1
+        pending[serial] = PendingRequest(id: rawID.map(Array.init), key: key)
+        if let key { pendingByKey[key] = serial }
+        return Ticket(client: id, request: serial)
+    }
+
+    /// Forgets a pending request when it is answered.
+    func forget(_ serial: UInt64) -> PendingRequest? {
+        guard let request = pending.removeValue(forKey: serial) else { return nil }
+        if let key = request.key, pendingByKey[key] == serial { pendingByKey[key] = nil }
+        return request
+    }
+}

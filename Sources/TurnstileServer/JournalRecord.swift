@@ -1,0 +1,138 @@
+import Foundation
+import TurnstileCore
+import TurnstileProtocol
+
+/// One line of the journal: a change to the saved state since the last snapshot. Written by
+/// hand with `JSONWriter` (it is on the grant path), read back with `JSONDecoder` (only at
+/// start), in the same shapes as the core's `Codable` types.
+enum JournalRecord: Decodable, Equatable {
+    case grant(LeaseRecord)
+    case change(LeaseRecord)
+    case end(fence: UInt64)
+    case breaker(project: String, state: CircuitBreaker.ProjectState)
+    case throttle(BrokerSnapshot.ThrottleRecord)
+    case record(CompletionEvent)
+
+    private enum Keys: String, CodingKey {
+        case t, lease, fence, project, failures, tripped, tenant, provider, until, event
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        switch try c.decode(String.self, forKey: .t) {
+        case "grant": self = .grant(try c.decode(LeaseRecord.self, forKey: .lease))
+        case "change": self = .change(try c.decode(LeaseRecord.self, forKey: .lease))
+        case "end": self = .end(fence: try c.decode(UInt64.self, forKey: .fence))
+        case "breaker":
+            self = .breaker(project: try c.decode(String.self, forKey: .project),
+                            state: .init(failures: try c.decode(Int.self, forKey: .failures),
+                                         tripped: try c.decode(Bool.self, forKey: .tripped)))
+        case "throttle":
+            self = .throttle(.init(tenant: try c.decode(String.self, forKey: .tenant),
+                                   provider: try c.decode(String.self, forKey: .provider),
+                                   until: try c.decode(WallTime.self, forKey: .until)))
+        case "record": self = .record(try c.decode(CompletionEvent.self, forKey: .event))
+        case let other:
+            throw DecodingError.dataCorruptedError(forKey: .t, in: c, debugDescription: "unknown record \(other)")
+        }
+    }
+
+    /// Writes a lease record (`grant` or `change`).
+    static func writeLease(_ w: inout JSONWriter, kind: StaticString, _ lease: Lease) {
+        w.beginObject()
+        w.key("t"); w.string("\(kind)")
+        w.key("lease")
+        w.beginObject()
+        w.key("token"); w.string(lease.token.hex)
+        w.key("fence"); w.int(lease.fence)
+        w.key("request")
+        writeRequest(&w, lease.request)
+        if let model = lease.model { w.key("model"); w.string(model.description) }
+        if let route = lease.route { w.key("route"); w.string(route.rawValue) }
+        if let holder = lease.holder { w.key("holder"); w.string(holder) }
+        if let pid = lease.pid { w.key("pid"); w.int(pid) }
+        w.key("ttl_ms"); w.int(lease.ttlMilliseconds)
+        w.key("parked"); w.bool(lease.parked)
+        w.endObject()
+        w.endObject()
+        w.newline()
+    }
+
+    private static func writeRequest(_ w: inout JSONWriter, _ request: AdmissionRequest) {
+        w.beginObject()
+        w.key("project"); w.string(request.project)
+        w.key("mode"); w.string(request.mode.rawValue)
+        if let model = request.model { w.key("model"); w.string(model.description) }
+        w.key("fallback")
+        w.beginArray()
+        for key in request.fallback { w.string(key.description) }
+        w.endArray()
+        w.key("providers")
+        w.beginArray()
+        for provider in request.providers { w.string(provider) }
+        w.endArray()
+        if let workspace = request.workspace { w.key("workspace"); w.string(workspace) }
+        w.key("tenant"); w.string(request.tenant)
+        w.key("priority"); w.int(request.priority)
+        w.endObject()
+    }
+
+    /// Writes an `end` record.
+    static func writeEnd(_ w: inout JSONWriter, fence: UInt64) {
+        w.beginObject()
+        w.key("t"); w.string("end")
+        w.key("fence"); w.int(fence)
+        w.endObject()
+        w.newline()
+    }
+
+    /// Writes a `breaker` record.
+    static func writeBreaker(_ w: inout JSONWriter, project: String, state: CircuitBreaker.ProjectState) {
+        w.beginObject()
+        w.key("t"); w.string("breaker")
+        w.key("project"); w.string(project)
+        w.key("failures"); w.int(state.failures)
+        w.key("tripped"); w.bool(state.tripped)
+        w.endObject()
+        w.newline()
+    }
+
+    /// Writes a `throttle` record.
+    static func writeThrottle(_ w: inout JSONWriter, tenant: String, provider: String, until: WallTime) {
+        w.beginObject()
+        w.key("t"); w.string("throttle")
+        w.key("tenant"); w.string(tenant)
+        w.key("provider"); w.string(provider)
+        w.key("until"); w.int(until.unixMilliseconds)
+        w.endObject()
+        w.newline()
+    }
+
+    /// Writes a `record` (telemetry event) record.
+    static func writeEvent(_ w: inout JSONWriter, _ event: CompletionEvent) {
+        w.beginObject()
+        w.key("t"); w.string("record")
+        w.key("event")
+        w.beginObject()
+        w.key("model"); w.string(event.model)
+        if let session = event.sessionID { w.key("session_id"); w.string(session) }
+        w.key("completed_at"); w.int(event.completedAt.unixMilliseconds)
+        w.key("latency_ms"); w.int(event.latencyMilliseconds)
+        w.key("success"); w.bool(event.success)
+        w.key("tokens")
+        w.beginObject()
+        w.key("total"); w.int(event.tokens.total)
+        w.key("input"); w.int(event.tokens.input)
+        w.key("output"); w.int(event.tokens.output)
+        w.key("reasoning"); w.int(event.tokens.reasoning)
+        w.key("cache_read"); w.int(event.tokens.cacheRead)
+        w.key("cache_write"); w.int(event.tokens.cacheWrite)
+        w.endObject()
+        w.key("cost_usd"); w.double(event.costUSD)
+        if let error = event.error { w.key("error"); w.string(error) }
+        if let status = event.status { w.key("status"); w.int(status) }
+        w.endObject()
+        w.endObject()
+        w.newline()
+    }
+}

@@ -1,0 +1,64 @@
+import Prometheus
+import TurnstileCore
+import TurnstileProtocol
+
+/// The `metrics` answer: the status as Prometheus text (tandem's set, plus per-dimension use
+/// and limits, expiries and reclaims), rendered by swift-prometheus from a registry built
+/// afresh for each scrape.
+enum MetricsText {
+    static func render(_ status: BrokerStatus, server: ServerInfo) -> String {
+        let registry = PrometheusCollectorRegistry()
+        func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "turnstile", metricName: name, unitName: "", helpText: help)
+        }
+        func gauge(_ name: String, _ help: String, _ value: Int, _ labels: [(String, String)] = []) {
+            registry.makeGauge(descriptor: describe(name, help), labels: labels).set(Double(value))
+        }
+        func counter(_ name: String, _ help: String, _ value: UInt64) {
+            registry.makeCounter(descriptor: describe(name, help), labels: []).increment(by: Int64(clamping: value))
+        }
+        gauge("active_leases", "Permits held now.", status.global.inUse)
+        gauge("global_limit", "The global permit limit.", status.global.limit)
+        gauge("waiting", "Requests waiting for a permit.", status.global.waiting)
+        for reason in BlockReason.allCases {
+            gauge("queued", "Waiting requests by the reason that blocks them now.",
+                  status.queuedByReason[reason] ?? 0, [("reason", reason.rawValue)])
+        }
+        for mode in status.modes {
+            gauge("mode_in_use", "Permits held per mode.", mode.inUse, [("mode", mode.mode.rawValue)])
+            if let limit = mode.limit { gauge("mode_limit", "Quota per mode.", limit, [("mode", mode.mode.rawValue)]) }
+        }
+        for project in status.projects {
+            gauge("project_in_use", "Permits held per project.", project.inUse, [("project", project.name)])
+            if let limit = project.limit { gauge("project_limit", "Cap per project.", limit, [("project", project.name)]) }
+            gauge("project_paused", "1 while a project is paused.", project.paused ? 1 : 0, [("project", project.name)])
+            gauge("project_failures", "Consecutive project-meta failures.", project.failures, [("project", project.name)])
+        }
+        for model in status.models {
+            let labels = [("model", model.model.description)]
+            gauge("model_in_use", "Permits held per model pool.", model.inUse, labels)
+            gauge("model_limit", "Concurrency limit per model pool.", model.limit, labels)
+            gauge("model_subscription_limited", "1 while a pool is flagged subscription-limited.",
+                  model.limitedForMilliseconds == nil ? 0 : 1, labels)
+        }
+        gauge("workspaces_locked", "Workspace locks held.", status.workspaces.count)
+        gauge("throttles_active", "Provider throttles in force.", status.throttles.count)
+        let metrics = status.metrics
+        counter("admitted_total", "Leases granted.", metrics.admittedTotal)
+        counter("completed_total", "Leases ended, whatever the cause.", metrics.completedTotal)
+        counter("released_total", "Leases released by their holder.", metrics.releasedTotal)
+        counter("expired_total", "Leases expired without a heartbeat.", metrics.expiredTotal)
+        counter("reclaimed_total", "Leases taken back after a disconnect or a process death.", metrics.reclaimedTotal)
+        counter("revoked_total", "Leases revoked by an administrator.", metrics.revokedTotal)
+        counter("refused_total", "Acquires refused at once.", metrics.refusedTotal)
+        counter("timed_out_total", "Waits that timed out.", metrics.timedOutTotal)
+        gauge("wait_avg_ms", "Mean wait of the last 1000 grants (immediate grants count as 0).",
+              Int(metrics.averageWaitMilliseconds))
+        gauge("wait_p95_ms", "95th percentile wait of the last 1000 grants.", Int(metrics.p95WaitMilliseconds))
+        gauge("connections", "Open client connections.", server.connections)
+        gauge("uptime_seconds", "Seconds since the daemon started.", Int(server.uptimeMilliseconds / 1000))
+        var bytes: [UInt8] = []
+        registry.emit(into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,1 +1,0 @@
-// TurnstileServer: filled in by the daemon work.

@@ -1,0 +1,252 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibUV
+import TurnstileCore
+import TurnstileProtocol
+
+/// Owns a `uv_write_t` and the bytes it writes until libuv is done with them.
+final class WriteRequest {
+    let request: UnsafeMutablePointer<uv_write_t> = .allocate(capacity: 1)
+    var bytes: [UInt8]
+    weak var connection: Connection?
+
+    init(bytes: [UInt8], connection: Connection) {
+        self.bytes = bytes
+        self.connection = connection
+    }
+
+    deinit { request.deallocate() }
+}
+
+extension Server {
+    /// Accepts a connection, checks who it is (SO_PEERCRED), and starts reading.
+    func accept(from listener: UnsafeMutablePointer<uv_stream_t>, status: Int32) {
+        guard status >= 0 else {
+            logger.warning("accept failed", metadata: ["error": "\(uvErrorText(status))"])
+            return
+        }
+        let connection = Connection(id: ClientID(nextClientSerial))
+        nextClientSerial += 1
+        uv_pipe_init(loop, connection.pipe, 0)
+        uv_handle_set_data(UVHandle.handle(connection.pipe), Unmanaged.passUnretained(connection).toOpaque())
+        connections[connection.id] = connection
+        guard uv_accept(listener, connection.stream) == 0 else {
+            closeNow(connection)
+            return
+        }
+        var fd: uv_os_fd_t = -1
+        uv_fileno(UVHandle.handle(connection.pipe), &fd)
+        var uid: UInt32 = 0, gid: UInt32 = 0, pid: Int32 = 0
+        if turnstile_peer_credentials(fd, &uid, &gid, &pid) == 0 {
+            (connection.uid, connection.gid, connection.pid) = (uid, gid, pid)
+        }
+        let access = settings.config.access
+        let owner = getuid()
+        connection.isAdmin = uid == owner || uid == 0 || access.adminUIDs.contains(uid)
+        let allowed = connection.isAdmin || access.allowUIDs.contains(uid) || access.allowGIDs.contains(gid)
+        if !allowed {
+            logger.warning("refused a connection", metadata: ["uid": "\(uid)", "gid": "\(gid)", "pid": "\(pid)"])
+            refuse(connection, code: .forbidden, message: "uid \(uid) may not connect to this turnstiled")
+            return
+        }
+        if connections.count > settings.config.server.maxConnections {
+            logger.warning("too many connections", metadata: ["limit": "\(settings.config.server.maxConnections)"])
+            refuse(connection, code: .tooMany, message: "too many connections (limit \(settings.config.server.maxConnections))")
+            return
+        }
+        uv_read_start(connection.stream, onAllocate, onRead)
+    }
+
+    /// Answers one error line and closes.
+    private func refuse(_ connection: Connection, code: ErrorCode, message: String) {
+        var w = JSONWriter()
+        Answers.failure(&w, id: nil, code: code, message: message)
+        connection.output = w.bytes
+        closeAfterFlush(connection)
+    }
+
+    /// Bytes arrived: frame them into lines and handle each.
+    func received(_ bytes: UnsafeBufferPointer<UInt8>, on connection: Connection) {
+        guard !connection.closing else { return }
+        let outcome = connection.framer.append(bytes) { line in
+            handleLine(line, on: connection)
+            return !connection.closing
+        }
+        if outcome == .lineTooLong, !connection.closing {
+            send(to: connection) { w in
+                Answers.failure(&w, id: nil, code: .lineTooLong,
+                                message: "line longer than \(LineFramer.lineBytesMax) bytes; closing the connection")
+            }
+            closeAfterFlush(connection)
+        }
+    }
+
+    /// The peer stopped sending (EOF) or the connection failed.
+    func inputEnded(on connection: Connection, code: Int32) {
+        uv_read_stop(connection.stream)
+        guard code == Int32(UV_EOF.rawValue), !connection.pending.isEmpty else {
+            // EOF with nothing pending, or an error: the client is gone (or will read only
+            // what is already queued).
+            if code == Int32(UV_EOF.rawValue) { closeAfterFlush(connection) } else { closeNow(connection) }
+            return
+        }
+        // Half-closed with requests still waiting (`echo … | socat`): answer them, then close.
+        connection.inputClosed = true
+    }
+
+    /// Queues an answer or event for a connection (flushed at the end of the iteration).
+    func send(to connection: Connection, _ write: (inout JSONWriter) -> Void) {
+        guard !connection.closing else { return }
+        var buffer: [UInt8] = []
+        swap(&buffer, &connection.output)
+        var writer = JSONWriter(reusing: buffer)
+        write(&writer)
+        connection.output = writer.bytes
+        if connection.bufferedBytes > settings.config.server.maxOutputBytes {
+            logger.warning("cutting off a client that does not read its answers",
+                           metadata: ["client": "\(connection.id)", "pid": "\(connection.pid)",
+                                      "buffered": "\(connection.bufferedBytes)"])
+            connection.output = []
+            closeNow(connection)
+            return
+        }
+        scheduleFlush(connection)
+    }
+
+    func scheduleFlush(_ connection: Connection) {
+        if !connection.queuedForFlush {
+            connection.queuedForFlush = true
+            flushQueue.append(connection)
+        }
+    }
+
+    /// Hands queued bytes to the kernel: `uv_try_write` first, the rest to one `uv_write`.
+    func flush(_ connection: Connection) {
+        connection.queuedForFlush = false
+        guard !connection.writing, !connection.output.isEmpty, uv_is_closing(UVHandle.handle(connection.pipe)) == 0 else {
+            finishClosingIfFlushed(connection)
+            return
+        }
+        let written: Int32 = connection.output.withUnsafeMutableBytes { bytes in
+            var buffer = uv_buf_init(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(bytes.count))
+            return uv_try_write(connection.stream, &buffer, 1)
+        }
+        if written == Int32(connection.output.count) {
+            connection.output.removeAll(keepingCapacity: connection.output.capacity <= 65_536)
+            finishClosingIfFlushed(connection)
+            return
+        }
+        guard written >= 0 || written == Int32(UV_EAGAIN.rawValue) else {
+            connection.output = []
+            closeNow(connection)
+            return
+        }
+        let rest = Array(connection.output[Int(max(written, 0))...])
+        connection.output.removeAll(keepingCapacity: true)
+        let write = WriteRequest(bytes: rest, connection: connection)
+        write.request.pointee.data = Unmanaged.passRetained(write).toOpaque()
+        connection.writing = true
+        connection.bytesInFlight = rest.count
+        let status: Int32 = write.bytes.withUnsafeMutableBytes { bytes in
+            var buffer = uv_buf_init(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(bytes.count))
+            return uv_write(write.request, connection.stream, &buffer, 1, onWriteDone)
+        }
+        if status < 0 {
+            Unmanaged<WriteRequest>.fromOpaque(write.request.pointee.data).release()
+            connection.writing = false
+            connection.bytesInFlight = 0
+            closeNow(connection)
+        }
+    }
+
+    /// A queued write finished.
+    func writeFinished(on connection: Connection, status: Int32) {
+        connection.writing = false
+        connection.bytesInFlight = 0
+        guard status >= 0 else {
+            closeNow(connection)
+            return
+        }
+        flush(connection)
+    }
+
+    /// Flushes every queued connection.
+    func flushAll() {
+        while !flushQueue.isEmpty {
+            let queue = flushQueue
+            flushQueue.removeAll(keepingCapacity: true)
+            for connection in queue { flush(connection) }
+        }
+    }
+
+    /// Closes at once: its bound leases are released and its waiters dropped.
+    func closeNow(_ connection: Connection) {
+        guard uv_is_closing(UVHandle.handle(connection.pipe)) == 0 else { return }
+        let wasOpen = !connection.closing
+        connection.closing = true
+        watchers[connection.id] = nil
+        uv_close(UVHandle.handle(connection.pipe), onConnectionClosed)
+        if wasOpen { releaseHoldings(of: connection) }
+    }
+
+    /// Stops reading and closes once the queued answers are written.
+    func closeAfterFlush(_ connection: Connection) {
+        guard !connection.closing else { return }
+        connection.closing = true
+        watchers[connection.id] = nil
+        uv_read_stop(connection.stream)
+        releaseHoldings(of: connection)
+        scheduleFlush(connection)
+    }
+
+    /// Tells the broker the connection is gone (unless the daemon is stopping: then its
+    /// leases are saved and restored, not released).
+    private func releaseHoldings(of connection: Connection) {
+        guard !stopping else { return }
+        connection.pending.removeAll()
+        connection.pendingByKey.removeAll()
+        broker.disconnect(connection.id, now: now)
+        processEffects()
+    }
+
+    /// After the last byte of a closing connection: shut down, then close.
+    private func finishClosingIfFlushed(_ connection: Connection) {
+        guard connection.closing, !connection.writing, connection.output.isEmpty,
+              uv_is_closing(UVHandle.handle(connection.pipe)) == 0 else { return }
+        let request = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
+        if uv_shutdown(request, connection.stream, onShutdownDone) != 0 {
+            request.deallocate()
+            uv_close(UVHandle.handle(connection.pipe), onConnectionClosed)
+        }
+    }
+
+    /// The pipe is closed: forget the connection and free the pipe.
+    func connectionClosed(_ connection: Connection) {
+        connections[connection.id] = nil
+        watchers[connection.id] = nil
+        connection.pipe.deallocate()
+    }
+
+    /// A half-closed connection answered its last pending request: close it.
+    func closeIfDone(_ connection: Connection) {
+        if connection.inputClosed && connection.pending.isEmpty { closeAfterFlush(connection) }
+    }
+
+    /// The deadline timer fired.
+    func deadlineReached() {
+        armedDeadline = nil
+        broker.tick(now: now)
+        processEffects()
+        iterationEnded()
+    }
+
+    /// End of a loop iteration: journal first (a grant is recorded before its answer leaves),
+    /// then answers, then the deadline timer and any due snapshot.
+    func iterationEnded() {
+        store.flushJournal()
+        flushAll()
+        rearmDeadlineTimer()
+        if !stopping { store.compactIfDue(now: now) { broker.snapshot(now: now, wall: wall) } }
+    }
+}

@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import TurnstileCore
+import TurnstileProtocol
+
+extension Server {
+    /// The protocol revision this daemon speaks.
+    static let protocolVersion = 1
+
+    /// `hello`: who the daemon is.
+    func hello(_ context: RequestContext) {
+        succeed(context) { w in
+            w.key("server"); w.string("turnstiled")
+            w.key("version"); w.string(self.settings.version)
+            w.key("protocol"); w.int(Self.protocolVersion)
+            w.key("pid"); w.int(getpid())
+        }
+    }
+
+    /// `status`: the broker's picture plus the daemon's own.
+    func status(_ context: RequestContext) {
+        let at = now
+        let status = broker.status(now: at)
+        let info = serverInfo(at)
+        send(to: context.connection) { StatusEncoding.write(&$0, id: context.id, status, server: info) }
+    }
+
+    func serverInfo(_ at: Instant) -> ServerInfo {
+        ServerInfo(version: settings.version, pid: getpid(), uptimeMilliseconds: at.milliseconds(since: startedAt),
+                   connections: connections.count, watchers: watchers.count)
+    }
+
+    /// `pause` (admin): the flag file exists before the answer leaves.
+    func pause(_ project: String, _ context: RequestContext) {
+        if project == Names.globalProject { return fail(context, .badRequest, "\(project) cannot be paused", field: "project") }
+        if let problem = pauseFlags.create(project) { return fail(context, .unavailable, problem) }
+        switch broker.pause(project, now: now) {
+        case .success(let changed):
+            if changed { logger.info("paused", metadata: ["project": "\(project)", "by_uid": "\(context.connection.uid)"]) }
+            succeed(context) { $0.key("paused"); $0.bool(true) }
+        case .failure(let error): fail(context, error)
+        }
+    }
+
+    /// `resume` (admin): the flag file is gone before the answer leaves; the breaker re-arms.
+    func resume(_ project: String, _ context: RequestContext) {
+        if project == Names.globalProject { return fail(context, .badRequest, "\(project) cannot be paused", field: "project") }
+        if let problem = pauseFlags.remove(project) { return fail(context, .unavailable, problem) }
+        switch broker.resume(project, now: now) {
+        case .success(let changed):
+            if changed { logger.info("resumed", metadata: ["project": "\(project)", "by_uid": "\(context.connection.uid)"]) }
+            succeed(context) { w in
+                w.key("paused"); w.bool(false)
+                w.key("was_paused"); w.bool(changed)
+            }
+        case .failure(let error): fail(context, error)
+        }
+    }
+
+    /// `report`: a `project-meta` run's outcome for the circuit breaker.
+    func report(project: String, agent: String, success: Bool, _ context: RequestContext) {
+        switch broker.report(project: project, agent: agent, success: success, now: now) {
+        case .success(let outcome):
+            if outcome.counted {
+                store.journalBreaker(project: project, state: broker.breaker.exportState()[project]
+                    ?? CircuitBreaker.ProjectState(failures: 0, tripped: false))
+            }
+            succeed(context) { w in
+                w.key("count"); w.int(outcome.count)
+                w.key("tripped"); w.bool(outcome.tripped)
+                w.key("counted"); w.bool(outcome.counted)
+            }
+        case .failure(let error): fail(context, error)
+        }
+    }
+
+    /// `throttle` (admin): a provider rate-limited a tenant.
+    func throttle(provider: String, tenant: String, retryAfter: RetryAfter, _ context: RequestContext) {
+        guard let delay = retryAfter.delayMilliseconds(wall: wall) else {
+            return fail(context, .badRequest, "retry_after must be whole seconds or an HTTP date", field: "retry_after")
+        }
+        let effective = broker.throttle(provider: provider, tenant: tenant,
+                                        retryAfterMilliseconds: min(delay, RetryAfter.millisecondsMax), now: now)
+        logger.info("throttled", metadata: ["provider": "\(provider)", "tenant": "\(tenant)", "retry_after_ms": "\(effective)"])
+        succeed(context) { $0.key("retry_after_ms"); $0.int(effective) }
+    }
+
+    /// `record`: a completed model call, stamped with the daemon's wall clock.
+    func record(_ event: CompletionEvent, _ context: RequestContext) {
+        var stamped = event
+        stamped.completedAt = wall
+        broker.record(stamped, now: now)
+        store.journalRecord(stamped)
+        let limited = broker.performance(model: stamped.model, wall: stamped.completedAt).first?.subscriptionLimitReached ?? false
+        succeed(context) { $0.key("subscription_limited"); $0.bool(limited) }
+    }
+
+    /// `performance`: one model's snapshot, or every model's.
+    func performance(_ model: String?, _ context: RequestContext) {
+        let models = broker.performance(model: model, wall: wall)
+        send(to: context.connection) { TelemetryEncoding.performance(&$0, id: context.id, models) }
+    }
+
+    /// `usage`: one session's sums.
+    func usage(_ session: String, _ context: RequestContext) {
+        let usage = broker.usage(session: session, wall: wall)
+        send(to: context.connection) { TelemetryEncoding.usage(&$0, id: context.id, usage) }
+    }
+
+    /// `metrics`: Prometheus text.
+    func metrics(_ context: RequestContext) {
+        let at = now
+        let text = MetricsText.render(broker.status(now: at), server: serverInfo(at))
+        succeed(context) { $0.key("text"); $0.string(text) }
+    }
+
+    /// `watch`: from now on this connection gets every event.
+    func watch(_ context: RequestContext) {
+        context.connection.watching = true
+        watchers[context.connection.id] = context.connection
+        succeed(context)
+    }
+
+    /// `reload` (admin): re-read the config file.
+    func reload(_ context: RequestContext) {
+        if let error = reloadConfig() { return fail(context, .badConfig, error.description) }
+        succeed(context)
+    }
+}

@@ -1,0 +1,109 @@
+import Logging
+import TurnstileCore
+import TurnstileProtocol
+
+extension Server {
+    /// Turns the broker's effects into I/O: answers to waiting requests, events to holders
+    /// and watchers, journal records, process watches, pause flag files, the trip hook.
+    /// Loops until the outbox stays empty (a process found dead while being watched feeds
+    /// the broker again).
+    func processEffects() {
+        var granted = false
+        while !broker.effects.isEmpty {
+            for effect in broker.drainEffects() {
+                if case .leaseGranted = effect { granted = true }
+                apply(effect)
+            }
+            for pid in processes.takeExitedBeforeWatch() { broker.processExited(pid, now: now) }
+        }
+        if granted {
+            do {
+                try store.reserveFences(above: broker.fenceHighWater)
+            } catch {
+                logger.critical("cannot save the fence reservation; stopping", metadata: ["error": "\(error)"])
+                stop(reason: "fence reservation failed")
+            }
+        }
+    }
+
+    private func apply(_ effect: Effect) {
+        switch effect {
+        case .granted(let ticket, let lease):
+            answer(ticket) { id in { Answers.granted(&$0, id: id, lease) } }
+        case .failed(let ticket, let failure):
+            answer(ticket) { id in { w in Self.writeFailure(&w, id: id, failure) } }
+        case .leaseGranted(let lease):
+            store.journalGrant(lease)
+            logger.debug("granted", metadata: leaseMetadata(lease))
+            broadcast { Answers.watchLease(&$0, name: "granted", lease) }
+        case .leaseEnded(let lease, let cause):
+            leaseEnded(lease, cause)
+        case .leaseChanged(let lease):
+            store.journalChange(lease)
+        case .watchProcess(let pid):
+            processes.watch(pid)
+        case .unwatchProcess(let pid):
+            processes.unwatch(pid)
+        case .paused(let project):
+            if let problem = pauseFlags.create(project) { logger.error("\(problem)") }
+            broadcast { Answers.watchProject(&$0, name: "paused", project: project) }
+        case .resumed(let project):
+            if let problem = pauseFlags.remove(project) { logger.error("\(problem)") }
+            broadcast { Answers.watchProject(&$0, name: "resumed", project: project) }
+        case .tripped(let project, let failures):
+            logger.error("circuit breaker tripped: project paused", metadata: ["project": "\(project)", "failures": "\(failures)"])
+            runTripHook(project: project, failures: failures)
+            broadcast { Answers.watchTripped(&$0, project: project, failures: failures) }
+        case .throttled(let provider, let tenant, let retryAfter):
+            store.journalThrottle(tenant: tenant, provider: provider,
+                                  until: wall.adding(milliseconds: Int64(clamping: retryAfter)))
+            broadcast { Answers.watchThrottled(&$0, provider: provider, tenant: tenant, retryAfterMilliseconds: retryAfter) }
+        }
+    }
+
+    private func leaseEnded(_ lease: Lease, _ cause: LeaseEndCause) {
+        store.journalEnd(lease)
+        var metadata = leaseMetadata(lease)
+        metadata["cause"] = "\(cause.rawValue)"
+        logger.debug("lease ended", metadata: metadata)
+        let name: String
+        switch cause {
+        case .expired: name = "expired"
+        case .revoked: name = "revoked"
+        case .released, .disconnected, .processExited: name = "released"
+        }
+        if cause == .expired || cause == .revoked, let client = lease.client, let connection = connections[client] {
+            send(to: connection) { Answers.leaseEvent(&$0, name: name, lease) }
+        }
+        broadcast { Answers.watchLease(&$0, name: name, lease, cause: cause) }
+    }
+
+    /// Answers a waiting request, if its connection is still there.
+    private func answer(_ ticket: Ticket, _ makeWriter: (ArraySlice<UInt8>?) -> (inout JSONWriter) -> Void) {
+        guard let connection = connections[ticket.client], let pending = connection.forget(ticket.request) else { return }
+        let id = pending.id.map { ArraySlice($0) }
+        send(to: connection, makeWriter(id))
+        closeIfDone(connection)
+    }
+
+    private static func writeFailure(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, _ failure: WaitFailure) {
+        switch failure {
+        case .timeout(let refusal):
+            Answers.failure(&w, id: id, code: .timeout, message: "no permit within wait_ms: \(refusal.detail)", refusal: refusal)
+        case .cancelled: Answers.failure(&w, id: id, code: .cancelled, message: "cancelled")
+        case .shuttingDown: Answers.failure(&w, id: id, code: .shuttingDown, message: "turnstiled is stopping")
+        case .leaseGone: Answers.failure(&w, id: id, code: .notFound, message: "the lease ended while its unpark waited")
+        }
+    }
+
+    /// Sends an event to every watcher.
+    private func broadcast(_ write: (inout JSONWriter) -> Void) {
+        guard !watchers.isEmpty else { return }
+        for connection in watchers.values { send(to: connection, write) }
+    }
+
+    private func leaseMetadata(_ lease: Lease) -> [String: Logger.MetadataValue] {
+        ["fence": "\(lease.fence)", "project": "\(lease.request.project)", "mode": "\(lease.request.mode.rawValue)",
+         "model": "\(lease.model?.description ?? "-")", "holder": "\(lease.holder ?? "-")"]
+    }
+}

@@ -1,0 +1,143 @@
+import TurnstileCore
+import TurnstileProtocol
+
+extension Server {
+    /// `acquire`: granted now, refused now, or queued (with a `queued` event if asked).
+    func acquire(_ request: AcquireRequest, notify: Bool, _ context: RequestContext) {
+        let connection = context.connection
+        let limits = settings.config.server
+        if connection.pending.count >= limits.maxPendingPerConnection && request.waitMilliseconds > 0 {
+            return fail(context, .tooMany, "this connection already waits on \(limits.maxPendingPerConnection) requests")
+        }
+        if !request.detach && broker.leaseCount(of: connection.id) >= limits.maxLeasesPerConnection {
+            return fail(context, .tooMany, "this connection already holds \(limits.maxLeasesPerConnection) leases")
+        }
+        if request.waitMilliseconds > 0 && broker.waiterCount >= limits.maxWaiters {
+            return fail(context, .tooMany, "the queue is full (\(limits.maxWaiters) waiters)")
+        }
+        let ticket = connection.remember(id: context.id, key: context.key)
+        switch broker.acquire(request, ticket: ticket, now: now) {
+        case .granted(let lease):
+            _ = connection.forget(ticket.request)
+            send(to: connection) { Answers.granted(&$0, id: context.id, lease) }
+        case .refused(let refusal):
+            _ = connection.forget(ticket.request)
+            logger.debug("refused", metadata: ["reason": "\(refusal.reason.rawValue)", "project": "\(request.admission.project)"])
+            send(to: connection) { Answers.refused(&$0, id: context.id, refusal) }
+        case .queued(let position, let refusal):
+            logger.debug("queued", metadata: ["reason": "\(refusal.reason.rawValue)", "position": "\(position)"])
+            if notify { send(to: connection) { Answers.queued(&$0, id: context.id, position: position, refusal) } }
+        }
+    }
+
+    /// `heartbeat`: one token, or several answered with `results`.
+    func heartbeat(_ tokens: [TokenArgument], multiple: Bool, _ context: RequestContext) {
+        if !multiple, case .token(let token) = tokens[0] {
+            switch broker.heartbeat(token, now: now) {
+            case .success(let lease): succeed(context) { $0.key("ttl_ms"); $0.int(lease.ttlMilliseconds) }
+            case .failure(let error): fail(context, error)
+            }
+            return
+        }
+        let outcomes = tokens.map { argument -> Result<Lease, LeaseError> in
+            guard case .token(let token) = argument else { return .failure(.badRequest(field: "leases", message: "not a token")) }
+            return broker.heartbeat(token, now: now)
+        }
+        succeed(context) { w in
+            w.key("results")
+            w.beginArray()
+            for outcome in outcomes {
+                w.beginObject()
+                switch outcome {
+                case .success(let lease):
+                    w.key("ok"); w.bool(true)
+                    w.key("ttl_ms"); w.int(lease.ttlMilliseconds)
+                case .failure(let error):
+                    w.key("ok"); w.bool(false)
+                    w.key("error")
+                    if case .notFound = error { w.string(ErrorCode.notFound.rawValue) } else { w.string(ErrorCode.badRequest.rawValue) }
+                }
+                w.endObject()
+            }
+            w.endArray()
+        }
+    }
+
+    /// `release`: answers how long it was held.
+    func release(_ token: LeaseToken, _ context: RequestContext) {
+        let at = now
+        switch broker.release(token, now: at) {
+        case .success(let lease): succeed(context) { $0.key("held_ms"); $0.int(at.milliseconds(since: lease.grantedAt)) }
+        case .failure(let error): fail(context, error)
+        }
+    }
+
+    /// `attach`: binds the lease to this connection (and optionally a process).
+    func attach(_ token: LeaseToken, pid: Int32?, _ context: RequestContext) {
+        if broker.leaseCount(of: context.connection.id) >= settings.config.server.maxLeasesPerConnection {
+            return fail(context, .tooMany, "this connection already holds \(settings.config.server.maxLeasesPerConnection) leases")
+        }
+        switch broker.attach(token, client: context.connection.id, pid: pid, now: now) {
+        case .success(let lease):
+            succeed(context) { w in
+                w.key("fence"); w.int(lease.fence)
+                w.key("ttl_ms"); w.int(lease.ttlMilliseconds)
+                w.key("model"); w.string(lease.model?.description)
+                w.key("route"); w.string(lease.route?.rawValue)
+                w.key("parked"); w.bool(lease.parked)
+            }
+        case .failure(let error): fail(context, error)
+        }
+    }
+
+    /// `cancel`: the named pending request of this connection answers `cancelled`.
+    func cancel(_ target: RequestKey, _ context: RequestContext) {
+        guard let serial = context.connection.pendingByKey[target],
+              broker.cancel(Ticket(client: context.connection.id, request: serial), now: now) else {
+            return fail(context, .notFound, "no pending request with that id on this connection")
+        }
+        succeed(context)
+    }
+
+    /// `park`: free the capacity, keep the workspace.
+    func park(_ token: LeaseToken, _ context: RequestContext) {
+        switch broker.park(token, now: now) {
+        case .success(let lease): succeed(context) { $0.key("fence"); $0.int(lease.fence) }
+        case .failure(let error): fail(context, error)
+        }
+    }
+
+    /// `unpark`: take capacity back, answered like an acquire.
+    func unpark(_ token: LeaseToken, waitMilliseconds: UInt64, notify: Bool, _ context: RequestContext) {
+        let connection = context.connection
+        if waitMilliseconds > 0 && connection.pending.count >= settings.config.server.maxPendingPerConnection {
+            return fail(context, .tooMany, "this connection already waits on \(settings.config.server.maxPendingPerConnection) requests")
+        }
+        let ticket = connection.remember(id: context.id, key: context.key)
+        switch broker.unpark(token, ticket: ticket, waitMilliseconds: waitMilliseconds, now: now) {
+        case .failure(let error):
+            _ = connection.forget(ticket.request)
+            fail(context, error)
+        case .success(.granted(let lease)):
+            _ = connection.forget(ticket.request)
+            send(to: connection) { Answers.granted(&$0, id: context.id, lease) }
+        case .success(.refused(let refusal)):
+            _ = connection.forget(ticket.request)
+            send(to: connection) { Answers.refused(&$0, id: context.id, refusal) }
+        case .success(.queued(let position, let refusal)):
+            if notify { send(to: connection) { Answers.queued(&$0, id: context.id, position: position, refusal) } }
+        }
+    }
+
+    /// `revoke` (admin): by token or fence.
+    func revoke(_ reference: LeaseReference, _ context: RequestContext) {
+        let lease: Lease?
+        switch reference {
+        case .token(let token): lease = try? broker.revoke(token, now: now).get()
+        case .fence(let fence): lease = broker.revoke(fence: fence, now: now)
+        }
+        guard let lease else { return fail(context, .notFound, "no live lease with that token or fence") }
+        logger.info("revoked", metadata: ["fence": "\(lease.fence)", "by_uid": "\(context.connection.uid)"])
+        succeed(context) { $0.key("fence"); $0.int(lease.fence) }
+    }
+}

@@ -1,0 +1,110 @@
+import TurnstileCore
+import TurnstileProtocol
+
+/// One request being handled: where to answer and with which `id`.
+struct RequestContext {
+    let connection: Connection
+    /// The raw bytes of the request's `id`, echoed verbatim.
+    let id: ArraySlice<UInt8>?
+    /// The id's key, for `cancel`.
+    let key: RequestKey?
+}
+
+extension Server {
+    /// Handles one line: parse, validate, authorise, act, answer. Bad input is answered and
+    /// never disturbs anything else.
+    func handleLine(_ line: UnsafeBufferPointer<UInt8>, on connection: Connection) {
+        let parsed: (value: JSONValue, raw: ArraySlice<UInt8>?)
+        do {
+            parsed = try JSONParser.parse(line, rawMember: "id")
+        } catch {
+            send(to: connection) { Answers.failure(&$0, id: nil, code: .badJSON, message: "not JSON: \(error)") }
+            return
+        }
+        guard case .object(let object) = parsed.value else {
+            send(to: connection) {
+                Answers.failure(&$0, id: nil, code: .badRequest, message: "a request is a JSON object, not \(parsed.value.typeName)")
+            }
+            return
+        }
+        var context = RequestContext(connection: connection, id: nil, key: nil)
+        if let idValue = object["id"] {
+            guard idValue.isScalar else {
+                send(to: connection) {
+                    Answers.failure(&$0, id: nil, code: .badRequest, message: "id must be a string, number, boolean or null",
+                                    field: "id")
+                }
+                return
+            }
+            context = RequestContext(connection: connection, id: parsed.raw, key: RequestKey(idValue))
+        }
+        let request: Request
+        do {
+            request = try RequestDecoder.decode(object, resolveModel: { self.broker.resolveModel($0) })
+        } catch {
+            fail(context, error.code, error.message, field: error.field)
+            return
+        }
+        if stopping {
+            fail(context, .shuttingDown, "turnstiled is stopping")
+            return
+        }
+        if request.op.isAdmin && !connection.isAdmin {
+            fail(context, .forbidden, "\(request.op.rawValue) is for the daemon's owner, root and admin_uids (you are uid \(connection.uid))")
+            return
+        }
+        perform(request, context)
+        processEffects()
+    }
+
+    /// Acts on a decoded request.
+    private func perform(_ request: Request, _ context: RequestContext) {
+        switch request {
+        case .acquire(let acquireRequest, let notify): acquire(acquireRequest, notify: notify, context)
+        case .heartbeat(let tokens, let multiple): heartbeat(tokens, multiple: multiple, context)
+        case .release(let token): release(token, context)
+        case .attach(let token, let pid): attach(token, pid: pid, context)
+        case .cancel(let target): cancel(target, context)
+        case .park(let token): park(token, context)
+        case .unpark(let token, let wait, let notify): unpark(token, waitMilliseconds: wait, notify: notify, context)
+        case .revoke(let reference): revoke(reference, context)
+        case .hello: hello(context)
+        case .status: status(context)
+        case .pause(let project): pause(project, context)
+        case .resume(let project): resume(project, context)
+        case .report(let project, let agent, let success): report(project: project, agent: agent, success: success, context)
+        case .throttle(let provider, let tenant, let retryAfter):
+            throttle(provider: provider, tenant: tenant, retryAfter: retryAfter, context)
+        case .record(let event): record(event, context)
+        case .performance(let model): performance(model, context)
+        case .usage(let session): usage(session, context)
+        case .metrics: metrics(context)
+        case .watch: watch(context)
+        case .reload: reload(context)
+        }
+    }
+
+    /// Answers a failure.
+    func fail(_ context: RequestContext, _ code: ErrorCode, _ message: String, field: String? = nil, refusal: Refusal? = nil) {
+        send(to: context.connection) {
+            Answers.failure(&$0, id: context.id, code: code, message: message, field: field, refusal: refusal)
+        }
+    }
+
+    /// Answers `{"id":…,"ok":true, …}` with extra fields.
+    func succeed(_ context: RequestContext, _ fields: (inout JSONWriter) -> Void = { _ in }) {
+        send(to: context.connection) { w in
+            Answers.beginSuccess(&w, id: context.id)
+            fields(&w)
+            Answers.close(&w)
+        }
+    }
+
+    /// Answers a broker `LeaseError`.
+    func fail(_ context: RequestContext, _ error: LeaseError) {
+        switch error {
+        case .notFound: fail(context, .notFound, "no live lease with that token")
+        case .badRequest(let field, let message): fail(context, .badRequest, message, field: field)
+        }
+    }
+}

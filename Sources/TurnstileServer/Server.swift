@@ -1,0 +1,188 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibUV
+import Logging
+import TurnstileCore
+import TurnstileProtocol
+
+/// The daemon: a libuv loop around the broker. It turns bytes into broker calls and the
+/// broker's answers and effects into bytes, files and process watches, and nothing more.
+///
+/// Everything runs on the loop's one thread. The loop's `data` points at this object
+/// (unretained: `run()` keeps it alive for the loop's whole life).
+public final class Server {
+    var settings: ServerSettings
+    let logger: Logger
+    let loop: UnsafeMutablePointer<uv_loop_t>
+    var broker: Broker
+    let store: StateStore
+    var listener: UnsafeMutablePointer<uv_pipe_t>?
+    var lockFileDescriptor: Int32 = -1
+    let deadlineTimer: UnsafeMutablePointer<uv_timer_t>
+    let flushCheck: UnsafeMutablePointer<uv_check_t>
+    var signalHandles: [UnsafeMutablePointer<uv_signal_t>] = []
+    var connections: [ClientID: Connection] = [:]
+    var nextClientSerial: UInt64 = 1
+    var flushQueue: [Connection] = []
+    var watchers: [ClientID: Connection] = [:]
+    var processes: ProcessWatch!
+    var pauseFlags: PauseDirectory!
+    /// The shared read buffer: every read is consumed before the next one starts.
+    let readBuffer: UnsafeMutableRawBufferPointer
+    var armedDeadline: Instant?
+    var stopping = false
+    let startedAt: Instant
+
+    /// Prepares the daemon: restores saved state and resolves the pause flags, but opens no
+    /// socket yet.
+    /// - Throws: a description of what stops the daemon from starting.
+    public init(settings: ServerSettings, logger: Logger) throws {
+        turnstile_ignore_sigpipe()
+        _ = turnstile_unblock_stop_signals()
+        self.settings = settings
+        self.logger = logger
+        loop = .allocate(capacity: 1)
+        try check(uv_loop_init(loop), "uv_loop_init")
+        deadlineTimer = .allocate(capacity: 1)
+        flushCheck = .allocate(capacity: 1)
+        readBuffer = .allocate(byteCount: 65_536, alignment: 16)
+        startedAt = Instant(milliseconds: uv_now(loop))
+        store = try StateStore(directory: settings.stateDirectory, logger: logger)
+        store.loopOfJournal = loop
+        broker = Broker(config: settings.config, random: SystemRandomNumberGenerator())
+        uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
+        processes = ProcessWatch(server: self)
+        pauseFlags = try PauseDirectory(path: settings.pauseDirectory, server: self)
+        try restoreState()
+    }
+
+    /// The loop's current time, refreshed.
+    var now: Instant {
+        uv_update_time(loop)
+        return Instant(milliseconds: uv_now(loop))
+    }
+
+    /// The wall clock.
+    var wall: WallTime {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return WallTime(unixMilliseconds: Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000)
+    }
+
+    /// Restores leases, fences, breaker counts, throttles and telemetry from the state
+    /// directory, then saves a fresh snapshot.
+    private func restoreState() throws {
+        let saved = store.load(telemetryTTLSeconds: settings.config.telemetry.subscriptionLimitTTLSeconds)
+        let rejected = broker.restore(saved.snapshot, fenceFloor: saved.fenceFloor, now: now, wall: wall)
+        for record in rejected { logger.warning("dropped a saved lease that could not be restored", metadata: ["fence": "\(record.fence)"]) }
+        if broker.leaseCount > 0 { logger.info("restored leases", metadata: ["count": "\(broker.leaseCount)"]) }
+        try store.reserveFences(above: broker.fenceHighWater)
+        pauseFlags.rescan()
+        processEffects()
+        try store.writeSnapshot(broker.snapshot(now: now, wall: wall))
+    }
+
+    /// Opens the socket, starts the handles and runs the loop until a stop signal.
+    public func run() throws {
+        try listen()
+        try check(uv_timer_init(loop, deadlineTimer), "uv_timer_init")
+        try check(uv_check_init(loop, flushCheck), "uv_check_init")
+        try check(uv_check_start(flushCheck, onLoopIterationEnd), "uv_check_start")
+        for signal in [SIGTERM, SIGINT, SIGHUP] {
+            let handle = UnsafeMutablePointer<uv_signal_t>.allocate(capacity: 1)
+            try check(uv_signal_init(loop, handle), "uv_signal_init")
+            try check(uv_signal_start(handle, onSignal, signal), "uv_signal_start")
+            signalHandles.append(handle)
+        }
+        try pauseFlags.start()
+        rearmDeadlineTimer()
+        logger.info("turnstiled ready", metadata: [
+            "socket": "\(settings.socketPath)", "state_dir": "\(settings.stateDirectory)",
+            "pause_dir": "\(settings.pauseDirectory)", "pid": "\(getpid())",
+            "global": "\(settings.config.limits.global)", "fairness": "\(settings.config.limits.fairness.rawValue)",
+        ])
+        uv_run(loop, UV_RUN_DEFAULT)
+        uv_loop_close(loop)
+        logger.info("turnstiled stopped")
+    }
+
+    /// Stops gracefully: no new connections, waiters answered `shutting_down`, answers
+    /// flushed, state saved, socket removed, every handle closed so `uv_run` returns.
+    func stop(reason: String) {
+        guard !stopping else { return }
+        stopping = true
+        logger.info("stopping", metadata: ["reason": "\(reason)"])
+        broker.shutDown()
+        processEffects()
+        flushAll()
+        do {
+            try store.writeSnapshot(broker.snapshot(now: now, wall: wall))
+        } catch {
+            logger.error("could not save state", metadata: ["error": "\(error)"])
+        }
+        if let listener { uv_close(UVHandle.handle(listener), onHandleClosedFree) }
+        listener = nil
+        unlink(settings.socketPath)
+        if lockFileDescriptor >= 0 { close(lockFileDescriptor) }
+        for connection in connections.values { closeNow(connection) }
+        uv_close(UVHandle.handle(deadlineTimer), nil)
+        uv_close(UVHandle.handle(flushCheck), nil)
+        for handle in signalHandles { uv_close(UVHandle.handle(handle), onHandleClosedFree) }
+        signalHandles = []
+        pauseFlags.stop()
+        processes.stopAll()
+        store.close()
+    }
+
+    /// SIGHUP and the `reload` op: re-read the config file; keep the running config if the
+    /// new one is invalid.
+    /// - Returns: nil on success, else the error to answer (`bad_config`).
+    @discardableResult
+    func reloadConfig() -> ConfigError? {
+        guard let path = settings.configPath else {
+            logger.info("reload: no config file; keeping the embedded defaults")
+            broker.reload(settings.config, now: now)
+            pauseFlags.rescan()
+            processEffects()
+            return nil
+        }
+        switch ConfigFile.load(path) {
+        case .failure(let error):
+            logger.error("reload refused; keeping the running config", metadata: ["error": "\(error)"])
+            return error
+        case .success(let config):
+            if config.socketPath != settings.config.socketPath || config.stateDirectory != settings.config.stateDirectory
+                || config.pauseDirectory != settings.config.pauseDirectory {
+                logger.warning("reload: socket, state_dir and pause_dir changes take effect at the next start")
+            }
+            settings.config = config
+            broker.reload(config, now: now)
+            pauseFlags.rescan()
+            processEffects()
+            logger.info("config reloaded", metadata: ["file": "\(path)", "global": "\(config.limits.global)"])
+            return nil
+        }
+    }
+
+    /// Arms the one deadline timer at the broker's next deadline, if it moved.
+    func rearmDeadlineTimer() {
+        guard !stopping else { return }
+        let next = broker.nextDeadline()
+        guard next != armedDeadline else { return }
+        armedDeadline = next
+        guard let next else {
+            uv_timer_stop(deadlineTimer)
+            return
+        }
+        let delay = next.milliseconds(since: Instant(milliseconds: uv_now(loop)))
+        uv_timer_start(deadlineTimer, onDeadline, delay, 0)
+    }
+}
+
+extension Server {
+    /// The server a libuv handle's loop belongs to.
+    static func of(_ loop: UnsafeMutablePointer<uv_loop_t>?) -> Server {
+        Unmanaged<Server>.fromOpaque(uv_loop_get_data(loop)!).takeUnretainedValue()
+    }
+}
