@@ -54,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "turnstiled",
             dependencies: [
-                "TurnstileServer",
+                "TurnstileServer", "TurnstileProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -84,7 +84,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TurnstileIntegrationTests",
-            dependencies: ["TurnstileClient", "TurnstileProtocol", "TurnstileCore"]
+            dependencies: ["TurnstileClient", "TurnstileProtocol", "TurnstileCore", "CLibUV"]
         ),
     ]
 )

@@ -85,14 +85,47 @@ extension Server {
     /// The peer stopped sending (EOF) or the connection failed.
     func inputEnded(on connection: Connection, code: Int32) {
         uv_read_stop(connection.stream)
-        guard code == Int32(UV_EOF.rawValue), !connection.pending.isEmpty else {
-            // EOF with nothing pending, or an error: the client is gone (or will read only
-            // what is already queued).
-            if code == Int32(UV_EOF.rawValue) { closeAfterFlush(connection) } else { closeNow(connection) }
-            return
-        }
-        // Half-closed with requests still waiting (`echo … | socat`): answer them, then close.
+        guard code == Int32(UV_EOF.rawValue) else { return closeNow(connection) }
+        if peerHasClosed(connection) { return closeNow(connection) }
+        guard !connection.pending.isEmpty else { return closeAfterFlush(connection) }
+        // Half-closed with requests still waiting (`echo … | socat`): answer them, then
+        // close; meanwhile check that the peer is still there.
         connection.inputClosed = true
+        halfClosed[connection.id] = connection
+        startHalfClosedChecks()
+    }
+
+    /// Whether the peer closed its socket entirely (not just its sending side): Linux reports
+    /// POLLHUP on a Unix stream socket only when both directions are shut.
+    func peerHasClosed(_ connection: Connection) -> Bool {
+        var fd: uv_os_fd_t = -1
+        guard uv_fileno(UVHandle.handle(connection.pipe), &fd) == 0 else { return true }
+        var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        return poll(&entry, 1, 0) > 0 && entry.revents & Int16(POLLHUP | POLLERR) != 0
+    }
+
+    /// Half-closed connections are checked every 100 ms: a waiter whose process died after
+    /// half-closing must not keep its place in the queue.
+    private func startHalfClosedChecks() {
+        guard halfClosedTimer == nil else { return }
+        let timer = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
+        uv_timer_init(loop, timer)
+        uv_timer_start(timer, onHalfClosedCheck, 100, 100)
+        halfClosedTimer = timer
+    }
+
+    /// The half-closed check: close those whose peer is gone; stop when none is left.
+    func checkHalfClosed() {
+        for connection in halfClosed.values where connection.closing || peerHasClosed(connection) {
+            halfClosed[connection.id] = nil
+            closeNow(connection)
+        }
+        halfClosed = halfClosed.filter { !$0.value.closing }
+        if halfClosed.isEmpty, let timer = halfClosedTimer {
+            uv_close(UVHandle.handle(timer), onHandleClosedFree)
+            halfClosedTimer = nil
+        }
+        iterationEnded()
     }
 
     /// Queues an answer or event for a connection (flushed at the end of the iteration).
@@ -225,6 +258,7 @@ extension Server {
     func connectionClosed(_ connection: Connection) {
         connections[connection.id] = nil
         watchers[connection.id] = nil
+        halfClosed[connection.id] = nil
         connection.pipe.deallocate()
     }
 

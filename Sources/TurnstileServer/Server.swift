@@ -26,6 +26,9 @@ public final class Server {
     var nextClientSerial: UInt64 = 1
     var flushQueue: [Connection] = []
     var watchers: [ClientID: Connection] = [:]
+    /// Connections whose peer half-closed while requests were pending.
+    var halfClosed: [ClientID: Connection] = [:]
+    var halfClosedTimer: UnsafeMutablePointer<uv_timer_t>?
     var processes: ProcessWatch!
     var pauseFlags: PauseDirectory!
     /// The shared read buffer: every read is consumed before the next one starts.
@@ -118,6 +121,7 @@ public final class Server {
         flushAll()
         do {
             try store.writeSnapshot(broker.snapshot(now: now, wall: wall))
+            try store.releaseFenceReservation(highWater: broker.fenceHighWater)
         } catch {
             logger.error("could not save state", metadata: ["error": "\(error)"])
         }
@@ -126,6 +130,8 @@ public final class Server {
         unlink(settings.socketPath)
         if lockFileDescriptor >= 0 { close(lockFileDescriptor) }
         for connection in connections.values { closeNow(connection) }
+        if let halfClosedTimer { uv_close(UVHandle.handle(halfClosedTimer), onHandleClosedFree) }
+        halfClosedTimer = nil
         uv_close(UVHandle.handle(deadlineTimer), nil)
         uv_close(UVHandle.handle(flushCheck), nil)
         for handle in signalHandles { uv_close(UVHandle.handle(handle), onHandleClosedFree) }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import TurnstileCore
+import TurnstileProtocol
 
 /// Where the daemon lives and with what config: the config file's contents plus the paths
 /// resolved from flags, environment and defaults (SPEC §8). Flags win over the environment,
@@ -32,28 +33,12 @@ public struct ServerSettings: Sendable {
                 pauseDirectory: String?, environment: [String: String]) {
         self.config = config
         self.configPath = configPath
-        self.socketPath = socket ?? environment["TURNSTILE_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? config.socketPath ?? Self.defaultSocketPath(environment)
-        let state = stateDirectory ?? config.stateDirectory ?? Self.defaultStateDirectory(environment)
+        let fromEnvironment = environment["TURNSTILE_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
+        var withoutNamedSocket = environment
+        withoutNamedSocket["TURNSTILE_SOCKET"] = nil
+        self.socketPath = socket ?? fromEnvironment ?? config.socketPath ?? DefaultPaths.socket(withoutNamedSocket)
+        let state = stateDirectory ?? config.stateDirectory ?? DefaultPaths.stateDirectory(environment)
         self.stateDirectory = state
         self.pauseDirectory = pauseDirectory ?? config.pauseDirectory ?? state + "/pause"
-    }
-
-    /// `$XDG_RUNTIME_DIR/turnstile.sock`, or `/tmp/turnstile-<uid>/turnstile.sock`.
-    public static func defaultSocketPath(_ environment: [String: String]) -> String {
-        if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty { return runtime + "/turnstile.sock" }
-        return "/tmp/turnstile-\(getuid())/turnstile.sock"
-    }
-
-    /// `$XDG_STATE_HOME/turnstile`, or `~/.local/state/turnstile`.
-    public static func defaultStateDirectory(_ environment: [String: String]) -> String {
-        if let state = environment["XDG_STATE_HOME"], !state.isEmpty { return state + "/turnstile" }
-        return (environment["HOME"] ?? "/tmp") + "/.local/state/turnstile"
-    }
-
-    /// `$XDG_CONFIG_HOME/turnstile/turnstile.toml`, or `~/.config/turnstile/turnstile.toml`.
-    public static func defaultConfigPath(_ environment: [String: String]) -> String {
-        if let config = environment["XDG_CONFIG_HOME"], !config.isEmpty { return config + "/turnstile/turnstile.toml" }
-        return (environment["HOME"] ?? "/tmp") + "/.config/turnstile/turnstile.toml"
     }
 }

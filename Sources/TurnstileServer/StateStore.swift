@@ -150,6 +150,13 @@ final class StateStore {
         fenceReserved = reserved
     }
 
+    /// At a clean stop: the snapshot holds the exact high-water mark, so the reservation can
+    /// shrink back to it and the next start continues without a jump.
+    func releaseFenceReservation(highWater: UInt64) throws {
+        try writeAtomically(fencePath, Array("\(highWater)\n".utf8))
+        fenceReserved = highWater
+    }
+
     /// Writes a snapshot now, on the calling thread, and starts a new journal segment.
     func writeSnapshot(_ state: BrokerSnapshot) throws {
         flushJournal()

@@ -67,6 +67,12 @@ func onHandleClosedFree(_ handle: UnsafeMutablePointer<uv_handle_t>?) {
     handle?.deallocate()
 }
 
+/// The 100 ms check of half-closed connections.
+func onHalfClosedCheck(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
+    guard let timer else { return }
+    Server.of(timer.pointee.loop).checkHalfClosed()
+}
+
 /// The deadline timer fired: serve every deadline that has come.
 func onDeadline(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
     guard let timer else { return }

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Logging
 import TurnstileCore
+import TurnstileProtocol
 import TurnstileServer
 
 /// `turnstiled`: the permit broker daemon (SPEC §8).
@@ -41,10 +42,10 @@ struct Turnstiled: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "turnstiled")
-        let environment = currentEnvironment()
+        let environment = DefaultPaths.processEnvironment()
         var configPath = config
         if configPath == nil {
-            let candidate = ServerSettings.defaultConfigPath(environment)
+            let candidate = DefaultPaths.configFile(environment)
             if access(candidate, F_OK) == 0 { configPath = candidate }
         }
         var parsed = TurnstileConfig()
@@ -69,18 +70,5 @@ struct Turnstiled: ParsableCommand {
         let line = "turnstiled: \(message)\n"
         _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
         Glibc.exit(1)
-    }
-
-    private func currentEnvironment() -> [String: String] {
-        var environment: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                environment[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            pointer += 1
-        }
-        return environment
     }
 }

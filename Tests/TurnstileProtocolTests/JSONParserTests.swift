@@ -851,7 +851,7 @@ struct RandomJSON {
 /// replays a run and `TURNSTILE_FUZZ_ITERATIONS` scales it up.
 @Suite("JSONParser: differential fuzzing against Foundation")
 struct JSONParserFuzzTests {
-    static let iterations = fuzzEnvironment("TURNSTILE_FUZZ_ITERATIONS").map(Int.init) ?? 1_500
+    static let iterations = fuzzEnvironment("TURNSTILE_FUZZ_ITERATIONS").map(Int.init) ?? 4_000
     static let baseSeed = fuzzEnvironment("TURNSTILE_FUZZ_SEED") ?? 0x7475_726E_7374_696C
 
     /// Where Turnstile's parser refuses what Foundation accepts, on purpose.
@@ -866,6 +866,10 @@ struct JSONParserFuzzTests {
         /// Foundation refuses numbers a `Double` cannot hold (`1e400`); the parser keeps numbers
         /// as text, so it accepts them (their `double` is infinite, `int64` nil).
         case numberBeyondDouble
+        // Not exclusions but tolerances, in `agrees`: Foundation reads numbers with 17 or more
+        // significant digits as `NSDecimalNumber`, whose `doubleValue` is not correctly rounded
+        // (compared within 1e-12), and drops a raw U+FEFF that starts a run of unescaped text in
+        // a string (see `agrees`).
     }
 
     /// Statistics for one run, to check that the generators exercise both outcomes.
@@ -887,9 +891,9 @@ struct JSONParserFuzzTests {
             let bytes = generator.render(value)
             if value.maximumDepth <= JSONParser.depthMax {
                 let parsed = try? JSONParser.parse(bytes)
-                #expect(parsed.map { identical($0, value) } == true, "seed \(seed): \(describeBytes(bytes))")
+                #expect(parsed.map { identical($0, value) } == true, "\(Self.origin(iteration, seed)): \(describeBytes(bytes))")
             }
-            compare(bytes, seed: seed, tally: &tally)
+            compare(bytes, origin: Self.origin(iteration, seed), tally: &tally)
             if tally.failures > 10 { break }
         }
         #expect(tally.bothAccepted > Self.iterations, "\(tally)")
@@ -903,10 +907,10 @@ struct JSONParserFuzzTests {
             var generator = RandomJSON(seed: seed)
             let document = generator.render(generator.value(depth: 1 + generator.random.below(4)))
             let bytes = generator.random.percent(15) ? generator.tokenSoup() : generator.mutate(document)
-            compare(bytes, seed: seed, tally: &tally)
+            compare(bytes, origin: Self.origin(iteration, seed), tally: &tally)
             if tally.failures > 10 { break }
         }
-        #expect(tally.bothAccepted > Self.iterations / 4, "\(tally)")
+        #expect(tally.bothAccepted > Self.iterations / 8, "\(tally)")
         #expect(tally.bothRejected > Self.iterations, "\(tally)")
         #expect(tally.excluded[.trailingComma, default: 0] > 0, "\(tally)")
     }
@@ -919,7 +923,7 @@ struct JSONParserFuzzTests {
             let bytes = (0..<random.below(12)).map { _ in
                 random.percent(60) ? random.pick(RandomJSON.interestingBytes) : UInt8(truncatingIfNeeded: random.next())
             }
-            compare(bytes, seed: seed, tally: &tally)
+            compare(bytes, origin: Self.origin(iteration, seed), tally: &tally)
             if tally.failures > 10 { break }
         }
         #expect(tally.bothRejected > Self.iterations / 2, "\(tally)")
@@ -954,14 +958,19 @@ struct JSONParserFuzzTests {
 
     // MARK: Oracle plumbing
 
+    /// Where a case came from, for a failure message: enough to replay the run, or the case.
+    static func origin(_ iteration: Int, _ seed: UInt64) -> String {
+        "TURNSTILE_FUZZ_SEED=\(baseSeed), iteration \(iteration) (case seed \(seed))"
+    }
+
     /// Parses with both and checks the property, counting what happened.
-    private func compare(_ bytes: [UInt8], seed: UInt64, tally: inout Tally) {
+    private func compare(_ bytes: [UInt8], origin: @autoclosure () -> String, tally: inout Tally) {
         let ours = Result { () throws(JSONError) in try JSONParser.parse(bytes) }
         if let divergence = Self.knownDivergence(bytes) {
             tally.excluded[divergence, default: 0] += 1
             if case .success = ours {
                 tally.failures += 1
-                Issue.record("seed \(seed): accepted a \(divergence) input: \(describeBytes(bytes))")
+                Issue.record("\(origin()): accepted a \(divergence) input: \(describeBytes(bytes))")
             }
             return
         }
@@ -975,16 +984,16 @@ struct JSONParserFuzzTests {
             tally.bothAccepted += 1
             if !Self.agrees(value, object) {
                 tally.failures += 1
-                Issue.record("seed \(seed): values differ for \(describeBytes(bytes)): ours \(value), Foundation \(object)")
+                Issue.record("\(origin()): values differ for \(describeBytes(bytes)): ours \(value), Foundation \(object)")
             }
         case (.failure, nil):
             tally.bothRejected += 1
         case (.success(let value), nil):
             tally.failures += 1
-            Issue.record("seed \(seed): accepted what Foundation refuses: \(describeBytes(bytes)) → \(value)")
+            Issue.record("\(origin()): accepted what Foundation refuses: \(describeBytes(bytes)) → \(value)")
         case (.failure(let error), .some):
             tally.failures += 1
-            Issue.record("seed \(seed): refused what Foundation accepts: \(describeBytes(bytes)) (\(error))")
+            Issue.record("\(origin()): refused what Foundation accepts: \(describeBytes(bytes)) (\(error))")
         }
     }
 
@@ -1040,7 +1049,15 @@ struct JSONParserFuzzTests {
             return closeEnough(double, number.doubleValue, exact: !(number is NSDecimalNumber))
         case .string(let text):
             guard let string = theirs as? String else { return false }
-            return Array(text.unicodeScalars) == Array(string.unicodeScalars)
+            let ourScalars = Array(text.unicodeScalars), theirScalars = Array(string.unicodeScalars)
+            // Foundation drops a U+FEFF written raw at the start of a string or right after an
+            // escape (it decodes each run of raw bytes as if it were a file with a byte order
+            // mark). U+FEFF is an ordinary character in JSON text, so the parser keeps it; with
+            // one present, compare the strings without their U+FEFFs.
+            if ourScalars.contains("\u{FEFF}") {
+                return ourScalars.filter { $0 != "\u{FEFF}" } == theirScalars.filter { $0 != "\u{FEFF}" }
+            }
+            return ourScalars == theirScalars
         case .array(let elements):
             guard let array = theirs as? [Any], array.count == elements.count else { return false }
             return zip(elements, array).allSatisfy { agrees($0, $1) }

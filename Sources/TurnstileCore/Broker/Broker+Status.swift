@@ -42,6 +42,8 @@ extension Broker {
         var pools = models.configuredPools
         var seen = Set(pools)
         for pool in occupancy.pools.keys.sorted() where seen.insert(pool).inserted { pools.append(pool) }
+        let flagged = modelFlags.filter { $0.value > now }.keys.compactMap { ModelKey(parsing: $0) }
+        for pool in flagged.sorted() where seen.insert(pool).inserted { pools.append(pool) }
         return pools.map { pool in
             let traits = models.traits(of: pool)
             return BrokerStatus.ModelUse(model: pool, limit: models.limit(of: pool), inUse: occupancy.pools[pool] ?? 0,

@@ -67,7 +67,13 @@ public struct LineFramer: Sendable {
         if end > 0 && line[end - 1] == 0x0D { end -= 1 }
         if end > lineBytesMax { return .tooLong }
         let content = UnsafeBufferPointer(rebasing: line[..<end])
-        if content.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return .next }
+        if content.allSatisfy(isBlank) { return .next }
         return onLine(content) ? .next : .stop
+    }
+
+    /// JSON's white space within a line: space, tab and carriage return (a line of only these,
+    /// such as the `\r` left of `\r\r\n`, is blank too).
+    private func isBlank(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0D
     }
 }

@@ -1,1 +1,0 @@
-// TurnstileClient: filled in by the daemon work.
