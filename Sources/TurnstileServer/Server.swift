@@ -83,7 +83,7 @@ public final class Server {
         try store.reserveFences(above: broker.fenceHighWater)
         pauseFlags.rescan()
         processEffects()
-        try store.writeSnapshot(broker.snapshot(now: now, wall: wall))
+        try store.writeSnapshot(broker.snapshot(now: now, wall: wall), now: now)
     }
 
     /// Opens the socket, starts the handles and runs the loop until a stop signal.
@@ -120,7 +120,7 @@ public final class Server {
         processEffects()
         flushAll()
         do {
-            try store.writeSnapshot(broker.snapshot(now: now, wall: wall))
+            try store.writeSnapshot(broker.snapshot(now: now, wall: wall), now: now)
             try store.releaseFenceReservation(highWater: broker.fenceHighWater)
         } catch {
             logger.error("could not save state", metadata: ["error": "\(error)"])

@@ -29,6 +29,8 @@ final class StateStore {
     private var journalBytes = 0
     private var lastSnapshotAt: Instant?
     private var snapshotInFlight = false
+    /// Serialises every snapshot write, on the loop or the thread pool.
+    private let writer = SnapshotWriter()
 
     private var snapshotPath: String { directory + "/state.json" }
     private var fencePath: String { directory + "/fence" }
@@ -158,13 +160,15 @@ final class StateStore {
     }
 
     /// Writes a snapshot now, on the calling thread, and starts a new journal segment.
-    func writeSnapshot(_ state: BrokerSnapshot) throws {
+    /// - Parameter now: starts the interval before the next background snapshot.
+    func writeSnapshot(_ state: BrokerSnapshot, now: Instant) throws {
         flushJournal()
         let finished = segment
         try openJournal(segment + 1)
-        try writeAtomically(snapshotPath, try encode(state, segment: finished))
+        try writer.write(snapshotPath, try encode(state, segment: finished), segment: finished)
         deleteSegments(through: finished)
         journalBytes = 0
+        lastSnapshotAt = now
     }
 
     /// Starts a background snapshot if the journal is large or changes are a minute old.
@@ -178,7 +182,8 @@ final class StateStore {
             flushJournal()
             try openJournal(segment + 1)
             journalBytes = 0
-            let job = SnapshotJob(path: snapshotPath, bytes: try encode(makeSnapshot(), segment: finished), segment: finished)
+            let job = SnapshotJob(writer: writer, path: snapshotPath, bytes: try encode(makeSnapshot(), segment: finished),
+                                  segment: finished)
             let request = UnsafeMutablePointer<uv_work_t>.allocate(capacity: 1)
             request.pointee.data = Unmanaged.passRetained(job).toOpaque()
             snapshotInFlight = true
@@ -198,7 +203,7 @@ final class StateStore {
             logger.error("snapshot failed; the journal keeps everything", metadata: ["error": "\(error)"])
             return
         }
-        deleteSegments(through: job.segment)
+        if job.written { deleteSegments(through: job.segment) }
     }
 
     private func encode(_ state: BrokerSnapshot, segment: UInt64) throws -> [UInt8] {
@@ -263,14 +268,38 @@ final class StateStore {
     }
 }
 
-/// A snapshot written on the thread pool: only its own fields are touched there.
+/// The one way snapshots reach the disk, from the loop or the thread pool: one at a time,
+/// and never an older journal segment's snapshot over a newer one (a background snapshot
+/// that finishes after the final one at stop is dropped, not renamed over it).
+final class SnapshotWriter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var newestSegment: UInt64?
+
+    /// Writes `bytes` as the snapshot covering journal segments up to `segment`.
+    /// - Returns: false if a snapshot of a later segment was already written.
+    @discardableResult
+    func write(_ path: String, _ bytes: [UInt8], segment: UInt64) throws -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if let newestSegment, newestSegment > segment { return false }
+        try writeAtomically(path, bytes)
+        newestSegment = segment
+        return true
+    }
+}
+
+/// A snapshot written on the thread pool: only its own fields (and the locked writer) are
+/// touched there.
 final class SnapshotJob: @unchecked Sendable {
+    let writer: SnapshotWriter
     let path: String
     let bytes: [UInt8]
     let segment: UInt64
     var error: String?
+    var written = false
 
-    init(path: String, bytes: [UInt8], segment: UInt64) {
+    init(writer: SnapshotWriter, path: String, bytes: [UInt8], segment: UInt64) {
+        self.writer = writer
         self.path = path
         self.bytes = bytes
         self.segment = segment
@@ -279,7 +308,7 @@ final class SnapshotJob: @unchecked Sendable {
     /// Runs on a worker thread.
     func perform() {
         do {
-            try writeAtomically(path, bytes)
+            written = try writer.write(path, bytes, segment: segment)
         } catch {
             self.error = "\(error)"
         }
@@ -288,7 +317,8 @@ final class SnapshotJob: @unchecked Sendable {
 
 /// Writes a file atomically and durably: temp file, write, fsync, rename, fsync the directory.
 func writeAtomically(_ path: String, _ bytes: [UInt8]) throws {
-    let temporary = path + ".tmp"
+    // A name of its own, so two writers of one file never share a temporary.
+    let temporary = path + ".tmp-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     guard fd >= 0 else { throw StartupError(description: "cannot write \(temporary): \(String(cString: strerror(errno)))") }
     var offset = 0

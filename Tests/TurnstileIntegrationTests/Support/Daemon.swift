@@ -48,8 +48,12 @@ final class Daemon: @unchecked Sendable {
         return String(cString: made)
     }
 
+    /// The logs of earlier runs (before a restart).
+    private(set) var earlierLogs = ""
+
     /// Starts (or restarts) the process and waits for it to be ready.
     func start(extraArguments: [String] = []) throws {
+        if let previous = self.process { earlierLogs += previous.output }
         let process = try ChildProcess(
             [Binaries.turnstiled, "--config", configPath, "--socket", socketPath, "--state-dir", stateDirectory,
              "--log-level", "debug"] + extraArguments)
@@ -62,8 +66,11 @@ final class Daemon: @unchecked Sendable {
     /// Connects a client.
     func client() throws -> TurnstileClient { try TurnstileClient(socketPath: socketPath) }
 
-    /// The daemon's log so far.
+    /// The daemon's log so far (the current run).
     var log: String { process?.output ?? "" }
+
+    /// Every run's log.
+    var fullLog: String { earlierLogs + log }
 
     /// Stops it with SIGTERM and returns its exit code.
     @discardableResult
