@@ -50,7 +50,7 @@ extension Server {
             refuse(connection, code: .forbidden, message: "uid \(uid) may not connect to this turnstiled")
             return
         }
-        if connections.count > settings.config.server.maxConnections {
+        if connections.count - lingering.count > settings.config.server.maxConnections {
             logger.warning("too many connections", metadata: ["limit": "\(settings.config.server.maxConnections)"])
             refuse(connection, code: .tooMany, message: "too many connections (limit \(settings.config.server.maxConnections))")
             return
@@ -216,6 +216,7 @@ extension Server {
     /// Closes at once: its bound leases are released and its waiters dropped.
     func closeNow(_ connection: Connection) {
         guard uv_is_closing(UVHandle.handle(connection.pipe)) == 0 else { return }
+        lingering[connection.id] = nil
         let wasOpen = !connection.closing
         connection.closing = true
         watchers[connection.id] = nil
@@ -254,11 +255,38 @@ extension Server {
         }
     }
 
+    /// After the last answer of a closing connection is sent and our side shut down, keep
+    /// reading (and discarding) until the peer closes, for at most two seconds: closing with
+    /// unread input makes the peer's next write fail before it reads our last answer (an
+    /// "lingering close", as HTTP servers do).
+    func linger(_ connection: Connection) {
+        guard uv_is_closing(UVHandle.handle(connection.pipe)) == 0 else { return }
+        guard uv_read_start(connection.stream, onAllocate, onLingerRead) == 0 else { return closeNow(connection) }
+        lingering[connection.id] = (connection, now.adding(milliseconds: 2000))
+        if lingerTimer == nil {
+            let timer = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
+            uv_timer_init(loop, timer)
+            uv_timer_start(timer, onLingerCheck, 250, 250)
+            lingerTimer = timer
+        }
+    }
+
+    /// Closes lingering connections whose two seconds are up.
+    func closeExpiredLingerers() {
+        let at = now
+        for (connection, deadline) in lingering.values where deadline <= at { closeNow(connection) }
+        if lingering.isEmpty, let timer = lingerTimer {
+            uv_close(UVHandle.handle(timer), onHandleClosedFree)
+            lingerTimer = nil
+        }
+    }
+
     /// The pipe is closed: forget the connection and free the pipe.
     func connectionClosed(_ connection: Connection) {
         connections[connection.id] = nil
         watchers[connection.id] = nil
         halfClosed[connection.id] = nil
+        lingering[connection.id] = nil
         connection.pipe.deallocate()
     }
 

@@ -29,6 +29,9 @@ public final class Server {
     /// Connections whose peer half-closed while requests were pending.
     var halfClosed: [ClientID: Connection] = [:]
     var halfClosedTimer: UnsafeMutablePointer<uv_timer_t>?
+    /// Closed connections draining their peer's last input, with their deadlines.
+    var lingering: [ClientID: (connection: Connection, deadline: Instant)] = [:]
+    var lingerTimer: UnsafeMutablePointer<uv_timer_t>?
     var processes: ProcessWatch!
     var pauseFlags: PauseDirectory!
     /// The shared read buffer: every read is consumed before the next one starts.
@@ -132,6 +135,8 @@ public final class Server {
         for connection in connections.values { closeNow(connection) }
         if let halfClosedTimer { uv_close(UVHandle.handle(halfClosedTimer), onHandleClosedFree) }
         halfClosedTimer = nil
+        if let lingerTimer { uv_close(UVHandle.handle(lingerTimer), onHandleClosedFree) }
+        lingerTimer = nil
         uv_close(UVHandle.handle(deadlineTimer), nil)
         uv_close(UVHandle.handle(flushCheck), nil)
         for handle in signalHandles { uv_close(UVHandle.handle(handle), onHandleClosedFree) }

@@ -45,14 +45,28 @@ func onWriteDone(_ request: UnsafeMutablePointer<uv_write_t>?, _ status: Int32) 
     Server.of(request.pointee.handle.pointee.loop).writeFinished(on: connection, status: status)
 }
 
-/// A `uv_shutdown` (after the last answer of a closing connection) finished: close it.
-/// The request was allocated by the server and is freed here.
+/// A `uv_shutdown` (after the last answer of a closing connection) finished: linger until
+/// the peer closes. The request was allocated by the server and is freed here.
 func onShutdownDone(_ request: UnsafeMutablePointer<uv_shutdown_t>?, _ status: Int32) {
     guard let request else { return }
-    if let stream = request.pointee.handle, uv_is_closing(UVHandle.handle(stream)) == 0 {
-        uv_close(UVHandle.handle(stream), onConnectionClosed)
+    if let stream = request.pointee.handle, let data = uv_handle_get_data(UVHandle.handle(stream)) {
+        let connection = Unmanaged<Connection>.fromOpaque(data).takeUnretainedValue()
+        Server.of(stream.pointee.loop).linger(connection)
     }
     request.deallocate()
+}
+
+/// Input arriving on a lingering connection is thrown away; its end closes the connection.
+func onLingerRead(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ count: Int, _ buffer: UnsafePointer<uv_buf_t>?) {
+    guard let stream, count < 0, let data = uv_handle_get_data(UVHandle.handle(stream)) else { return }
+    let connection = Unmanaged<Connection>.fromOpaque(data).takeUnretainedValue()
+    Server.of(stream.pointee.loop).closeNow(connection)
+}
+
+/// The lingering connections' deadline check.
+func onLingerCheck(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
+    guard let timer else { return }
+    Server.of(timer.pointee.loop).closeExpiredLingerers()
 }
 
 /// A connection's pipe is closed: free it and forget the connection.

@@ -950,6 +950,24 @@ struct JSONParserFuzzTests {
         #expect(!(try JSONParser.parse("[1e300, 1e-400]")).containsNumberBeyondDouble)
     }
 
+    /// The tolerances in `agrees` cover real Foundation behaviour, and the parser is the exact one.
+    @Test func foundationsOwnQuirksAreTolerated() throws {
+        let bom: [UInt8] = [0x22, 0xEF, 0xBB, 0xBF, 0x41, 0x5C, 0x6E, 0xEF, 0xBB, 0xBF, 0x42, 0x22]
+        let ours = try JSONParser.parse(bom)
+        #expect(ours.stringValue.map { Array($0.unicodeScalars) } == ["\u{FEFF}", "A", "\n", "\u{FEFF}", "B"])
+        let theirs = try #require(Self.foundationParse(bom) as? String)
+        #expect(Array(theirs.unicodeScalars) == ["A", "\n", "B"], "Foundation fixed? Then drop the U+FEFF tolerance.")
+        #expect(Self.agrees(ours, theirs))
+        #expect(!Self.agrees(.string("\u{FEFF}A"), "B"))
+
+        let long = "0.30000000000000004"
+        #expect(try JSONParser.parse(long).numberValue?.double == 0.1 + 0.2)
+        let decimal = try #require(Self.foundationParse(utf8(long)) as? NSNumber)
+        #expect(decimal is NSDecimalNumber)
+        #expect(Self.agrees(number(long), decimal))
+        #expect(!Self.agrees(number("0.3000000001"), decimal))
+    }
+
     @Test func theClassifierIgnoresLookalikesInsideStrings() {
         #expect(Self.knownDivergence(utf8(#"[",]"]"#)) == nil)
         #expect(Self.knownDivergence(utf8(#"["\",]"]"#)) == nil)

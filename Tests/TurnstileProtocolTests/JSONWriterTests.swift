@@ -123,6 +123,7 @@ struct JSONWriterDoubleTests {
     @Test(arguments: [
         (3.0, "3"), (-3.0, "-3"), (0.0, "0"), (-0.0, "0"), (1.5, "1.5"), (0.1, "0.1"), (-2.25, "-2.25"),
         (999_999_999_999_999.0, "999999999999999"), (-999_999_999_999_999.0, "-999999999999999"),
+        (1e-7, "1e-07"), (1e300, "1e+300"),
         (.nan, "null"), (.infinity, "null"), (-.infinity, "null"), (.signalingNaN, "null"),
     ])
     func exactSpellings(value: Double, text: String) {
@@ -148,6 +149,14 @@ struct JSONWriterDoubleTests {
             #expect(try JSONParser.parse(text).numberValue?.int64 == Int64(value), "\(text)")
             #expect(written { $0.double(-value) } == "-" + text)
         }
+    }
+
+    /// From 1e15 on, integral doubles keep the double's own spelling (a fraction or an exponent).
+    @Test(arguments: [1e15, -1e15, 9e15, 1e16, -1e20, 123_456_789_012_345_680_000.0])
+    func integralDoublesFrom1e15KeepTheirDoubleSpelling(value: Double) throws {
+        let text = written { $0.double(value) }
+        #expect(text.contains(".") || text.contains("e"), "\(text)")
+        #expect(try JSONParser.parse(text).numberValue?.double == value, "\(text)")
     }
 
     @Test func randomDoublesRoundTripThroughBothParsers() throws {

@@ -115,7 +115,17 @@ final class ChildProcess: @unchecked Sendable {
         let reaped = waitpid(pid, &status, pidfd >= 0 ? WNOHANG : 0)
         guard reaped == pid else { return nil }
         exitStatus = status
+        waitForDrain(milliseconds: 2000)
         return status
+    }
+
+    /// Waits until everything the process wrote has been read (its pipe reached EOF), so
+    /// `output` is complete. Bounded: a grandchild may still hold the pipe open.
+    private func waitForDrain(milliseconds: Int) {
+        let deadline = Date().addingTimeInterval(Double(milliseconds) / 1000)
+        lock.lock()
+        defer { lock.unlock() }
+        while !drained && lock.wait(until: deadline) {}
     }
 
     /// The exit code if it exited normally.

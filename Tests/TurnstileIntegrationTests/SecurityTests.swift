@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+import TurnstileClient
+import TurnstileProtocol
+
+/// SPEC §6: the socket's permissions, one daemon per socket, and who may connect.
+@Suite("Socket security", .timeLimit(.minutes(1)))
+struct SecurityTests {
+    func mode(_ path: String) throws -> Int {
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        return (attributes[.posixPermissions] as? Int) ?? -1
+    }
+
+    @Test func theSocketIsCreated0600() throws {
+        let daemon = try Daemon()
+        #expect(try mode(daemon.socketPath) == 0o600)
+    }
+
+    @Test func aConfiguredModeIsApplied() throws {
+        let daemon = try Daemon(config: #"socket_mode = "0660""#)
+        #expect(try mode(daemon.socketPath) == 0o660)
+    }
+
+    @Test func aSecondDaemonOnTheSameSocketRefusesToStart() throws {
+        let daemon = try Daemon()
+        let second = try ChildProcess([Binaries.turnstiled, "--socket", daemon.socketPath,
+                                       "--state-dir", daemon.directory + "/other-state"])
+        _ = second.waitForExit()
+        #expect(second.exitCode == 1)
+        #expect(second.output.contains("another turnstiled is already running on \(daemon.socketPath)"))
+        #expect(try daemon.client().ask("hello").ok, "the first one is untouched")
+    }
+
+    @Test func aStaleSocketIsReplaced() throws {
+        let directory = try Daemon.makeTemporaryDirectory()
+        let path = directory + "/t.sock"
+        let binder = try ChildProcess(["/usr/bin/python3", "-c",
+                                       "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])", path])
+        _ = binder.waitForExit()
+        #expect(FileManager.default.fileExists(atPath: path), "a leftover socket file, nobody listening")
+        let daemon = try ChildProcess([Binaries.turnstiled, "--socket", path, "--state-dir", directory + "/state"])
+        #expect(daemon.waitForOutput("turnstiled ready"))
+        #expect(try TurnstileClient(socketPath: path).call("hello", timeoutMilliseconds: 10_000).ok)
+        daemon.signal(SIGTERM)
+        _ = daemon.waitForExit()
+        #expect(daemon.exitCode == 0)
+    }
+
+    @Test(arguments: ["regular file", "world-writable directory", "path too long"])
+    func unsafeSocketPathsAreRefused(case name: String) throws {
+        let directory = try Daemon.makeTemporaryDirectory()
+        var path = directory + "/t.sock"
+        var expected = ""
+        switch name {
+        case "regular file":
+            FileManager.default.createFile(atPath: path, contents: Data("x".utf8))
+            expected = "exists and is not a socket"
+        case "world-writable directory":
+            try FileManager.default.createDirectory(atPath: directory + "/open", withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o777])
+            chmod(directory + "/open", 0o777)
+            path = directory + "/open/t.sock"
+            expected = "must belong to you (or root) and not be writable by others"
+        default:
+            path = directory + "/" + String(repeating: "s", count: 120) + ".sock"
+            expected = "at most 107 fit"
+        }
+        let daemon = try ChildProcess([Binaries.turnstiled, "--socket", path, "--state-dir", directory + "/state"])
+        _ = daemon.waitForExit()
+        #expect(daemon.exitCode == 1)
+        #expect(daemon.output.contains(expected), "\(daemon.output)")
+    }
+
+    /// Runs a one-line request as uid 65534 (nobody) with socat, printing the answer.
+    func askAsNobody(_ daemon: Daemon, _ request: String) throws -> String {
+        chmod(daemon.directory, 0o711)
+        let input = daemon.directory + "/request-\(UUID().uuidString)"
+        try (request + "\n").write(toFile: input, atomically: true, encoding: .utf8)
+        chmod(input, 0o644)
+        let fd = open(input, O_RDONLY)
+        defer { close(fd) }
+        let client = try ChildProcess(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                       "/usr/bin/socat", "-t", "5", "-", "UNIX-CONNECT:" + daemon.socketPath], stdin: fd)
+        _ = client.waitForExit()
+        return client.output
+    }
+
+    @Test func otherUsersAreRefusedUnlessAllowed() throws {
+        let daemon = try Daemon(config: #"socket_mode = "0666""#)
+        let answer = try askAsNobody(daemon, #"{"op":"hello"}"#)
+        #expect(answer.contains(#""error":"forbidden""#), "\(answer)")
+        #expect(answer.contains("uid 65534 may not connect"))
+    }
+
+    @Test func allowedUsersMayConnectButNotAdminister() throws {
+        let daemon = try Daemon(config: "socket_mode = \"0666\"\nallow_uids = [65534]\n")
+        let acquired = try askAsNobody(daemon, #"{"id":1,"op":"acquire","detach":true}"#)
+        #expect(acquired.contains(#""ok":true"#), "\(acquired)")
+        let pause = try askAsNobody(daemon, #"{"id":2,"op":"pause","project":"alpha"}"#)
+        #expect(pause.contains(#""error":"forbidden""#), "\(pause)")
+        for op in [#""op":"reload""#, #""op":"throttle","provider":"p","retry_after_ms":5"#, #""op":"revoke","fence":1"#] {
+            let answer = try askAsNobody(daemon, "{\(op)}")
+            #expect(answer.contains(#""error":"forbidden""#), "\(op): \(answer)")
+        }
+    }
+
+    @Test func adminUIDsMayAdminister() throws {
+        let daemon = try Daemon(config: "socket_mode = \"0666\"\nallow_uids = [65534]\nadmin_uids = [65534]\n")
+        #expect(try askAsNobody(daemon, #"{"op":"pause","project":"alpha"}"#).contains(#""paused":true"#))
+    }
+}
