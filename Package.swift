@@ -28,9 +28,12 @@ let package = Package(
             providers: [.apt(["libuv1-dev"])]
         ),
         // The limits, the queue, leases, controls and telemetry: pure Swift, time injected.
+        .target(name: "TurnstileCore"),
+        // The TOML config file, read into the core's typed config (kept apart so that clients
+        // do not load a TOML parser, and Foundation with it).
         .target(
-            name: "TurnstileCore",
-            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
+            name: "TurnstileConfigFile",
+            dependencies: ["TurnstileCore", .product(name: "TOMLKit", package: "TOMLKit")]
         ),
         // NDJSON framing and the message types shared by the daemon and its clients.
         .target(
@@ -41,7 +44,7 @@ let package = Package(
         .target(
             name: "TurnstileServer",
             dependencies: [
-                "CLibUV", "TurnstileCore", "TurnstileProtocol",
+                "CLibUV", "TurnstileCore", "TurnstileConfigFile", "TurnstileProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -54,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "turnstiled",
             dependencies: [
-                "TurnstileServer", "TurnstileProtocol",
+                "TurnstileServer", "TurnstileProtocol", "TurnstileConfigFile",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -62,7 +65,7 @@ let package = Package(
         .executableTarget(
             name: "turnstile",
             dependencies: [
-                "TurnstileClient", "TurnstileProtocol",
+                "TurnstileClient", "TurnstileProtocol", "CLibUV",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -77,6 +80,10 @@ let package = Package(
         .testTarget(
             name: "TurnstileCoreTests",
             dependencies: ["TurnstileCore"]
+        ),
+        .testTarget(
+            name: "TurnstileConfigFileTests",
+            dependencies: ["TurnstileConfigFile", "TurnstileCore"]
         ),
         .testTarget(
             name: "TurnstileProtocolTests",

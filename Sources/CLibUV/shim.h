@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -56,6 +57,27 @@ static inline int turnstile_unblock_stop_signals(void) {
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     return -pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/* Blocks SIGINT, SIGTERM, SIGHUP and SIGCHLD in the calling thread and returns a signalfd
+   that reads them instead, so one poll() can wait on signals, sockets and pidfds together. */
+static inline int turnstile_signalfd_for_run(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) return -errno;
+    int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+/* The next signal waiting on a signalfd, 0 if none. */
+static inline int turnstile_signalfd_read(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t count = read(fd, &info, sizeof(info));
+    return count == (ssize_t)sizeof(info) ? (int)info.ssi_signo : 0;
 }
 
 /* Ignores SIGPIPE: a write to a vanished peer must fail with EPIPE, not kill the daemon. */

@@ -71,6 +71,10 @@ public final class SocketStream {
         Glibc.close(descriptor)
     }
 
+    /// Whether a complete line is already buffered (then `poll` on the descriptor would
+    /// wrongly say there is nothing to read).
+    public var hasBufferedLine: Bool { !lines.isEmpty }
+
     /// Half-closes: no more sending, answers may still be read.
     public func shutdownWrite() {
         shutdown(descriptor, Int32(SHUT_WR))
@@ -93,14 +97,10 @@ public final class SocketStream {
     /// The next line, waiting up to `timeoutMilliseconds` (-1: forever).
     /// - Returns: nil on timeout.
     public func readLine(timeoutMilliseconds: Int32 = -1) throws(ClientError) -> [UInt8]? {
-        var deadline: Int64? = timeoutMilliseconds >= 0 ? Self.monotonicMilliseconds() + Int64(timeoutMilliseconds) : nil
+        let deadline: Int64? = timeoutMilliseconds >= 0 ? Self.monotonicMilliseconds() + Int64(timeoutMilliseconds) : nil
         while lines.isEmpty {
-            var wait: Int32 = -1
-            if let end = deadline {
-                let left = end - Self.monotonicMilliseconds()
-                if left <= 0 { return nil }
-                wait = Int32(clamping: left)
-            }
+            // A zero (or passed) timeout still polls once: "is there something now?".
+            let wait = deadline.map { Int32(clamping: max(0, $0 - Self.monotonicMilliseconds())) } ?? -1
             var descriptorPoll = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
             let ready = poll(&descriptorPoll, 1, wait)
             if ready < 0 {
@@ -108,7 +108,7 @@ public final class SocketStream {
                 throw .system("poll: \(String(cString: strerror(errno)))")
             }
             if ready == 0 {
-                deadline = deadline ?? 0
+                if let deadline, Self.monotonicMilliseconds() >= deadline { return nil }
                 continue
             }
             let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }

@@ -98,6 +98,18 @@ public final class TurnstileClient {
         }
     }
 
+    /// The next line from the daemon, answer or event, in arrival order (after any set aside
+    /// by `answer(to:)` or `nextEvent`): for callers that do their own matching.
+    /// - Returns: nil on timeout.
+    public func nextMessage(timeoutMilliseconds: Int32) throws(ClientError) -> JSONObject? {
+        if !events.isEmpty { return events.removeFirst() }
+        if let first = answers.keys.min() { return answers.removeValue(forKey: first) }
+        return try nextObject(timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// Whether a message can be read without waiting.
+    public var hasPendingMessage: Bool { !events.isEmpty || !answers.isEmpty || stream.hasBufferedLine }
+
     /// Closes the connection.
     public func close() { stream.close() }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import TurnstileConfigFile
 import TurnstileCore
 
 /// Reads and parses the config file (the core parses; reading the file is the shell's job).

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CLibUV
 import Logging
+import TurnstileConfigFile
 import TurnstileCore
 import TurnstileProtocol
 

@@ -47,8 +47,8 @@ struct CoreBenchmark: ParsableCommand {
         results.sort()
         let median = results[results.count / 2]
         print("core: \(pairs) pairs × \(runs) runs, \(held) leases held, dimensions: \(dimensions)")
-        print(String(format: "  median %.0f ns per acquire+release pair (%.2f M pairs/s); runs: %@", median,
-                     1000 / median, results.map { String(format: "%.0f", $0) }.joined(separator: " ")))
+        print("  median \(fixed(median, 0)) ns per acquire+release pair (\(fixed(1000 / median, 2)) M pairs/s); runs: "
+              + results.map { fixed($0, 0) }.joined(separator: " "))
     }
 }
 

@@ -6,5 +6,19 @@ struct TurnstileBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "turnstile-bench",
         abstract: "Benchmarks for Turnstile (see `make bench`).",
-        subcommands: [CoreBenchmark.self])
+        subcommands: [PingPong.self, Reclaim.self, CoreBenchmark.self])
+}
+
+/// A number with a fixed count of decimals (Foundation-free `String(format: "%.Nf")`).
+func fixed(_ value: Double, _ digits: Int) -> String {
+    guard value.isFinite else { return "\(value)" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let scaled = (abs(value) * scale).rounded()
+    let whole = Int64(scaled / scale)
+    let fraction = Int64(scaled) - whole * Int64(scale)
+    let sign = value < 0 && scaled > 0 ? "-" : ""
+    guard digits > 0 else { return sign + "\(whole)" }
+    let fractionText = String(fraction)
+    return sign + "\(whole)." + String(repeating: "0", count: digits - fractionText.count) + fractionText
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Logging
+import TurnstileConfigFile
 import TurnstileCore
 import TurnstileProtocol
 import TurnstileServer

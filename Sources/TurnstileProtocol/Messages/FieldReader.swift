@@ -59,14 +59,19 @@ struct FieldReader {
         return int
     }
 
-    /// A non-negative whole number up to 2^53 (JSON's exact integers); larger means "forever".
+    /// A non-negative whole number of milliseconds, however written (`1000`, `1e3`, `1000.0`);
+    /// one beyond 64 bits means "forever".
     func milliseconds(_ field: String) throws(RequestError) -> UInt64? {
         guard let value = value(field) else { return nil }
         guard let number = value.numberValue else { throw fail(field, "\(field) must be a number, not \(value.typeName)") }
         if let int = number.uint64 { return int }
-        if number.int64 != nil { throw fail(field, "\(field) must not be negative (got \(number.text))") }
-        if let double = number.double, double.rounded() == double, double >= 0 { return UInt64.max }
-        throw fail(field, "\(field) must be a whole number of milliseconds (got \(number.text))")
+        guard let double = number.double, double >= 0 else {
+            throw fail(field, "\(field) must not be negative (got \(number.text))")
+        }
+        guard double.rounded() == double else {
+            throw fail(field, "\(field) must be a whole number of milliseconds (got \(number.text))")
+        }
+        return double >= 18_446_744_073_709_551_615 ? UInt64.max : UInt64(double)
     }
 
     func double(_ field: String) throws(RequestError) -> Double? {

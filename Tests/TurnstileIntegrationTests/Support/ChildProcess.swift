@@ -2,15 +2,14 @@ import CLibUV
 import Foundation
 
 /// A process started for a test with `posix_spawn`: a clean signal mask and default
-/// dispositions (Foundation's `Process` would pass on a blocked SIGTERM), stdout and stderr
-/// into a pipe that a thread drains into `output`, and an exit awaited through a pidfd.
+/// dispositions (Foundation's `Process` would pass on a blocked SIGTERM), its own process
+/// group (killed whole at teardown), stdout and stderr into a pipe that a thread drains into
+/// `output`, and an exit awaited through a pidfd.
 final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
     private let pidfd: Int32
-    private let lock = NSCondition()
-    private var captured = Data()
+    private let sink = OutputSink()
     private var exitStatus: Int32?
-    private var drained = false
 
     /// Starts `arguments[0]` (looked up in PATH if it has no `/`).
     init(_ arguments: [String], environment: [String: String]? = nil, stdin: Int32? = nil) throws {
@@ -37,7 +36,9 @@ final class ChildProcess: @unchecked Sendable {
         for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&defaults, signal) }
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        // Its own process group, so teardown can kill whatever it started too.
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
         let argv = arguments.map { strdup($0) } + [nil]
@@ -55,49 +56,26 @@ final class ChildProcess: @unchecked Sendable {
         self.pid = pid
         pidfd = turnstile_pidfd_open(pid)
         let reader = fds[0]
-        Thread.detachNewThread { [self] in drain(reader) }
+        let sink = self.sink
+        // The thread holds only the sink, never the process object, so dropping the object
+        // (which kills the child) does not wait for the pipe to end.
+        Thread.detachNewThread { sink.drain(reader) }
     }
 
     deinit {
-        if exitStatus == nil {
-            kill(pid, SIGKILL)
-            _ = waitForExit(milliseconds: 5000)
-        }
+        kill(-pid, SIGKILL)
+        if exitStatus == nil { _ = waitForExit(milliseconds: 5000) }
         if pidfd >= 0 { close(pidfd) }
     }
 
-    private func drain(_ fd: Int32) {
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = read(fd, &buffer, buffer.count)
-            if count < 0 && errno == EINTR { continue }
-            lock.lock()
-            if count > 0 { captured.append(contentsOf: buffer[0..<count]) } else { drained = true }
-            lock.broadcast()
-            lock.unlock()
-            if count <= 0 { break }
-        }
-        close(fd)
-    }
-
     /// Everything it wrote so far.
-    var output: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return String(decoding: captured, as: UTF8.self)
-    }
+    var output: String { sink.text }
 
     /// Waits until its output contains `text`.
     /// - Returns: false if the deadline passed (or the output ended) first.
     @discardableResult
     func waitForOutput(_ text: String, milliseconds: Int = 10_000) -> Bool {
-        let deadline = Date().addingTimeInterval(Double(milliseconds) / 1000)
-        lock.lock()
-        defer { lock.unlock() }
-        while !String(decoding: captured, as: UTF8.self).contains(text) {
-            if drained || !lock.wait(until: deadline) { return String(decoding: captured, as: UTF8.self).contains(text) }
-        }
-        return true
+        sink.wait(for: text, milliseconds: milliseconds)
     }
 
     /// Sends a signal.
@@ -115,17 +93,9 @@ final class ChildProcess: @unchecked Sendable {
         let reaped = waitpid(pid, &status, pidfd >= 0 ? WNOHANG : 0)
         guard reaped == pid else { return nil }
         exitStatus = status
-        waitForDrain(milliseconds: 2000)
+        // Everything it wrote is read once its pipe ends (bounded: a grandchild may hold it).
+        sink.waitForEnd(milliseconds: 2000)
         return status
-    }
-
-    /// Waits until everything the process wrote has been read (its pipe reached EOF), so
-    /// `output` is complete. Bounded: a grandchild may still hold the pipe open.
-    private func waitForDrain(milliseconds: Int) {
-        let deadline = Date().addingTimeInterval(Double(milliseconds) / 1000)
-        lock.lock()
-        defer { lock.unlock() }
-        while !drained && lock.wait(until: deadline) {}
     }
 
     /// The exit code if it exited normally.
@@ -138,5 +108,50 @@ final class ChildProcess: @unchecked Sendable {
     var terminatingSignal: Int32? {
         guard let status = exitStatus, status & 0x7F != 0, status & 0x7F != 0x7F else { return nil }
         return status & 0x7F
+    }
+}
+
+/// A child's output, filled by a reader thread and read by the test.
+final class OutputSink: @unchecked Sendable {
+    private let lock = NSCondition()
+    private var captured = Data()
+    private var ended = false
+
+    /// Reads the pipe until it ends.
+    func drain(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            lock.lock()
+            if count > 0 { captured.append(contentsOf: buffer[0..<count]) } else { ended = true }
+            lock.broadcast()
+            lock.unlock()
+            if count <= 0 { break }
+        }
+        close(fd)
+    }
+
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: captured, as: UTF8.self)
+    }
+
+    func wait(for text: String, milliseconds: Int) -> Bool {
+        let deadline = Date().addingTimeInterval(Double(milliseconds) / 1000)
+        lock.lock()
+        defer { lock.unlock() }
+        while !String(decoding: captured, as: UTF8.self).contains(text) {
+            if ended || !lock.wait(until: deadline) { return String(decoding: captured, as: UTF8.self).contains(text) }
+        }
+        return true
+    }
+
+    func waitForEnd(milliseconds: Int) {
+        let deadline = Date().addingTimeInterval(Double(milliseconds) / 1000)
+        lock.lock()
+        defer { lock.unlock() }
+        while !ended && lock.wait(until: deadline) {}
     }
 }

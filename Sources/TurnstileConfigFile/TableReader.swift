@@ -1,4 +1,5 @@
 import TOMLKit
+import TurnstileCore
 
 /// Typed, checked reads from one TOML table, each failure a `ConfigError` that names the key
 /// (`projects[1].max`) and its line.

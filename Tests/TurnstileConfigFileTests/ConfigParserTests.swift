@@ -1,5 +1,6 @@
 import Testing
-@testable import TurnstileCore
+import TurnstileCore
+@testable import TurnstileConfigFile
 
 /// The TOML config: defaults, every key of SPEC §7, and refusals that name file, line and key.
 @Suite("Config parsing")
@@ -131,27 +132,5 @@ struct ConfigParserTests {
             #expect(error.message.contains(refusal.says), "\(error)")
             #expect(error.description.hasPrefix("bad.toml:\(refusal.line ?? 0)"), "\(error)")
         }
-    }
-
-    @Test func reloadKeepsLiveLeasesAndAppliesToFutureGrants() throws {
-        var h = Harness { $0.limits.global = 3 }
-        let leases = (0..<3).compactMap { _ in h.grant() }
-        #expect(leases.count == 3)
-        h.broker.reload(try ConfigParser.parse("[limits]\nglobal = 1\n", file: "t.toml"), now: h.now)
-        #expect(h.broker.leaseCount == 3, "no live lease is revoked by a reload")
-        #expect(h.acquire().refusal?.reason == .global)
-        h.release(leases[0])
-        h.release(leases[1])
-        #expect(h.acquire().refusal?.reason == .global, "still at the lowered limit of 1")
-        h.release(leases[2])
-        #expect(h.grant() != nil)
-    }
-
-    @Test func reloadWakesWaitersThatNowFit() throws {
-        var h = Harness { $0.limits.global = 1 }
-        _ = h.grant()
-        #expect(h.acquire(wait: 60_000).isQueued)
-        h.broker.reload(try ConfigParser.parse("[limits]\nglobal = 2\n", file: "t.toml"), now: h.now)
-        #expect(h.grantedTickets().count == 1)
     }
 }

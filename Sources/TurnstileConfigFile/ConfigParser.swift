@@ -1,4 +1,5 @@
 import TOMLKit
+import TurnstileCore
 
 /// Reads a TOML config into a `TurnstileConfig`, refusing anything it does not understand:
 /// a syntax error, an unknown key (most likely a typo), a value of the wrong type or out of

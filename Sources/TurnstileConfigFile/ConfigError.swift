@@ -1,3 +1,5 @@
+import TurnstileCore
+
 /// A config file the daemon refuses, at start or on reload: which file, line and key, and why.
 /// Its text is what `reload` answers with `bad_config` and what the daemon prints at start.
 public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -1,0 +1,132 @@
+import TurnstileProtocol
+
+/// Renders the daemon's `status` answer as the readable table `turnstile status` prints:
+/// limits and use, projects, models, leases (holder, age, last heartbeat), waiters and
+/// their reasons, paused projects, throttles. Pure: the same answer gives the same text.
+public enum StatusTable {
+    public static func render(_ status: JSONObject) -> String {
+        var out: [String] = []
+        let server = status["server"]?.objectValue
+        let global = status["global"]?.objectValue
+        out.append("turnstiled \(text(server?["version"])) (pid \(text(server?["pid"])), up \(duration(server?["uptime_ms"])))"
+                   + " · fairness \(text(status["fairness"]))")
+        out.append("PERMITS   \(text(global?["in_use"]))/\(text(global?["limit"])) in use · \(text(global?["waiting"])) waiting")
+        let modes = (status["modes"]?.objectValue?.members ?? []).map { member -> String in
+            let mode = member.value.objectValue
+            let limit = mode?["limit"].flatMap { $0.isNull ? nil : text($0) }
+            return "\(member.key) \(text(mode?["in_use"]))" + (limit.map { "/\($0)" } ?? "")
+        }
+        out.append("MODES     " + modes.joined(separator: " · "))
+        appendProjects(status, to: &out)
+        appendModels(status, to: &out)
+        appendLeases(status, to: &out)
+        appendWaiting(status, to: &out)
+        let throttles = status["throttles"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        if !throttles.isEmpty {
+            out.append("THROTTLES")
+            for throttle in throttles {
+                out.append("  \(text(throttle["provider"])) for tenant \(text(throttle["tenant"])): \(duration(throttle["retry_after_ms"])) left")
+            }
+        }
+        let paused = status["paused"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        if !paused.isEmpty { out.append("PAUSED    " + paused.joined(separator: ", ")) }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    private static func appendProjects(_ status: JSONObject, to out: inout [String]) {
+        let projects = status["projects"]?.objectValue?.members ?? []
+        guard !projects.isEmpty else { return }
+        out.append("PROJECTS")
+        var rows = [["PROJECT", "IN USE", "MENTION", "PAUSED", "FAILURES"]]
+        for member in projects {
+            let project = member.value.objectValue
+            rows.append([member.key, "\(text(project?["in_use"]))/\(limit(project?["limit"]))",
+                         "\(text(project?["mention_in_use"]))/\(limit(project?["mention_limit"]))",
+                         project?["paused"]?.boolValue == true ? "paused" : "-", text(project?["failures"])])
+        }
+        out += columns(rows)
+    }
+
+    private static func appendModels(_ status: JSONObject, to out: inout [String]) {
+        let models = status["models"]?.objectValue?.members ?? []
+        guard !models.isEmpty else { return }
+        out.append("MODELS")
+        var rows = [["MODEL", "IN USE", "TIER", "TOOLS", "SUBSCRIPTION"]]
+        for member in models {
+            let model = member.value.objectValue
+            let limited = model?["subscription_limited"]?.boolValue == true
+            rows.append([member.key, "\(text(model?["in_use"]))/\(text(model?["limit"]))", text(model?["tier"]),
+                         model?["tools"]?.boolValue == true ? "yes" : "no",
+                         limited ? "limited \(duration(model?["limited_for_ms"]))" : "ok"])
+        }
+        out += columns(rows)
+    }
+
+    private static func appendLeases(_ status: JSONObject, to out: inout [String]) {
+        let leases = status["leases"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        out.append("LEASES" + (leases.isEmpty ? "    none" : ""))
+        guard !leases.isEmpty else { return }
+        var rows = [["FENCE", "PROJECT", "MODE", "MODEL", "HOLDER", "PID", "AGE", "HEARTBEAT", "EXPIRES", "STATE"]]
+        for lease in leases {
+            var state = lease["bound"]?.boolValue == true ? "bound" : "detached"
+            if lease["parked"]?.boolValue == true { state += ",parked" }
+            rows.append([text(lease["fence"]), text(lease["project"]), text(lease["mode"]), text(lease["model"]),
+                         text(lease["holder"]), text(lease["pid"]), duration(lease["age_ms"]),
+                         duration(lease["since_heartbeat_ms"]) + " ago", "in " + duration(lease["expires_in_ms"]), state])
+        }
+        out += columns(rows)
+    }
+
+    private static func appendWaiting(_ status: JSONObject, to out: inout [String]) {
+        let waiting = status["waiting"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        guard !waiting.isEmpty else { return }
+        out.append("WAITING")
+        var rows = [["POS", "PROJECT", "MODE", "MODEL", "HOLDER", "PRIORITY", "REASON", "WAITED"]]
+        for waiter in waiting {
+            rows.append([text(waiter["position"]), text(waiter["project"]), text(waiter["mode"]), text(waiter["model"]),
+                         text(waiter["holder"]), text(waiter["priority"]), text(waiter["reason"]), duration(waiter["waited_ms"])])
+        }
+        out += columns(rows)
+    }
+
+    /// Left-aligned columns, two spaces apart, indented by two.
+    static func columns(_ rows: [[String]]) -> [String] {
+        var widths = [Int](repeating: 0, count: rows.map(\.count).max() ?? 0)
+        for row in rows { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
+        return rows.map { row in
+            var line = "  "
+            for (index, cell) in row.enumerated() {
+                line += index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count + 2)
+            }
+            return line
+        }
+    }
+
+    public static func text(_ value: JSONValue?) -> String {
+        switch value {
+        case .string(let string)?: string
+        case .number(let number)?: number.text
+        case .bool(let flag)?: flag ? "yes" : "no"
+        default: "-"
+        }
+    }
+
+    private static func limit(_ value: JSONValue?) -> String {
+        guard let value, !value.isNull else { return "-" }
+        return text(value)
+    }
+
+    private static func duration(_ value: JSONValue?) -> String {
+        guard let milliseconds = value?.numberValue?.uint64 else { return "-" }
+        return Durations.describe(milliseconds: milliseconds)
+    }
+}
+
+/// One line per `watch` event, for people: `granted fence=12 project=alpha mode=issue …`.
+public enum EventLine {
+    public static func render(_ event: JSONObject) -> String {
+        let name = event["event"]?.stringValue ?? "?"
+        let fields = event.members.filter { $0.key != "event" }.map { "\($0.key)=\(StatusTable.text($0.value))" }
+        return ([name] + fields).joined(separator: " ")
+    }
+}

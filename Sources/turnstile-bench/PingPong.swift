@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+
+/// `pingpong`: N connections each looping acquire → release as fast as the server answers.
+/// Reports pairs per second and per-request latency percentiles; with `--server-pid`, the
+/// server's CPU time per pair (from /proc).
+struct PingPong: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Acquire+release pairs per second and request latency over N connections.")
+
+    @Option(help: "The server's socket.") var socket: String
+    @Option(help: "Protocol: turnstile (NDJSON), floor (the thin C reference, NDJSON) or redis (RESP).")
+    var target: Target = .turnstile
+    @Option(help: "Concurrent connections.") var connections = 64
+    @Option(help: "Measured seconds.") var seconds = 5.0
+    @Option(help: "Warm-up seconds (not measured).") var warmup = 1.0
+    @Option(name: .customLong("server-pid"), help: "The server's pid, to report its CPU time per pair.") var serverPID: Int32?
+    @Flag(help: "Print one JSON line instead of text.") var json = false
+
+    func run() throws {
+        let scripts = target == .redis ? try RedisSemaphore.load(socket: socket) : nil
+        var clients = (0..<connections).map { _ -> PairClient in
+            guard let fd = connectUnix(socket) else { fatalError("cannot connect to \(socket)") }
+            return PairClient(fd: fd, target: target, scripts: scripts)
+        }
+        var poller = SocketPoller(clients.map(\.fd))
+        for index in clients.indices { clients[index].start() }
+        var recorder = LatencyRecorder()
+        let warmupEnd = monotonicNanoseconds() + UInt64(warmup * 1e9)
+        let end = warmupEnd + UInt64(seconds * 1e9)
+        var measuring = false
+        var pairs = 0
+        var cpuStart: Double = 0
+        var start: UInt64 = 0
+        while true {
+            let now = monotonicNanoseconds()
+            if !measuring && now >= warmupEnd {
+                measuring = true
+                start = now
+                cpuStart = serverPID.map(processCPUSeconds) ?? 0
+            }
+            if now >= end { break }
+            for index in poller.ready(timeoutMilliseconds: 100) {
+                clients[index].readable { latency, completedPair in
+                    guard measuring else { return }
+                    recorder.record(latency)
+                    if completedPair { pairs += 1 }
+                }
+            }
+        }
+        let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+        let cpu = serverPID.map { processCPUSeconds($0) - cpuStart }
+        report(pairs: pairs, elapsed: elapsed, cpu: cpu, recorder: &recorder)
+        for client in clients { close(client.fd) }
+    }
+
+    private func report(pairs: Int, elapsed: Double, cpu: Double?, recorder: inout LatencyRecorder) {
+        let rate = Double(pairs) / elapsed
+        let p = recorder.percentiles([50, 90, 99, 99.9])
+        let cpuPerPair = cpu.map { $0 / Double(max(pairs, 1)) * 1e6 }
+        if json {
+            print(#"{"workload":"pingpong","target":"\#(target.rawValue)","connections":\#(connections),"pairs_per_second":\#(Int(rate)),"p50_us":\#(p[0]),"p90_us":\#(p[1]),"p99_us":\#(p[2]),"p999_us":\#(p[3]),"server_cpu_us_per_pair":\#(cpuPerPair.map { fixed($0, 2) } ?? "null")}"#)
+        } else {
+            print("pingpong \(target.rawValue) c=\(connections): \(Int(rate)) pairs/s, latency µs p50 \(p[0]) p90 \(p[1]) p99 \(p[2]) p99.9 \(p[3])"
+                  + (cpuPerPair.map { ", server CPU \(fixed($0, 2)) µs/pair" } ?? ""))
+        }
+    }
+}
+
+/// The three servers the benchmarks compare.
+enum Target: String, ExpressibleByArgument, CaseIterable {
+    case turnstile, floor, redis
+}

@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibUV
+
+/// COMMAND as `turnstile run` starts it: in its own process group, in the terminal's
+/// foreground when `turnstile` itself is, with default signal dispositions and an empty
+/// signal mask (`turnstile` blocks the signals it reads through a signalfd).
+struct ChildGroup {
+    let pid: pid_t
+    /// A descriptor that becomes readable when the child exits.
+    let pidfd: Int32
+    /// The terminal handed to the child's group, if any.
+    private let terminal: Int32?
+
+    /// Starts the command.
+    /// - Throws: the `errno` of a failed spawn (ENOENT: no such command).
+    init(_ command: [String], environment: [String]) throws(SpawnError) {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE, SIGTTOU, SIGTTIN, SIGTSTP, SIGQUIT] {
+            sigaddset(&defaults, signal)
+        }
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        let argv = command.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawnp(&pid, command[0], nil, &attributes, argv, envp)
+        guard result == 0 else { throw SpawnError(code: result) }
+        self.pid = pid
+        pidfd = turnstile_pidfd_open(pid)
+        // Hand the terminal to the child's group, so an interactive agent can read it; a child
+        // that touched the terminal before this is stopped by SIGTTIN/SIGTTOU, so continue it.
+        if isatty(STDIN_FILENO) == 1 && tcgetpgrp(STDIN_FILENO) == getpgrp() {
+            _ = Glibc.signal(SIGTTOU, SIG_IGN)
+            tcsetpgrp(STDIN_FILENO, pid)
+            kill(-pid, SIGCONT)
+            terminal = STDIN_FILENO
+        } else {
+            terminal = nil
+        }
+    }
+
+    /// Sends a signal to the whole group.
+    func signal(_ number: Int32) { kill(-pid, number) }
+
+    /// Takes the terminal back (when the child stops or ends).
+    func reclaimTerminal() {
+        if let terminal { tcsetpgrp(terminal, getpgrp()) }
+    }
+
+    /// Gives the terminal to the child again (after `turnstile` is continued).
+    func handTerminalBack() {
+        if let terminal { tcsetpgrp(terminal, pid) }
+    }
+
+    /// Checks the child without blocking.
+    /// - Returns: its exit code (128+N for signal N) if it ended, `.stopped` if it stopped.
+    func poll() -> ChildState {
+        var status: Int32 = 0
+        let reaped = waitpid(pid, &status, WNOHANG | WUNTRACED)
+        guard reaped == pid else { return .running }
+        let low = status & 0x7F
+        if low == 0 { return .exited(code: (status >> 8) & 0xFF) }
+        if low == 0x7F { return .stopped }
+        return .exited(code: 128 + low)
+    }
+
+    /// What the child is doing.
+    enum ChildState: Equatable {
+        case running, stopped
+        case exited(code: Int32)
+    }
+}
+
+/// A failed spawn.
+struct SpawnError: Error, CustomStringConvertible {
+    let code: Int32
+    var description: String { String(cString: strerror(code)) }
+}

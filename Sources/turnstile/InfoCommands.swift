@@ -1,0 +1,122 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import TurnstileClient
+import TurnstileProtocol
+
+/// `turnstile status`: a readable table, or the daemon's answer as is with `--json`.
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show limits, use, leases, waiters, pauses and throttles.")
+    @OptionGroup var connection: SocketOption
+    @Flag(help: "Print the daemon's status answer as JSON.") var json = false
+
+    func run() throws {
+        let answer = try connection.connect().request("status")
+        try finish(answer) { answer in
+            if json { printJSON(answer.object) } else { print(StatusTable.render(answer.object), terminator: "") }
+        }
+    }
+}
+
+/// `turnstile watch`: one line per event until interrupted.
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stream events: granted, released, expired, revoked, paused, resumed, tripped, throttled.")
+    @OptionGroup var connection: SocketOption
+    @Flag(help: "Print events as JSON lines.") var json = false
+
+    func run() throws {
+        let client = try connection.connect()
+        try finish(client.request("watch"), json: false)
+        while true {
+            let event: JSONObject?
+            do {
+                event = try client.nextEvent()
+            } catch {
+                printError("turnstile: \(error)")
+                throw Exit.unreachable
+            }
+            guard let event else { continue }
+            if json { printJSON(event) } else { printLine(EventLine.render(event)) }
+        }
+    }
+}
+
+/// `turnstile metrics`: Prometheus text.
+struct Metrics: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the daemon's metrics in Prometheus text format.")
+    @OptionGroup var connection: SocketOption
+
+    func run() throws {
+        let answer = try connection.connect().request("metrics")
+        try finish(answer) { print($0.string("text") ?? "", terminator: "") }
+    }
+}
+
+/// `turnstile performance [--model M]`.
+struct Performance: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show model telemetry: completions, success rate, latency, limits.")
+    @OptionGroup var connection: SocketOption
+    @Option(help: "One model (provider/model or bare name).") var model: String?
+
+    func run() throws {
+        let fields: [(String, JSONValue)] = model.map { [("model", .text($0))] } ?? []
+        try finish(connection.connect().request("performance", fields))
+    }
+}
+
+/// `turnstile usage SESSION`.
+struct Usage: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a session's token, cost and message sums.")
+    @OptionGroup var connection: SocketOption
+    @Argument(help: "The session id.") var session: String
+
+    func run() throws { try finish(connection.connect().request("usage", [("session_id", .text(session))])) }
+}
+
+/// `turnstile record --model M --latency D (--success | --failure) …`.
+struct Record: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Record a completed model call for telemetry.")
+    @OptionGroup var connection: SocketOption
+    @Option(help: "The model (provider/model or bare name).") var model: String
+    @Option(help: "How long the call took (e.g. 850ms).") var latency: String
+    @Flag(inversion: .prefixedNo, help: "Whether the call succeeded.") var success: Bool
+    @Option(name: .customLong("session"), help: "The agent session, for usage.") var session: String?
+    @Option(help: "The error text of a failure.") var error: String?
+    @Option(help: "The HTTP status of a failure.") var status: Int?
+    @Option(name: .customLong("input-tokens")) var inputTokens: UInt64?
+    @Option(name: .customLong("output-tokens")) var outputTokens: UInt64?
+    @Option(name: .customLong("total-tokens")) var totalTokens: UInt64?
+    @Option(name: .customLong("cost-usd")) var costUSD: Double?
+
+    func run() throws {
+        guard let milliseconds = Durations.milliseconds(latency) else { throw ValidationError("--latency: not a duration") }
+        var fields: [(String, JSONValue)] = [("model", .text(model)), ("latency_ms", .integer(milliseconds)),
+                                             ("success", .bool(success))]
+        if let session { fields.append(("session_id", .text(session))) }
+        if let error { fields.append(("error", .text(error))) }
+        if let status { fields.append(("status", .integer(status))) }
+        var tokens: [(key: String, value: JSONValue)] = []
+        if let inputTokens { tokens.append(("input", .integer(inputTokens))) }
+        if let outputTokens { tokens.append(("output", .integer(outputTokens))) }
+        let total = totalTokens ?? ((inputTokens ?? 0) + (outputTokens ?? 0))
+        if total > 0 { tokens.append(("total", .integer(total))) }
+        if !tokens.isEmpty { fields.append(("tokens", .object(JSONObject(tokens)))) }
+        if let costUSD { fields.append(("cost_usd", .number(JSONNumber(text: "\(costUSD)")))) }
+        try finish(connection.connect().request("record", fields))
+    }
+}
+
+/// `turnstile report PROJECT AGENT --success|--failure`: a project-meta run's outcome.
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Report a project-meta run's outcome to the circuit breaker.")
+    @OptionGroup var connection: SocketOption
+    @Argument(help: "The project.") var project: String
+    @Argument(help: "The agent's name (project-meta or project-meta-<suffix> count).") var agent: String
+    @Flag(inversion: .prefixedNo, help: "Whether the run succeeded.") var success: Bool
+
+    func run() throws {
+        try finish(connection.connect().request("report", [("project", .text(project)), ("agent", .text(agent)),
+                                                           ("success", .bool(success))]))
+    }
+}

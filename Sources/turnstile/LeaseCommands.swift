@@ -1,0 +1,122 @@
+import ArgumentParser
+import TurnstileClient
+import TurnstileProtocol
+
+/// The options of an acquire, shared by `run` and `acquire`.
+struct PermitOptions: ParsableArguments {
+    @Option(help: "The project (a pause flag file name).") var project: String?
+    @Option(help: "time, issue, mention or any.") var mode: String?
+    @Option(help: "The model as provider/model.") var model: String?
+    @Option(help: "Fallback models, comma-separated provider/model.") var fallback: String?
+    @Option(help: "Providers the work needs besides its model's, comma-separated.") var providers: String?
+    @Option(help: "The working tree: one lease per workspace at a time.") var workspace: String?
+    @Option(help: "Whose provider throttles apply.") var tenant: String?
+    @Option(help: "Priority under the priority policy.") var priority: Int?
+    @Option(help: "Lease ttl (300ms, 30s, 5m…); heartbeats come at a third of it.") var ttl: String = "30s"
+    @Option(help: "How long to wait for a permit (default: forever; 0: do not wait).") var wait: String?
+    @Option(help: "A label for status and watch.") var holder: String?
+
+    /// The acquire request's fields.
+    func fields(holder defaultHolder: String?) throws -> [(String, JSONValue)] {
+        var fields: [(String, JSONValue)] = []
+        func add(_ key: String, _ value: String?) { if let value { fields.append((key, .text(value))) } }
+        add("project", project)
+        add("mode", mode)
+        add("model", model)
+        add("fallback", fallback)
+        add("providers", providers)
+        add("workspace", workspace)
+        add("tenant", tenant)
+        add("holder", holder ?? defaultHolder)
+        if let priority { fields.append(("priority", .integer(priority))) }
+        guard let ttlMilliseconds = Durations.milliseconds(ttl) else { throw ValidationError("--ttl: not a duration: \(ttl)") }
+        fields.append(("ttl_ms", .integer(ttlMilliseconds)))
+        fields.append(("wait_ms", .integer(try waitMilliseconds())))
+        return fields
+    }
+
+    /// `--wait` in milliseconds; absent means forever (the largest exact JSON integer).
+    func waitMilliseconds() throws -> UInt64 {
+        guard let wait else { return 9_007_199_254_740_991 }
+        guard let value = Durations.milliseconds(wait) else { throw ValidationError("--wait: not a duration: \(wait)") }
+        return value
+    }
+}
+
+/// `turnstile acquire`: a detached lease, printed as the daemon's JSON answer.
+struct Acquire: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Take a detached lease and print the answer as JSON (exit 75 if none within --wait).")
+
+    @OptionGroup var connection: SocketOption
+    @OptionGroup var permit: PermitOptions
+    @Option(help: "A process whose exit releases the lease (e.g. --pid $$).") var pid: Int32?
+
+    func run() throws {
+        var fields = try permit.fields(holder: nil)
+        if permit.wait == nil { fields.removeAll { $0.0 == "wait_ms" } }
+        fields.append(("detach", .bool(true)))
+        if let pid { fields.append(("pid", .integer(pid))) }
+        let answer = try connection.connect().request("acquire", fields)
+        if !answer.ok && (answer.error == "unavailable" || answer.error == "timeout") {
+            printJSON(answer.object)
+            throw Exit.noPermit
+        }
+        try finish(answer)
+    }
+}
+
+/// `turnstile heartbeat TOKEN…`.
+struct Heartbeat: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Extend leases by their ttl.")
+    @OptionGroup var connection: SocketOption
+    @Argument(help: "Lease tokens.") var tokens: [String]
+
+    func run() throws {
+        let client = try connection.connect()
+        let fields: [(String, JSONValue)] = tokens.count == 1 ? [("lease", .text(tokens[0]))] : [("leases", .strings(tokens))]
+        try finish(client.request("heartbeat", fields))
+    }
+}
+
+/// `turnstile release TOKEN`.
+struct Release: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Give a lease back.")
+    @OptionGroup var connection: SocketOption
+    @Argument(help: "The lease token.") var token: String
+
+    func run() throws { try finish(connection.connect().request("release", [("lease", .text(token))])) }
+}
+
+/// `turnstile attach TOKEN`: binds a lease to this command's connection (useful mostly to
+/// test a token: the connection, and so the lease, ends when the command does).
+struct Attach: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Bind a lease to a connection (and a process with --pid); it is released when that ends.")
+    @OptionGroup var connection: SocketOption
+    @Argument(help: "The lease token.") var token: String
+    @Option(help: "A process whose exit releases the lease.") var pid: Int32?
+
+    func run() throws {
+        var fields: [(String, JSONValue)] = [("lease", .text(token))]
+        if let pid { fields.append(("pid", .integer(pid))) }
+        try finish(connection.connect().request("attach", fields))
+    }
+}
+
+/// `turnstile revoke --fence N | TOKEN` (admin).
+struct Revoke: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Take a lease away (admin).")
+    @OptionGroup var connection: SocketOption
+    @Option(help: "The lease's fence.") var fence: UInt64?
+    @Argument(help: "The lease token.") var token: String?
+
+    func validate() throws {
+        if (fence == nil) == (token == nil) { throw ValidationError("give either --fence N or a token") }
+    }
+
+    func run() throws {
+        let field: (String, JSONValue) = fence.map { ("fence", .integer($0)) } ?? ("lease", .text(token!))
+        try finish(connection.connect().request("revoke", [field]))
+    }
+}

@@ -1,0 +1,41 @@
+import ArgumentParser
+import TurnstileClient
+import TurnstileProtocol
+
+/// `turnstile run … -- COMMAND`: acquire, run COMMAND under the lease, release.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run COMMAND holding a permit: acquire, heartbeat, release; stop COMMAND if the lease is lost.",
+        discussion: """
+            COMMAND runs in its own process group (in the terminal's foreground when there is one) \
+            with TURNSTILE_LEASE, TURNSTILE_FENCE and, when a model was granted, TURNSTILE_MODEL, \
+            TURNSTILE_PROVIDER and TURNSTILE_ROUTE set. The lease is bound to COMMAND's pid and \
+            heartbeated at a third of its ttl; SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND's \
+            group. If the lease is lost COMMAND's group gets SIGTERM, then SIGKILL after --grace, \
+            and turnstile exits 70. If the daemon restarts, turnstile reconnects and re-attaches \
+            the lease for as long as its ttl allows.
+
+            Exit codes: COMMAND's own (128+N if signal N ended it); 64 usage error; 69 daemon \
+            unreachable; 70 lease lost; 75 no permit within --wait (COMMAND never started).
+            """)
+
+    @OptionGroup var connection: SocketOption
+    @OptionGroup var permit: PermitOptions
+    @Option(help: "How long COMMAND gets between SIGTERM and SIGKILL when the lease is lost.") var grace: String = "10s"
+    @Argument(parsing: .postTerminator, help: "The command to run.") var command: [String]
+
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("give the command to run after --") }
+        if Durations.milliseconds(grace) == nil { throw ValidationError("--grace: not a duration: \(grace)") }
+        if Durations.milliseconds(permit.ttl) == nil { throw ValidationError("--ttl: not a duration: \(permit.ttl)") }
+    }
+
+    func run() throws {
+        let holder = permit.holder ?? String(command[0].split(separator: "/").last ?? Substring(command[0]))
+        var runner = Runner(socketPath: connection.path, command: command, acquire: try permit.fields(holder: holder),
+                            ttlMilliseconds: Int64(Durations.milliseconds(permit.ttl)!),
+                            graceMilliseconds: Int64(Durations.milliseconds(grace)!), waitDescription: permit.wait)
+        let code = try runner.run()
+        throw ExitCode(code)
+    }
+}

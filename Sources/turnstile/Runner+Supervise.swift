@@ -1,0 +1,144 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibUV
+import TurnstileClient
+import TurnstileProtocol
+
+extension Runner {
+    /// What woke the loop.
+    enum Input {
+        case signal(Int32)
+        case message(JSONObject)
+        case childChanged
+        case disconnected
+        case timeout
+    }
+
+    /// Keeps the lease alive while COMMAND runs.
+    /// - Returns: COMMAND's exit code (128+N for signal N).
+    mutating func supervise() -> Int32 {
+        let interval = max(ttlMilliseconds / 3, 1)
+        var nextHeartbeat = SocketStream.monotonicMilliseconds() + interval
+        var nextReconnect: Int64 = 0
+        while true {
+            let now = SocketStream.monotonicMilliseconds()
+            if let deadline = killAt, now >= deadline {
+                child?.signal(SIGKILL)
+                killAt = nil
+            }
+            if lost == nil && client == nil {
+                if now - lastConfirmed >= ttlMilliseconds {
+                    leaseLost("the daemon did not come back within the lease's ttl")
+                } else if now >= nextReconnect {
+                    reconnect()
+                    nextReconnect = now + 200
+                }
+            }
+            if lost == nil, client != nil, now >= nextHeartbeat {
+                heartbeatID = try? client?.send("heartbeat", [("lease", .text(token))])
+                nextHeartbeat = now + interval
+            }
+            var wake = lost == nil ? (client == nil ? nextReconnect : nextHeartbeat) : Int64.max
+            if let deadline = killAt { wake = min(wake, deadline) }
+            let timeout = wake == Int64.max ? Int32(-1) : Int32(clamping: max(0, wake - now))
+            switch waitForInput(timeout: timeout, watchChild: true) {
+            case .childChanged:
+                switch child!.poll() {
+                case .exited(let code): return code
+                case .stopped: passStopOn()
+                case .running: break
+                }
+            case .signal(let number):
+                if number == SIGCHLD, case .exited(let code) = child!.poll() { return code }
+                if number != SIGCHLD { child?.signal(number) }
+            case .message(let message): handle(message)
+            case .disconnected:
+                client = nil
+                if lost == nil { printError("turnstile: lost the daemon; reconnecting to keep the lease") }
+            case .timeout: break
+            }
+        }
+    }
+
+    /// An answer or event from the daemon while COMMAND runs.
+    private mutating func handle(_ message: JSONObject) {
+        if let event = message["event"]?.stringValue {
+            if (event == "expired" || event == "revoked") && message["lease"]?.stringValue == token { leaseLost(event) }
+            return
+        }
+        guard let id = message["id"]?.numberValue?.int64, heartbeatID.map(Int64.init) == id else { return }
+        heartbeatID = nil
+        if message["ok"]?.boolValue == true {
+            lastConfirmed = SocketStream.monotonicMilliseconds()
+        } else if message["error"]?.stringValue == "not_found" {
+            leaseLost("expired")
+        }
+    }
+
+    /// After the daemon went away: connect again and re-attach the lease to COMMAND.
+    private mutating func reconnect() {
+        guard let fresh = try? TurnstileClient(socketPath: socketPath) else { return }
+        guard let answer = try? fresh.call("attach", [("lease", .text(token)), ("pid", .integer(child!.pid))],
+                                           timeoutMilliseconds: 2000) else { return }
+        if answer.ok {
+            client = fresh
+            lastConfirmed = SocketStream.monotonicMilliseconds()
+            printError("turnstile: reconnected; the lease is kept")
+        } else if answer.error == "not_found" {
+            leaseLost("gone after the daemon restarted")
+        }
+    }
+
+    /// The lease is gone: stop COMMAND's group, TERM first, KILL after the grace.
+    private mutating func leaseLost(_ why: String) {
+        guard lost == nil else { return }
+        lost = why
+        printError("turnstile: lease lost (\(why)); stopping \(command[0])")
+        child?.signal(SIGTERM)
+        child?.signal(SIGCONT)
+        killAt = SocketStream.monotonicMilliseconds() + graceMilliseconds
+    }
+
+    /// COMMAND was stopped (Ctrl-Z): stop too, so the shell gets its terminal back; when
+    /// continued, hand the terminal back and continue COMMAND.
+    private func passStopOn() {
+        child?.reclaimTerminal()
+        raise(SIGSTOP)
+        child?.handTerminalBack()
+        child?.signal(SIGCONT)
+    }
+
+    /// Gives the lease back (best effort: it is bound to COMMAND's pid anyway).
+    mutating func release() {
+        _ = try? client?.call("release", [("lease", .text(token))], timeoutMilliseconds: 2000)
+    }
+
+    /// Waits for a signal, a message from the daemon, or (with `watchChild`) the child's exit.
+    mutating func waitForInput(timeout: Int32, watchChild: Bool) -> Input {
+        if let client, client.hasPendingMessage, let message = try? client.nextMessage(timeoutMilliseconds: 0) {
+            return .message(message)
+        }
+        var entries = [pollfd(fd: signals, events: Int16(POLLIN), revents: 0)]
+        if let client { entries.append(pollfd(fd: client.stream.descriptor, events: Int16(POLLIN), revents: 0)) }
+        if watchChild, let child, child.pidfd >= 0 { entries.append(pollfd(fd: child.pidfd, events: Int16(POLLIN), revents: 0)) }
+        let ready = poll(&entries, nfds_t(entries.count), timeout)
+        guard ready > 0 else { return .timeout }
+        if entries[0].revents != 0 {
+            let number = turnstile_signalfd_read(signals)
+            if number == SIGCHLD { return .childChanged }
+            if number > 0 { return .signal(number) }
+        }
+        if let client, entries.count > 1, entries[1].revents != 0 {
+            do {
+                if let message = try client.nextMessage(timeoutMilliseconds: 0) { return .message(message) }
+            } catch {
+                return .disconnected
+            }
+        }
+        if watchChild, entries.count > 2 || (client == nil && entries.count > 1), entries.last!.revents != 0 {
+            return .childChanged
+        }
+        return .timeout
+    }
+}

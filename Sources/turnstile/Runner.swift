@@ -1,0 +1,131 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import CLibUV
+import TurnstileClient
+import TurnstileProtocol
+
+/// The life of `turnstile run`: wait for a permit, start COMMAND under it, keep the lease
+/// alive (heartbeats, re-attaching after a daemon restart), forward signals, stop COMMAND if
+/// the lease is lost, release at the end. One thread; one `poll` over the daemon's socket,
+/// a signalfd and the child's pidfd.
+struct Runner {
+    let socketPath: String
+    let command: [String]
+    let acquire: [(String, JSONValue)]
+    let ttlMilliseconds: Int64
+    let graceMilliseconds: Int64
+    let waitDescription: String?
+
+    var client: TurnstileClient?
+    var signals: Int32 = -1
+    var lease: JSONObject = JSONObject()
+    var token = ""
+    var child: ChildGroup?
+    var lastConfirmed: Int64 = 0
+    var heartbeatID: Int?
+    var lost: String?
+    var killAt: Int64?
+
+    init(socketPath: String, command: [String], acquire: [(String, JSONValue)], ttlMilliseconds: Int64,
+         graceMilliseconds: Int64, waitDescription: String?) {
+        self.socketPath = socketPath
+        self.command = command
+        self.acquire = acquire
+        self.ttlMilliseconds = ttlMilliseconds
+        self.graceMilliseconds = graceMilliseconds
+        self.waitDescription = waitDescription
+    }
+
+    /// Runs everything. - Returns: the exit code.
+    mutating func run() throws -> Int32 {
+        signals = turnstile_signalfd_for_run()
+        guard signals >= 0 else { fatalError("signalfd: \(String(cString: strerror(-signals)))") }
+        do {
+            client = try TurnstileClient(socketPath: socketPath)
+        } catch {
+            printError("turnstile: \(error)")
+            return Exit.unreachable.rawValue
+        }
+        if let code = try waitForPermit() { return code }
+        var environment = DefaultPaths.processEnvironment()
+        for key in ["TURNSTILE_LEASE", "TURNSTILE_FENCE", "TURNSTILE_MODEL", "TURNSTILE_PROVIDER", "TURNSTILE_ROUTE"] {
+            environment[key] = nil
+        }
+        environment["TURNSTILE_LEASE"] = token
+        environment["TURNSTILE_FENCE"] = lease["fence"]?.numberValue?.text
+        if let model = lease["model"]?.stringValue {
+            environment["TURNSTILE_MODEL"] = model
+            environment["TURNSTILE_PROVIDER"] = String(model.split(separator: "/", maxSplits: 1).first ?? "")
+            environment["TURNSTILE_ROUTE"] = lease["route"]?.stringValue
+        }
+        do {
+            child = try ChildGroup(command, environment: environment.map { "\($0.key)=\($0.value)" })
+        } catch {
+            printError("turnstile: cannot run \(command[0]): \(error)")
+            release()
+            return error.code == ENOENT ? 127 : 126
+        }
+        _ = try? client?.send("attach", [("lease", .text(token)), ("pid", .integer(child!.pid))])
+        lastConfirmed = SocketStream.monotonicMilliseconds()
+        let code = supervise()
+        child?.reclaimTerminal()
+        if lost == nil { release() }
+        return lost == nil ? code : Exit.leaseLost.rawValue
+    }
+
+    /// Sends the acquire and waits for its answer, saying after a second what it waits on.
+    /// - Returns: an exit code if COMMAND must not start.
+    private mutating func waitForPermit() throws -> Int32? {
+        let id: Int
+        do {
+            id = try client!.send("acquire", acquire + [("notify", .bool(true))])
+        } catch {
+            printError("turnstile: \(error)")
+            return Exit.unreachable.rawValue
+        }
+        let started = SocketStream.monotonicMilliseconds()
+        var queued: JSONObject?
+        var told = false
+        while true {
+            if !told, let queued, SocketStream.monotonicMilliseconds() - started >= 1000 {
+                printError("turnstile: waiting: \(queued["reason"]?.stringValue ?? "?") (position \(StatusTable.text(queued["position"])))")
+                told = true
+            }
+            let timeout: Int32 = told || queued == nil ? 1000 : Int32(max(0, 1000 - (SocketStream.monotonicMilliseconds() - started)))
+            switch waitForInput(timeout: timeout, watchChild: false) {
+            case .signal(let number):
+                if [SIGINT, SIGTERM, SIGHUP].contains(number) { return 128 + number }
+            case .message(let message):
+                if message["event"]?.stringValue == "queued" {
+                    queued = message
+                    continue
+                }
+                guard message["id"]?.numberValue?.int64 == Int64(id) else { continue }
+                let answer = Answer(message)
+                if answer.ok {
+                    lease = message
+                    token = answer.string("lease") ?? ""
+                    return nil
+                }
+                switch answer.error {
+                case "timeout", "unavailable":
+                    let within = waitDescription.map { " within \($0)" } ?? ""
+                    printError("turnstile: no permit\(within): \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")
+                default:
+                    printError("turnstile: \(answer.error ?? "error"): \(answer.message ?? "")")
+                }
+                switch answer.error {
+                case "timeout", "unavailable": return Exit.noPermit.rawValue
+                case "bad_request": return Exit.usage.rawValue
+                default: return Exit.refused.rawValue
+                }
+            case .disconnected:
+                printError("turnstile: the daemon closed the connection while waiting for a permit")
+                return Exit.unreachable.rawValue
+            case .timeout, .childChanged: continue
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import Testing
+import TurnstileClient
+import TurnstileProtocol
+
+/// Replays every conversation in `protocol/vectors/` against the real daemon, and checks
+/// every line sent and received against `protocol/schema/`, so the documents cannot drift
+/// from the code.
+///
+/// Vector format: `>` a request, `<` an expected answer or event, optionally prefixed by a
+/// connection name (`A>`, `B<`; default `A`); `!` a line of the daemon's TOML config; `#` a
+/// comment. In expected lines the string `"*"` matches any value, and `"$NAME"` captures the
+/// value on first use and must be equal afterwards; in requests `"$NAME"` is replaced by the
+/// captured value.
+@Suite("Protocol vectors", .timeLimit(.minutes(1)))
+struct ProtocolVectorTests {
+    static let directory = Binaries.packageRoot + "/protocol/vectors"
+    static let schemas = Binaries.packageRoot + "/protocol/schema"
+
+    static var vectorNames: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".ndjson") }.sorted()
+    }
+
+    @Test func thereAreVectors() {
+        #expect(Self.vectorNames.count >= 8)
+    }
+
+    @Test(arguments: vectorNames)
+    func replay(name: String) throws {
+        let lines = try String(contentsOfFile: Self.directory + "/" + name, encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        let config = lines.filter { $0.hasPrefix("!") }.map { String($0.dropFirst()).trimmingCharacters(in: .whitespaces) }
+        let daemon = try Daemon(config: config.joined(separator: "\n"))
+        var replay = Replay(daemon: daemon)
+        for (number, line) in lines.enumerated() where !line.hasPrefix("#") && !line.hasPrefix("!") {
+            if let problem = try replay.step(line) {
+                Issue.record("\(name):\(number + 1): \(problem)")
+                return
+            }
+        }
+    }
+}
+
+/// The state of one replay: connections, captures, which op each id was.
+struct Replay {
+    let daemon: Daemon
+    var connections: [String: RawConnection] = [:]
+    var captures: [String: JSONValue] = [:]
+    var ops: [String: [String: String]] = [:]
+    /// Requests waiting for their answer before being checked against their schema: only a
+    /// request the daemon accepted must conform (the vectors also send bad ones on purpose).
+    var unchecked: [String: [String: JSONObject]] = [:]
+
+    init(daemon: Daemon) {
+        self.daemon = daemon
+    }
+
+    /// Runs one vector line. - Returns: a problem, or nil.
+    mutating func step(_ line: String) throws -> String? {
+        guard let arrow = line.firstIndex(where: { $0 == ">" || $0 == "<" }) else { return "no > or <" }
+        let name = line[..<arrow].isEmpty ? "A" : String(line[..<arrow])
+        let body = line[line.index(after: arrow)...].trimmingCharacters(in: .whitespaces)
+        if connections[name] == nil { connections[name] = try RawConnection(daemon) }
+        let connection = connections[name]!
+        if line[arrow] == ">" {
+            var text = body
+            for (key, value) in captures {
+                var writer = JSONWriter()
+                writer.value(value)
+                text = text.replacingOccurrences(of: "\"$\(key)\"", with: String(decoding: writer.bytes, as: UTF8.self))
+            }
+            if let request = try? JSONParser.parse(text).objectValue, let op = request["op"]?.stringValue,
+               let id = request["id"] {
+                ops[name, default: [:]][key(id)] = op
+                unchecked[name, default: [:]][key(id)] = request
+            }
+            try connection.send(text + "\n")
+            return nil
+        }
+        guard let received = try connection.receive() else { return "no line from the daemon within 10 s" }
+        let expected = try JSONParser.parse(body)
+        if let mismatch = match(.object(received), expected, at: "$") { return "\(mismatch)\n  got: \(received)" }
+        return validateAnswer(received, connection: name)
+    }
+
+    private func key(_ id: JSONValue) -> String { "\(id)" }
+
+    private mutating func validateAnswer(_ answer: JSONObject, connection: String) -> String? {
+        if let event = answer["event"]?.stringValue, answer["ok"] == nil {
+            return validate(.object(answer), "events/\(event).json").map { "event: \($0)" }
+        }
+        if answer["ok"]?.boolValue == false { return validate(.object(answer), "error.json").map { "error: \($0)" } }
+        guard let id = answer["id"], let op = ops[connection]?[key(id)] else { return nil }
+        let idKey = key(id)
+        let request = unchecked[connection]?[idKey]
+        unchecked[connection]?[idKey] = nil
+        if let request, let problem = validate(.object(request), "requests/\(op).json") { return "request: \(problem)" }
+        return validate(.object(answer), "answers/\(op).json").map { "answer: \($0)" }
+    }
+
+    private func validate(_ value: JSONValue, _ schema: String) -> String? {
+        let path = ProtocolVectorTests.schemas + "/" + schema
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "no schema \(schema)" }
+        guard let parsed = try? JSONParser.parse(text).objectValue else { return "schema \(schema) is not a JSON object" }
+        let problems = SchemaValidator.problems(value, parsed)
+        return problems.isEmpty ? nil : "\(schema): " + problems.joined(separator: "; ")
+    }
+
+    /// Matches a received value against an expected one with wildcards and captures.
+    mutating func match(_ actual: JSONValue, _ expected: JSONValue, at path: String) -> String? {
+        if case .string(let text) = expected {
+            if text == "*" { return nil }
+            if text.hasPrefix("$"), text.count > 1 {
+                let name = String(text.dropFirst())
+                if let captured = captures[name] {
+                    return SchemaValidator.equal(actual, captured) ? nil : "\(path): expected \(name) = \(captured), got \(actual)"
+                }
+                captures[name] = actual
+                return nil
+            }
+        }
+        switch (actual, expected) {
+        case (.object(let a), .object(let e)):
+            let extra = a.members.map(\.key).filter { e[$0] == nil }
+            if !extra.isEmpty { return "\(path): unexpected \(extra.joined(separator: ", "))" }
+            for member in e.members {
+                guard let value = a[member.key] else { return "\(path): missing \(member.key)" }
+                if let problem = match(value, member.value, at: "\(path).\(member.key)") { return problem }
+            }
+            return nil
+        case (.array(let a), .array(let e)):
+            guard a.count == e.count else { return "\(path): \(a.count) elements, expected \(e.count)" }
+            for (index, pair) in zip(a, e).enumerated() {
+                if let problem = match(pair.0, pair.1, at: "\(path)[\(index)]") { return problem }
+            }
+            return nil
+        default:
+            return SchemaValidator.equal(actual, expected) ? nil : "\(path): expected \(expected), got \(actual)"
+        }
+    }
+}
