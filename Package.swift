@@ -90,6 +90,10 @@ let package = Package(
             dependencies: ["TurnstileProtocol", "TurnstileCore"]
         ),
         .testTarget(
+            name: "TurnstileClientTests",
+            dependencies: ["TurnstileClient", "TurnstileProtocol"]
+        ),
+        .testTarget(
             name: "TurnstileIntegrationTests",
             dependencies: ["TurnstileClient", "TurnstileProtocol", "TurnstileCore", "CLibUV"]
         ),

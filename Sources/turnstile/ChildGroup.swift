@@ -56,6 +56,9 @@ struct ChildGroup {
     /// Sends a signal to the whole group.
     func signal(_ number: Int32) { kill(-pid, number) }
 
+    /// Whether any process of the group is still there.
+    var groupIsAlive: Bool { kill(-pid, 0) == 0 }
+
     /// Takes the terminal back (when the child stops or ends).
     func reclaimTerminal() {
         if let terminal { tcsetpgrp(terminal, getpgrp()) }

@@ -45,12 +45,12 @@ extension Runner {
             switch waitForInput(timeout: timeout, watchChild: true) {
             case .childChanged:
                 switch child!.poll() {
-                case .exited(let code): return code
+                case .exited(let code): return finished(code)
                 case .stopped: passStopOn()
                 case .running: break
                 }
             case .signal(let number):
-                if number == SIGCHLD, case .exited(let code) = child!.poll() { return code }
+                if number == SIGCHLD, case .exited(let code) = child!.poll() { return finished(code) }
                 if number != SIGCHLD { child?.signal(number) }
             case .message(let message): handle(message)
             case .disconnected:
@@ -59,6 +59,22 @@ extension Runner {
             case .timeout: break
             }
         }
+    }
+
+    /// COMMAND ended. After a lost lease the rest of its group gets what is left of the
+    /// grace and then SIGKILL, as the spec says of the whole group.
+    private mutating func finished(_ code: Int32) -> Int32 {
+        if lost != nil, let child {
+            while child.groupIsAlive {
+                if let deadline = killAt, SocketStream.monotonicMilliseconds() >= deadline {
+                    child.signal(SIGKILL)
+                    break
+                }
+                var nothing = pollfd(fd: -1, events: 0, revents: 0)
+                _ = poll(&nothing, 1, 20)
+            }
+        }
+        return code
     }
 
     /// An answer or event from the daemon while COMMAND runs.

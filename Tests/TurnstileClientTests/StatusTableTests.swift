@@ -1,0 +1,87 @@
+import Testing
+import TurnstileClient
+import TurnstileProtocol
+
+/// The `turnstile status` table, rendered from a fixed status answer and compared with the
+/// expected text, and the duration syntax of the CLI.
+@Suite("Status table and durations")
+struct StatusTableTests {
+    static let status = #"""
+        {"id":1,"ok":true,"server":{"version":"0.1.0","pid":4242,"uptime_ms":7384000,"connections":3,"watchers":1},
+         "fairness":"round_robin","global":{"limit":8,"in_use":3,"waiting":1},
+         "modes":{"time":{"limit":3,"in_use":1},"issue":{"limit":2,"in_use":2},"mention":{"limit":null,"in_use":0},"any":{"limit":null,"in_use":0}},
+         "projects":{"alpha":{"limit":2,"in_use":2,"mention_limit":1,"mention_in_use":0,"paused":false,"failures":0},
+                     "beta":{"limit":null,"in_use":1,"mention_limit":null,"mention_in_use":0,"paused":true,"failures":3}},
+         "paused":["beta"],
+         "models":{"anthropic/claude-opus-4":{"limit":2,"in_use":1,"tier":"premium","tools":true,"subscription_limited":false},
+                   "zai/glm-5":{"limit":3,"in_use":0,"tier":"premium","tools":true,"subscription_limited":true,"limited_for_ms":754000}},
+         "workspaces":[{"path":"/src/app","fence":12,"parked":false}],
+         "throttles":[{"provider":"openai","tenant":"local","retry_after_ms":32000}],
+         "leases":[{"fence":12,"project":"alpha","mode":"issue","model":"anthropic/claude-opus-4","route":"primary","workspace":"/src/app","tenant":"local","holder":"agent-1","pid":4711,"age_ms":192000,"since_heartbeat_ms":4000,"expires_in_ms":26000,"bound":true,"parked":false},
+                   {"fence":13,"project":"alpha","mode":"issue","model":null,"route":null,"workspace":null,"tenant":"local","holder":null,"pid":null,"age_ms":850,"since_heartbeat_ms":850,"expires_in_ms":29150,"bound":false,"parked":true}],
+         "waiting":[{"project":"alpha","mode":"time","model":null,"workspace":null,"holder":"cron-3","priority":0,"reason":"project","waited_ms":41000,"position":1,"unpark":false}],
+         "metrics":{"admitted_total":40,"completed_total":37,"released_total":30,"expired_total":2,"reclaimed_total":5,"revoked_total":0,"refused_total":1,"timed_out_total":0,"avg_wait_ms":120,"p95_wait_ms":900,"queued_by_reason":{"project":1}}}
+        """#
+
+    static let expected = """
+        turnstiled 0.1.0 (pid 4242, up 2h03m) · fairness round_robin
+        PERMITS   3/8 in use · 1 waiting
+        MODES     time 1/3 · issue 2/2 · mention 0 · any 0
+        PROJECTS
+          PROJECT  IN USE  MENTION  PAUSED  FAILURES
+          alpha    2/2     0/1      -       0
+          beta     1/-     0/-      paused  3
+        MODELS
+          MODEL                    IN USE  TIER     TOOLS  SUBSCRIPTION
+          anthropic/claude-opus-4  1/2     premium  yes    ok
+          zai/glm-5                0/3     premium  yes    limited 12m34s
+        LEASES
+          FENCE  PROJECT  MODE   MODEL                    HOLDER   PID   AGE    HEARTBEAT  EXPIRES  STATE
+          12     alpha    issue  anthropic/claude-opus-4  agent-1  4711  3m12s  4s ago     in 26s   bound
+          13     alpha    issue  -                        -        -     850ms  850ms ago  in 29s   detached,parked
+        WAITING
+          POS  PROJECT  MODE  MODEL  HOLDER  PRIORITY  REASON   WAITED
+          1    alpha    time  -      cron-3  0         project  41s
+        THROTTLES
+          openai for tenant local: 32s left
+        PAUSED    beta
+
+        """
+
+    @Test func rendersTheGoldenTable() throws {
+        let object = try #require(try JSONParser.parse(Self.status).objectValue)
+        let rendered = StatusTable.render(object)
+        #expect(rendered == Self.expected, "\n\(rendered)")
+    }
+
+    @Test func anIdleDaemonRendersBriefly() throws {
+        let object = try #require(try JSONParser.parse(#"{"ok":true,"global":{"limit":8,"in_use":0,"waiting":0},"leases":[]}"#).objectValue)
+        let rendered = StatusTable.render(object)
+        #expect(rendered.contains("PERMITS   0/8 in use · 0 waiting"))
+        #expect(rendered.contains("LEASES    none"))
+        #expect(!rendered.contains("WAITING") && !rendered.contains("THROTTLES"))
+    }
+
+    @Test func watchEventsAreOneLineEach() throws {
+        let event = try #require(try JSONParser.parse(#"{"event":"granted","fence":7,"project":"alpha","mode":"issue","model":null,"holder":"h"}"#).objectValue)
+        #expect(EventLine.render(event) == "granted fence=7 project=alpha mode=issue model=- holder=h")
+    }
+
+    @Test(arguments: [("300ms", 300), ("30s", 30_000), ("5m", 300_000), ("1h", 3_600_000), ("30", 30_000),
+                      ("1.5s", 1500), ("0", 0), ("2M", 120_000)] as [(String, UInt64)])
+    func durationsParse(text: String, milliseconds: UInt64) {
+        #expect(Durations.milliseconds(text) == milliseconds)
+    }
+
+    @Test(arguments: ["", "s", "fast", "-1s", "1d", "1e3", "ms"])
+    func nonDurationsDoNot(text: String) {
+        #expect(Durations.milliseconds(text) == nil)
+    }
+
+    @Test func durationsDescribeThemselves() {
+        #expect(Durations.describe(milliseconds: 850) == "850ms")
+        #expect(Durations.describe(milliseconds: 12_000) == "12s")
+        #expect(Durations.describe(milliseconds: 192_000) == "3m12s")
+        #expect(Durations.describe(milliseconds: 7_384_000) == "2h03m")
+    }
+}

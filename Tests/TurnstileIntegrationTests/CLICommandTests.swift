@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+import TurnstileClient
+import TurnstileProtocol
+
+/// Every `turnstile` subcommand besides `run`, against a real daemon: stdout, stderr, exit code.
+@Suite("turnstile commands", .timeLimit(.minutes(1)))
+struct CLICommandTests {
+    static func cli(_ daemon: Daemon, _ arguments: [String]) throws -> ChildProcess {
+        try CLIRunTests.finished(daemon, arguments)
+    }
+
+    static func json(_ process: ChildProcess) throws -> JSONObject {
+        let line = process.output.split(separator: "\n").first { $0.hasPrefix("{") } ?? ""
+        return try #require(try JSONParser.parse(String(line)).objectValue)
+    }
+
+    @Test func acquireHeartbeatReleaseAndRevoke() throws {
+        let daemon = try Daemon()
+        let acquired = try Self.cli(daemon, ["acquire", "--project", "alpha", "--mode", "issue", "--holder", "sh", "--ttl", "10s"])
+        #expect(acquired.exitCode == 0)
+        let answer = try Self.json(acquired)
+        let token = try #require(answer["lease"]?.stringValue)
+        #expect(answer["ttl_ms"]?.numberValue?.int64 == 10_000)
+        let status = try daemon.client().ask("status")
+        #expect(status["leases"]?.arrayValue?.first?.objectValue?["bound"]?.boolValue == false, "acquire takes a detached lease")
+        #expect(try Self.cli(daemon, ["heartbeat", token]).exitCode == 0)
+        let beat = try Self.cli(daemon, ["heartbeat", token, String(repeating: "0", count: 32)])
+        #expect(try Self.json(beat)["results"]?.arrayValue?.count == 2)
+        #expect(try Self.cli(daemon, ["release", token]).exitCode == 0)
+        let again = try Self.cli(daemon, ["release", token])
+        #expect(again.exitCode == 1)
+        #expect(again.output.contains("turnstile: not_found"))
+        let second = try Self.json(try Self.cli(daemon, ["acquire"]))
+        #expect(try Self.cli(daemon, ["revoke", "--fence", "\(second["fence"]!.numberValue!.text)"]).exitCode == 0)
+        #expect(try Self.cli(daemon, ["revoke", "--fence", "9999"]).exitCode == 1)
+    }
+
+    @Test func acquireWithPidAndARefusal() throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 1\n")
+        let sleeper = try ChildProcess(["sleep", "600"])
+        let bound = try Self.json(try Self.cli(daemon, ["acquire", "--pid", "\(sleeper.pid)"]))
+        #expect(bound["ok"]?.boolValue == true)
+        let refused = try Self.cli(daemon, ["acquire", "--wait", "0"])
+        #expect(refused.exitCode == 75)
+        #expect(try Self.json(refused)["reason"]?.stringValue == "global")
+        let watcher = try daemon.client()
+        _ = try watcher.ask("watch")
+        sleeper.signal(SIGKILL)
+        #expect(try watcher.waitForEvent("released")?["cause"]?.stringValue == "process_exited")
+    }
+
+    @Test func statusPrintsATableOrJSON() throws {
+        let daemon = try Daemon()
+        _ = try Self.cli(daemon, ["acquire", "--project", "alpha", "--holder", "tabled"])
+        let table = try Self.cli(daemon, ["status"])
+        #expect(table.exitCode == 0)
+        #expect(table.output.contains("PERMITS   1/8 in use · 0 waiting"))
+        #expect(table.output.contains("tabled"))
+        let json = try Self.json(try Self.cli(daemon, ["status", "--json"]))
+        #expect(json["global"]?.objectValue?["in_use"]?.numberValue?.int64 == 1)
+    }
+
+    @Test func pauseResumeReportAndReload() throws {
+        let daemon = try Daemon(config: "[circuit_breaker]\nthreshold = 1\n")
+        #expect(try Self.cli(daemon, ["pause", "alpha"]).exitCode == 0)
+        #expect(FileManager.default.fileExists(atPath: daemon.pauseDirectory + "/alpha"))
+        #expect(try Self.cli(daemon, ["resume", "alpha"]).exitCode == 0)
+        let report = try Self.json(try Self.cli(daemon, ["report", "beta", "project-meta", "--no-success"]))
+        #expect(report["tripped"]?.boolValue == true)
+        #expect(try Self.cli(daemon, ["pause", "__global__"]).exitCode == 1)
+        try daemon.writeConfig("[limits]\nglobal = 3\n")
+        #expect(try Self.cli(daemon, ["reload"]).exitCode == 0)
+        try daemon.writeConfig("[limits]\nglobal = \"three\"\n")
+        let bad = try Self.cli(daemon, ["reload"])
+        #expect(bad.exitCode == 1)
+        #expect(bad.output.contains("bad_config") && bad.output.contains("limits.global"))
+    }
+
+    @Test func throttleRecordPerformanceUsageMetrics() throws {
+        let daemon = try Daemon()
+        let throttled = try Self.json(try Self.cli(daemon, ["throttle", "openai", "--retry-after", "30s"]))
+        #expect(throttled["retry_after_ms"]?.numberValue?.int64 == 30_000)
+        #expect(try Self.cli(daemon, ["throttle", "openai", "--retry-after-header", "5"]).exitCode == 0)
+        #expect(try Self.cli(daemon, ["throttle", "openai"]).exitCode == 64, "needs one of the two")
+        let recorded = try Self.cli(daemon, ["record", "--model", "zai/glm-5", "--latency", "850ms", "--success",
+                                             "--session", "s1", "--input-tokens", "20", "--output-tokens", "10", "--cost-usd", "0.5"])
+        #expect(recorded.exitCode == 0)
+        let performance = try Self.json(try Self.cli(daemon, ["performance", "--model", "zai/glm-5"]))
+        #expect(performance["models"]?.arrayValue?.first?.objectValue?["avg_latency_ms"]?.numberValue?.double == 850)
+        let usage = try Self.json(try Self.cli(daemon, ["usage", "s1"]))
+        #expect(usage["usage"]?.objectValue?["totals"]?.objectValue?["total_tokens"]?.numberValue?.int64 == 30)
+        let metrics = try Self.cli(daemon, ["metrics"])
+        #expect(metrics.output.contains("turnstile_throttles_active 1"))
+    }
+
+    @Test func watchPrintsOneLinePerEvent() throws {
+        let daemon = try Daemon()
+        let watch = try CLIRunTests.turnstile(daemon, ["watch"])
+        let client = try daemon.client()
+        var granted = false
+        // The watch connection may start after the first acquires: repeat until it sees one.
+        for _ in 0..<200 where !granted {
+            let lease = try client.ask("acquire", [("holder", .text("watched"))])
+            _ = try client.ask("release", [("lease", lease["lease"]!)])
+            granted = watch.waitForOutput("granted fence=", milliseconds: 50)
+        }
+        #expect(watch.waitForOutput("holder=watched"))
+        #expect(watch.waitForOutput("released fence="))
+        watch.signal(SIGTERM)
+        let json = try CLIRunTests.turnstile(daemon, ["watch", "--json"])
+        var seen = false
+        for _ in 0..<200 where !seen {
+            _ = try client.ask("pause", [("project", .text("p"))])
+            _ = try client.ask("resume", [("project", .text("p"))])
+            seen = json.waitForOutput(#"{"event":"paused","project":"p"}"#, milliseconds: 50)
+        }
+        #expect(seen)
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+import Testing
+import TurnstileClient
+import TurnstileProtocol
+
+/// `turnstile run` (SPEC §8) against a real daemon: exit codes, environment, signals, a lost
+/// lease, a daemon restart, the terminal.
+@Suite("turnstile run", .timeLimit(.minutes(1)))
+struct CLIRunTests {
+    /// Starts `turnstile ARGS…` against the daemon.
+    static func turnstile(_ daemon: Daemon?, _ arguments: [String], stdin: Int32? = nil) throws -> ChildProcess {
+        var environment = ProcessInfo.processInfo.environment
+        environment["TURNSTILE_SOCKET"] = daemon?.socketPath ?? "/tmp/no-such-dir/t.sock"
+        return try ChildProcess([Binaries.turnstile] + arguments, environment: environment, stdin: stdin)
+    }
+
+    /// Runs it to the end.
+    static func finished(_ daemon: Daemon?, _ arguments: [String]) throws -> ChildProcess {
+        let process = try turnstile(daemon, arguments)
+        _ = process.waitForExit()
+        return process
+    }
+
+    @Test func theCommandsExitCodeIsPassedOn() throws {
+        let daemon = try Daemon()
+        #expect(try Self.finished(daemon, ["run", "--", "sh", "-c", "exit 7"]).exitCode == 7)
+        #expect(try Self.finished(daemon, ["run", "--", "true"]).exitCode == 0)
+        #expect(try Self.finished(daemon, ["run", "--", "sh", "-c", "kill -TERM $$"]).exitCode == 143, "128 + SIGTERM")
+        #expect(try Self.finished(daemon, ["run", "--", "no-such-command-anywhere"]).exitCode == 127)
+        #expect(try daemon.client().ask("status")["global"]?.objectValue?["in_use"]?.numberValue?.int64 == 0, "all released")
+    }
+
+    @Test func theEnvironmentNamesTheLease() throws {
+        let daemon = try Daemon()
+        let withModel = try Self.finished(daemon, ["run", "--model", "zai/glm-5", "--", "sh", "-c", "env | grep ^TURNSTILE_ | sort"])
+        #expect(withModel.exitCode == 0)
+        let lines = Set(withModel.output.split(separator: "\n").map(String.init))
+        #expect(lines.contains("TURNSTILE_MODEL=zai/glm-5") && lines.contains("TURNSTILE_PROVIDER=zai")
+                && lines.contains("TURNSTILE_ROUTE=primary"))
+        #expect(lines.contains { $0.hasPrefix("TURNSTILE_LEASE=") && $0.count == "TURNSTILE_LEASE=".count + 32 })
+        #expect(lines.contains { $0.hasPrefix("TURNSTILE_FENCE=") })
+        var environment = ProcessInfo.processInfo.environment
+        environment["TURNSTILE_SOCKET"] = daemon.socketPath
+        environment["TURNSTILE_MODEL"] = "stale/value"
+        let plain = try ChildProcess([Binaries.turnstile, "run", "--", "sh", "-c", "env | grep ^TURNSTILE_ | sort"],
+                                     environment: environment)
+        _ = plain.waitForExit()
+        #expect(!plain.output.contains("TURNSTILE_MODEL"), "unset when no model was named")
+        #expect(!plain.output.contains("TURNSTILE_ROUTE") && plain.output.contains("TURNSTILE_LEASE="))
+    }
+
+    @Test func theLeaseIsBoundToTheCommandsPid() throws {
+        let daemon = try Daemon()
+        let run = try Self.turnstile(daemon, ["run", "--holder", "bound", "--", "sh", "-c", "echo pid=$$; exec sleep 600"])
+        #expect(run.waitForOutput("pid="))
+        let pid = run.output.split(separator: "\n").first { $0.hasPrefix("pid=") }.map { Int64($0.dropFirst(4)) ?? 0 }
+        let client = try daemon.client()
+        var leasePID: Int64?
+        for _ in 0..<2000 where leasePID != pid {
+            leasePID = try client.ask("status")["leases"]?.arrayValue?.first?.objectValue?["pid"]?.numberValue?.int64
+        }
+        #expect(leasePID == pid)
+        run.signal(SIGTERM)
+        _ = run.waitForExit()
+        #expect(run.exitCode == 143)
+    }
+
+    @Test func signalsAreForwardedToTheCommandsGroup() throws {
+        let daemon = try Daemon()
+        let run = try Self.turnstile(daemon, ["run", "--", "sh", "-c",
+                                              "trap 'echo caught-term; exit 5' TERM; echo ready; while :; do sleep 1; done"])
+        #expect(run.waitForOutput("ready"))
+        run.signal(SIGTERM)
+        _ = run.waitForExit()
+        #expect(run.output.contains("caught-term"))
+        #expect(run.exitCode == 5)
+    }
+
+    @Test func aLostLeaseStopsTheWholeGroupAndExits70() throws {
+        let daemon = try Daemon()
+        let run = try Self.turnstile(daemon, ["run", "--holder", "victim", "--grace", "2s", "--", "sh", "-c",
+                                              "sleep 600 & echo child=$!; echo ready; wait"])
+        #expect(run.waitForOutput("ready"))
+        let child = run.output.split(separator: "\n").first { $0.hasPrefix("child=") }.flatMap { Int32($0.dropFirst(6)) }
+        let client = try daemon.client()
+        var fence: Int64?
+        for _ in 0..<2000 where fence == nil {
+            fence = try client.ask("status")["leases"]?.arrayValue?.first?.objectValue?["fence"]?.numberValue?.int64
+        }
+        #expect(try client.ask("revoke", [("fence", .integer(fence!))]).ok)
+        _ = run.waitForExit()
+        #expect(run.exitCode == 70)
+        #expect(run.output.contains("lease lost (revoked)"))
+        #expect(Self.isGone(child!), "the background grandchild was stopped too")
+    }
+
+    /// Whether a process has ended: no longer there, or a zombie waiting for a reaper.
+    static func isGone(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(close, offsetBy: 2)] == "Z"
+    }
+
+    @Test func aGroupMemberIgnoringTermIsKilledAfterTheGrace() throws {
+        let daemon = try Daemon()
+        let run = try Self.turnstile(daemon, ["run", "--grace", "500ms", "--", "sh", "-c",
+                                              "(trap '' TERM; exec sleep 600) & echo stubborn=$!; echo ready; wait"])
+        #expect(run.waitForOutput("ready"))
+        let stubborn = run.output.split(separator: "\n").first { $0.hasPrefix("stubborn=") }.flatMap { Int32($0.dropFirst(9)) }
+        let client = try daemon.client()
+        var fence: Int64?
+        for _ in 0..<2000 where fence == nil {
+            fence = try client.ask("status")["leases"]?.arrayValue?.first?.objectValue?["fence"]?.numberValue?.int64
+        }
+        _ = try client.ask("revoke", [("fence", .integer(fence!))])
+        _ = run.waitForExit()
+        #expect(run.exitCode == 70)
+        #expect(Self.isGone(stubborn!), "SIGKILL after the grace reached the member that ignored SIGTERM")
+    }
+
+    @Test func aDaemonRestartDoesNotLoseTheLease() throws {
+        let daemon = try Daemon()
+        let fifo = daemon.directory + "/go"
+        mkfifo(fifo, 0o600)
+        let run = try Self.turnstile(daemon, ["run", "--ttl", "5s", "--holder", "survivor", "--", "sh", "-c",
+                                              "echo ready; read line < \(fifo); echo finished"])
+        #expect(run.waitForOutput("ready"))
+        #expect(daemon.stop() == 0)
+        try daemon.start()
+        #expect(run.waitForOutput("reconnected; the lease is kept"))
+        let client = try daemon.client()
+        let status = try client.ask("status")
+        let holder = status["leases"]?.arrayValue?.first?.objectValue
+        #expect(holder?["holder"]?.stringValue == "survivor")
+        #expect(holder?["bound"]?.boolValue == true, "attached again")
+        let writer = open(fifo, O_WRONLY)
+        _ = write(writer, "go\n", 3)
+        close(writer)
+        _ = run.waitForExit()
+        #expect(run.exitCode == 0)
+        #expect(run.output.contains("finished"))
+    }
+
+    @Test func noPermitWithinTheWaitExits75WithoutStarting() throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 1\n")
+        let client = try daemon.client()
+        _ = try client.ask("acquire")
+        let marker = daemon.directory + "/started"
+        let run = try Self.finished(daemon, ["run", "--wait", "300ms", "--", "touch", marker])
+        #expect(run.exitCode == 75)
+        #expect(!FileManager.default.fileExists(atPath: marker), "COMMAND never started")
+        #expect(run.output.contains("no permit within 300ms: global"))
+    }
+
+    @Test func aLongWaitSaysWhatItWaitsFor() throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 1\n")
+        let client = try daemon.client()
+        let held = try client.ask("acquire")
+        let run = try Self.turnstile(daemon, ["run", "--", "true"])
+        #expect(run.waitForOutput("turnstile: waiting: global (position 1)"))
+        _ = try client.ask("release", [("lease", held["lease"]!)])
+        _ = run.waitForExit()
+        #expect(run.exitCode == 0)
+    }
+
+    @Test func anUnreachableDaemonExits69() throws {
+        let run = try Self.finished(nil, ["run", "--", "true"])
+        #expect(run.exitCode == 69)
+        #expect(run.output.contains("no daemon at /tmp/no-such-dir/t.sock"))
+        #expect(run.output.contains("start it with `turnstiled`"))
+    }
+
+    @Test(arguments: [["run"], ["run", "--ttl", "soon", "--", "true"], ["run", "--bogus", "--", "true"], ["revoke"]])
+    func usageErrorsExit64(arguments: [String]) throws {
+        let daemon = try Daemon()
+        #expect(try Self.finished(daemon, arguments).exitCode == 64)
+    }
+
+    @Test func theCommandGetsTheTerminalsForeground() throws {
+        let daemon = try Daemon()
+        let script = """
+            import os, pty, sys
+            os.environ["TURNSTILE_SOCKET"] = sys.argv[1]
+            pty.spawn([sys.argv[2], "run", "--", "sh", "-c",
+                       "test $(ps -o tpgid= -p $$) -eq $(ps -o pgid= -p $$) && echo FOREGROUND || echo BACKGROUND"])
+            """
+        let run = try ChildProcess(["/usr/bin/python3", "-c", script, daemon.socketPath, Binaries.turnstile])
+        _ = run.waitForExit()
+        #expect(run.output.contains("FOREGROUND"), "\(run.output)")
+    }
+}
