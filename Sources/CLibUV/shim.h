@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -57,6 +58,21 @@ static inline int turnstile_unblock_stop_signals(void) {
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     return -pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/* Fills `buffer` with `length` bytes from the kernel's CSPRNG (getrandom(2)); 0 or -errno. */
+static inline int turnstile_random_bytes(void *buffer, size_t length) {
+    unsigned char *bytes = buffer;
+    while (length > 0) {
+        ssize_t got = getrandom(bytes, length, 0);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        bytes += got;
+        length -= (size_t)got;
+    }
+    return 0;
 }
 
 /* Blocks SIGINT, SIGTERM, SIGHUP and SIGCHLD in the calling thread and returns a signalfd

@@ -21,8 +21,8 @@ final class Connection {
     var isAdmin = false
     /// Splits incoming bytes into lines.
     var framer = LineFramer()
-    /// Answer bytes not yet handed to the kernel.
-    var output: [UInt8] = []
+    /// Answer bytes not yet handed to the kernel; answers are written straight into it.
+    var output = JSONWriter(capacity: 1024)
     /// Bytes handed to `uv_write` and not yet confirmed.
     var bytesInFlight = 0
     /// Whether a `uv_write` is outstanding (at most one at a time).

@@ -38,12 +38,12 @@ enum JournalRecord: Decodable, Equatable {
     }
 
     /// Writes a lease record (`grant` or `change`).
-    static func writeLease(_ w: inout JSONWriter, kind: StaticString, _ lease: Lease) {
+    static func writeLease(_ w: inout JSONWriter, change: Bool, _ lease: Lease) {
         w.beginObject()
-        w.key("t"); w.string("\(kind)")
+        w.key("t"); w.string(change ? "change" : "grant")
         w.key("lease")
         w.beginObject()
-        w.key("token"); w.string(lease.token.hex)
+        w.key("token"); w.hexString(high: lease.token.high, low: lease.token.low)
         w.key("fence"); w.int(lease.fence)
         w.key("request")
         writeRequest(&w, lease.request)
@@ -52,28 +52,34 @@ enum JournalRecord: Decodable, Equatable {
         if let holder = lease.holder { w.key("holder"); w.string(holder) }
         if let pid = lease.pid { w.key("pid"); w.int(pid) }
         w.key("ttl_ms"); w.int(lease.ttlMilliseconds)
-        w.key("parked"); w.bool(lease.parked)
+        if lease.parked { w.key("parked"); w.bool(true) }
         w.endObject()
         w.endObject()
         w.newline()
     }
 
+    /// The admission request with its defaults left out (`AdmissionRequest`'s decoder puts
+    /// them back): a grant is journaled on the hot path, and most fields are usually default.
     private static func writeRequest(_ w: inout JSONWriter, _ request: AdmissionRequest) {
         w.beginObject()
-        w.key("project"); w.string(request.project)
-        w.key("mode"); w.string(request.mode.rawValue)
+        if request.project != Names.globalProject { w.key("project"); w.string(request.project) }
+        if request.mode != .any { w.key("mode"); w.string(request.mode.rawValue) }
         if let model = request.model { w.key("model"); w.string(model.description) }
-        w.key("fallback")
-        w.beginArray()
-        for key in request.fallback { w.string(key.description) }
-        w.endArray()
-        w.key("providers")
-        w.beginArray()
-        for provider in request.providers { w.string(provider) }
-        w.endArray()
+        if !request.fallback.isEmpty {
+            w.key("fallback")
+            w.beginArray()
+            for key in request.fallback { w.string(key.description) }
+            w.endArray()
+        }
+        if !request.providers.isEmpty {
+            w.key("providers")
+            w.beginArray()
+            for provider in request.providers { w.string(provider) }
+            w.endArray()
+        }
         if let workspace = request.workspace { w.key("workspace"); w.string(workspace) }
-        w.key("tenant"); w.string(request.tenant)
-        w.key("priority"); w.int(request.priority)
+        if request.tenant != "local" { w.key("tenant"); w.string(request.tenant) }
+        if request.priority != 0 { w.key("priority"); w.int(request.priority) }
         w.endObject()
     }
 

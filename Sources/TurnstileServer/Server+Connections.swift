@@ -60,9 +60,7 @@ extension Server {
 
     /// Answers one error line and closes.
     private func refuse(_ connection: Connection, code: ErrorCode, message: String) {
-        var w = JSONWriter()
-        Answers.failure(&w, id: nil, code: code, message: message)
-        connection.output = w.bytes
+        Answers.failure(&connection.output, id: nil, code: code, message: message)
         closeAfterFlush(connection)
     }
 
@@ -131,16 +129,12 @@ extension Server {
     /// Queues an answer or event for a connection (flushed at the end of the iteration).
     func send(to connection: Connection, _ write: (inout JSONWriter) -> Void) {
         guard !connection.closing else { return }
-        var buffer: [UInt8] = []
-        swap(&buffer, &connection.output)
-        var writer = JSONWriter(reusing: buffer)
-        write(&writer)
-        connection.output = writer.bytes
+        write(&connection.output)
         if connection.bufferedBytes > settings.config.server.maxOutputBytes {
             logger.warning("cutting off a client that does not read its answers",
                            metadata: ["client": "\(connection.id)", "pid": "\(connection.pid)",
                                       "buffered": "\(connection.bufferedBytes)"])
-            connection.output = []
+            connection.output.removeAll(keepingCapacityUpTo: 1024)
             closeNow(connection)
             return
         }
@@ -161,22 +155,23 @@ extension Server {
             finishClosingIfFlushed(connection)
             return
         }
-        let written: Int32 = connection.output.withUnsafeMutableBytes { bytes in
-            var buffer = uv_buf_init(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(bytes.count))
+        let written: Int32 = connection.output.withBytes { bytes in
+            var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress!.assumingMemoryBound(to: CChar.self)),
+                                     UInt32(bytes.count))
             return uv_try_write(connection.stream, &buffer, 1)
         }
         if written == Int32(connection.output.count) {
-            connection.output.removeAll(keepingCapacity: connection.output.capacity <= 65_536)
+            connection.output.removeAll(keepingCapacityUpTo: 65_536)
             finishClosingIfFlushed(connection)
             return
         }
         guard written >= 0 || written == Int32(UV_EAGAIN.rawValue) else {
-            connection.output = []
+            connection.output.removeAll(keepingCapacityUpTo: 1024)
             closeNow(connection)
             return
         }
-        let rest = Array(connection.output[Int(max(written, 0))...])
-        connection.output.removeAll(keepingCapacity: true)
+        let rest = connection.output.withBytes { Array($0[Int(max(written, 0))...]) }
+        connection.output.removeAll(keepingCapacityUpTo: 65_536)
         let write = WriteRequest(bytes: rest, connection: connection)
         write.request.pointee.data = Unmanaged.passRetained(write).toOpaque()
         connection.writing = true

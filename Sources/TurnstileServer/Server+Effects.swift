@@ -10,7 +10,8 @@ extension Server {
     func processEffects() {
         var granted = false
         while !broker.effects.isEmpty {
-            for effect in broker.drainEffects() {
+            broker.drainEffects(into: &effectsBuffer)
+            for effect in effectsBuffer {
                 if case .leaseGranted = effect { granted = true }
                 apply(effect)
             }
@@ -34,7 +35,7 @@ extension Server {
             answer(ticket) { id in { w in Self.writeFailure(&w, id: id, failure) } }
         case .leaseGranted(let lease):
             store.journalGrant(lease)
-            logger.debug("granted", metadata: leaseMetadata(lease))
+            if debugLogging { logger.debug("granted", metadata: leaseMetadata(lease)) }
             broadcast { Answers.watchLease(&$0, name: "granted", lease) }
         case .leaseEnded(let lease, let cause):
             leaseEnded(lease, cause)
@@ -63,9 +64,11 @@ extension Server {
 
     private func leaseEnded(_ lease: Lease, _ cause: LeaseEndCause) {
         store.journalEnd(lease)
-        var metadata = leaseMetadata(lease)
-        metadata["cause"] = "\(cause.rawValue)"
-        logger.debug("lease ended", metadata: metadata)
+        if debugLogging {
+            var metadata = leaseMetadata(lease)
+            metadata["cause"] = "\(cause.rawValue)"
+            logger.debug("lease ended", metadata: metadata)
+        }
         let name: String
         switch cause {
         case .expired: name = "expired"

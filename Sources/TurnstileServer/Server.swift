@@ -38,6 +38,10 @@ public final class Server {
     /// The shared read buffer: every read is consumed before the next one starts.
     let readBuffer: UnsafeMutableRawBufferPointer
     var armedDeadline: Instant?
+    /// The broker's effects, drained into this reused array.
+    var effectsBuffer: [Effect] = []
+    /// Whether debug lines are logged (checked before building their metadata).
+    let debugLogging: Bool
     var stopping = false
     let startedAt: Instant
 
@@ -49,6 +53,7 @@ public final class Server {
         _ = turnstile_unblock_stop_signals()
         self.settings = settings
         self.logger = logger
+        debugLogging = logger.logLevel <= .debug
         loop = .allocate(capacity: 1)
         try check(uv_loop_init(loop), "uv_loop_init")
         deadlineTimer = .allocate(capacity: 1)
@@ -57,7 +62,7 @@ public final class Server {
         startedAt = Instant(milliseconds: uv_now(loop))
         store = try StateStore(directory: settings.stateDirectory, logger: logger)
         store.loopOfJournal = loop
-        broker = Broker(config: settings.config, random: SystemRandomNumberGenerator())
+        broker = Broker(config: settings.config, random: KernelRandom())
         uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
         processes = ProcessWatch(server: self)
         pauseFlags = try PauseDirectory(path: settings.pauseDirectory, server: self)

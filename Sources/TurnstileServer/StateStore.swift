@@ -227,8 +227,8 @@ final class StateStore {
 
     // Journal records: appended to a buffer, written once per loop iteration.
 
-    func journalGrant(_ lease: Lease) { JournalRecord.writeLease(&pending, kind: "grant", lease) }
-    func journalChange(_ lease: Lease) { JournalRecord.writeLease(&pending, kind: "change", lease) }
+    func journalGrant(_ lease: Lease) { JournalRecord.writeLease(&pending, change: false, lease) }
+    func journalChange(_ lease: Lease) { JournalRecord.writeLease(&pending, change: true, lease) }
     func journalEnd(_ lease: Lease) { JournalRecord.writeEnd(&pending, fence: lease.fence) }
     func journalBreaker(project: String, state: CircuitBreaker.ProjectState) {
         JournalRecord.writeBreaker(&pending, project: project, state: state)
@@ -240,10 +240,10 @@ final class StateStore {
 
     /// Writes the buffered records with one `write` (before the iteration's answers).
     func flushJournal() {
-        guard !pending.bytes.isEmpty, journalFD >= 0 else { return }
-        let total = pending.bytes.count
+        guard !pending.isEmpty, journalFD >= 0 else { return }
+        let total = pending.count
         var offset = 0
-        pending.bytes.withUnsafeBytes { bytes in
+        pending.withBytes { bytes in
             while offset < total {
                 let written = write(journalFD, bytes.baseAddress! + offset, total - offset)
                 if written < 0 {
@@ -255,7 +255,7 @@ final class StateStore {
             }
         }
         journalBytes += total
-        pending.removeAll()
+        pending.removeAll(keepingCapacityUpTo: 1 << 20)
     }
 
     func close() {

@@ -17,6 +17,7 @@ struct PingPong: ParsableCommand {
     @Option(help: "Measured seconds.") var seconds = 5.0
     @Option(help: "Warm-up seconds (not measured).") var warmup = 1.0
     @Option(name: .customLong("server-pid"), help: "The server's pid, to report its CPU time per pair.") var serverPID: Int32?
+    @Option(help: "Stop after this many measured pairs (for instruction counts under callgrind).") var pairs: Int?
     @Flag(help: "Print one JSON line instead of text.") var json = false
 
     func run() throws {
@@ -31,7 +32,7 @@ struct PingPong: ParsableCommand {
         let warmupEnd = monotonicNanoseconds() + UInt64(warmup * 1e9)
         let end = warmupEnd + UInt64(seconds * 1e9)
         var measuring = false
-        var pairs = 0
+        var completed = 0
         var cpuStart: Double = 0
         var start: UInt64 = 0
         while true {
@@ -41,18 +42,18 @@ struct PingPong: ParsableCommand {
                 start = now
                 cpuStart = serverPID.map(processCPUSeconds) ?? 0
             }
-            if now >= end { break }
+            if now >= end || (measuring && pairs.map { completed >= $0 } == true) { break }
             for index in poller.ready(timeoutMilliseconds: 100) {
                 clients[index].readable { latency, completedPair in
                     guard measuring else { return }
                     recorder.record(latency)
-                    if completedPair { pairs += 1 }
+                    if completedPair { completed += 1 }
                 }
             }
         }
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
         let cpu = serverPID.map { processCPUSeconds($0) - cpuStart }
-        report(pairs: pairs, elapsed: elapsed, cpu: cpu, recorder: &recorder)
+        report(pairs: completed, elapsed: elapsed, cpu: cpu, recorder: &recorder)
         for client in clients { close(client.fd) }
     }
 

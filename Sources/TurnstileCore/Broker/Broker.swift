@@ -66,6 +66,13 @@ public struct Broker: Sendable {
         return effects
     }
 
+    /// Swaps the pending effects into `buffer` (emptied first), so the daemon reuses two arrays
+    /// instead of allocating one per drain.
+    public mutating func drainEffects(into buffer: inout [Effect]) {
+        buffer.removeAll(keepingCapacity: true)
+        swap(&buffer, &effects)
+    }
+
     /// Number of live leases.
     public var leaseCount: Int { leases.count }
 

@@ -31,6 +31,23 @@ public struct AdmissionRequest: Sendable, Equatable, Codable {
         self.tenant = tenant
         self.priority = priority
     }
+
+    enum CodingKeys: String, CodingKey {
+        case project, mode, model, fallback, providers, workspace, tenant, priority
+    }
+
+    /// Decodes with every field optional, defaults where absent (the journal leaves them out).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(project: try c.decodeIfPresent(String.self, forKey: .project) ?? Names.globalProject,
+                  mode: try c.decodeIfPresent(Mode.self, forKey: .mode) ?? .any,
+                  model: try c.decodeIfPresent(ModelKey.self, forKey: .model),
+                  fallback: try c.decodeIfPresent([ModelKey].self, forKey: .fallback) ?? [],
+                  providers: try c.decodeIfPresent([String].self, forKey: .providers) ?? [],
+                  workspace: try c.decodeIfPresent(String.self, forKey: .workspace),
+                  tenant: try c.decodeIfPresent(String.self, forKey: .tenant) ?? "local",
+                  priority: try c.decodeIfPresent(Int.self, forKey: .priority) ?? 0)
+    }
 }
 
 /// An `acquire`: the dimensions plus how the lease should live and how long to wait.

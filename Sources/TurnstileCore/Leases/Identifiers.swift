@@ -66,13 +66,18 @@ public struct LeaseToken: Hashable, Sendable, CustomStringConvertible {
 
     /// The 32-digit lowercase hex form.
     public var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8](repeating: 0, count: 32)
-        for index in 0..<16 {
-            out[index] = digits[Int(high >> UInt64(60 - 4 * index) & 0xF)]
-            out[16 + index] = digits[Int(low >> UInt64(60 - 4 * index) & 0xF)]
+        String(unsafeUninitializedCapacity: 32) { buffer in
+            for index in 0..<16 {
+                buffer[index] = Self.hexDigit(high >> UInt64(60 - 4 * index))
+                buffer[16 + index] = Self.hexDigit(low >> UInt64(60 - 4 * index))
+            }
+            return 32
         }
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hexDigit(_ value: UInt64) -> UInt8 {
+        let nibble = UInt8(truncatingIfNeeded: value & 0xF)
+        return nibble < 10 ? nibble &+ 0x30 : nibble &+ 0x57
     }
 
     /// Redacted, so that a token printed by accident does not leak the capability.

@@ -83,4 +83,18 @@ public struct LeaseRecord: Sendable, Equatable, Codable {
         case token, fence, request, model, route, holder, pid, parked
         case ttlMilliseconds = "ttl_ms"
     }
+
+    /// Decodes with `parked` defaulting to false (the journal leaves it out).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        token = try c.decode(String.self, forKey: .token)
+        fence = try c.decode(UInt64.self, forKey: .fence)
+        request = try c.decode(AdmissionRequest.self, forKey: .request)
+        model = try c.decodeIfPresent(ModelKey.self, forKey: .model)
+        route = try c.decodeIfPresent(Route.self, forKey: .route)
+        holder = try c.decodeIfPresent(String.self, forKey: .holder)
+        pid = try c.decodeIfPresent(Int32.self, forKey: .pid)
+        ttlMilliseconds = try c.decode(UInt64.self, forKey: .ttlMilliseconds)
+        parked = try c.decodeIfPresent(Bool.self, forKey: .parked) ?? false
+    }
 }

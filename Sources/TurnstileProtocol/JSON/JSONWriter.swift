@@ -5,119 +5,277 @@
 /// Commas are the caller's job only in the sense of calling `member`/`element` for each
 /// entry; the writer inserts them.
 public struct JSONWriter {
-    /// The bytes written so far.
-    public var bytes: [UInt8]
-    private var needsComma = false
+    @usableFromInline var buffer: ByteBuffer
+    @usableFromInline var needsComma = false
 
     public init(capacity: Int = 256) {
-        bytes = []
-        bytes.reserveCapacity(capacity)
+        buffer = ByteBuffer(capacity: capacity)
     }
 
-    /// Continues writing at the end of `buffer` (a connection's pending output), whose last
-    /// line is complete.
-    public init(reusing buffer: [UInt8]) {
-        bytes = buffer
+    /// The bytes written so far (a copy; the hot paths use `withBytes`).
+    public var bytes: [UInt8] {
+        Array(UnsafeBufferPointer(start: buffer.pointer, count: buffer.count))
+    }
+
+    /// How many bytes are written.
+    public var count: Int { buffer.count }
+
+    /// Whether nothing is written.
+    public var isEmpty: Bool { buffer.count == 0 }
+
+    /// Reads the bytes written so far without copying them.
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: buffer.pointer, count: buffer.count))
+    }
+
+    /// Drops the first `n` bytes (those a socket took).
+    public mutating func removeFirst(_ n: Int) {
+        unique()
+        buffer.removeFirst(n)
+    }
+
+    /// Empties the buffer, keeping up to `keeping` bytes of capacity.
+    public mutating func removeAll(keepingCapacityUpTo keeping: Int) {
+        unique()
+        buffer.removeAll(keepingCapacityUpTo: keeping)
+        needsComma = false
+    }
+
+    /// Copy-on-write: a writer copied and then written to does not change the original.
+    @inlinable @inline(__always)
+    mutating func unique() {
+        if !isKnownUniquelyReferenced(&buffer) { buffer = buffer.copy() }
     }
 
     /// Empties the buffer, keeping its capacity.
     public mutating func removeAll() {
-        bytes.removeAll(keepingCapacity: true)
+        unique()
+        buffer.removeAll(keepingCapacityUpTo: Int.max)
         needsComma = false
     }
 
     /// Starts an object (as a value, or as the document).
+    @inlinable
     public mutating func beginObject() {
         comma()
-        bytes.append(UInt8(ascii: "{"))
+        buffer.append(UInt8(ascii: "{"))
         needsComma = false
     }
 
     /// Ends an object.
+    @inlinable
     public mutating func endObject() {
-        bytes.append(UInt8(ascii: "}"))
+        unique()
+        buffer.append(UInt8(ascii: "}"))
         needsComma = true
     }
 
     /// Starts an array.
+    @inlinable
     public mutating func beginArray() {
         comma()
-        bytes.append(UInt8(ascii: "["))
+        buffer.append(UInt8(ascii: "["))
         needsComma = false
     }
 
     /// Ends an array.
+    @inlinable
     public mutating func endArray() {
-        bytes.append(UInt8(ascii: "]"))
+        unique()
+        buffer.append(UInt8(ascii: "]"))
         needsComma = true
     }
 
     /// Writes a member name; the next value written is its value.
+    @inlinable
     public mutating func key(_ name: StaticString) {
         comma()
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-        bytes.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        buffer.append(UInt8(ascii: "\""))
+        appendStatic(name)
+        buffer.append(UInt8(ascii: "\""))
+        buffer.append(UInt8(ascii: ":"))
         needsComma = false
+    }
+
+    /// Appends a compile-time string's bytes (no allocation).
+    @inlinable
+    mutating func appendStatic(_ text: StaticString) {
+        buffer.append(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
     /// Writes a member name given at run time (map keys).
     public mutating func key(_ name: String) {
         string(name)
-        bytes.append(UInt8(ascii: ":"))
+        buffer.append(UInt8(ascii: ":"))
         needsComma = false
     }
 
-    /// Writes a string value.
+    /// Writes a string value. Text that needs no escaping (the usual case) is checked eight
+    /// bytes at a time and copied in one go.
+    @inlinable
     public mutating func string(_ text: String) {
         comma()
-        bytes.append(UInt8(ascii: "\""))
+        buffer.append(UInt8(ascii: "\""))
         var text = text
         text.withUTF8 { utf8 in
-            var runStart = 0
-            for (index, byte) in utf8.enumerated() where byte < 0x20 || byte == 0x22 || byte == 0x5C {
-                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index]))
-                appendEscape(byte)
-                runStart = index + 1
+            if let first = JSONWriter.firstEscape(utf8) {
+                appendEscaping(utf8, from: first)
+            } else {
+                buffer.append(UnsafeRawBufferPointer(utf8))
             }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...]))
         }
-        bytes.append(UInt8(ascii: "\""))
+        buffer.append(UInt8(ascii: "\""))
         needsComma = true
     }
 
-    private mutating func appendEscape(_ byte: UInt8) {
-        bytes.append(UInt8(ascii: "\\"))
+    /// Writes a lease token's 32 hex digits as a string, with no intermediate `String`.
+    @inlinable
+    public mutating func hexString(high: UInt64, low: UInt64) {
+        comma()
+        buffer.reserve(34)
+        buffer.append(UInt8(ascii: "\""))
+        appendHex(high)
+        appendHex(low)
+        buffer.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
+    /// Sixteen lowercase hex digits of a word.
+    @inlinable
+    mutating func appendHex(_ word: UInt64) {
+        var shift: UInt64 = 60
+        while true {
+            let nibble = UInt8(truncatingIfNeeded: (word >> shift) & 0xF)
+            buffer.append(nibble < 10 ? nibble &+ 0x30 : nibble &+ 0x57)
+            if shift == 0 { return }
+            shift -= 4
+        }
+    }
+
+    /// The index of the first byte JSON requires escaping (`"`, `\\`, below 0x20), or nil.
+    /// Eight bytes at a time: a word has such a byte when one of three SWAR tests fires.
+    @inlinable
+    static func firstEscape(_ utf8: UnsafeBufferPointer<UInt8>) -> Int? {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var index = 0
+        if let base = utf8.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            while index + 8 <= utf8.count {
+                let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                let control = (word &- ones &* 0x20) & ~word & highs
+                let quote = word ^ (ones &* 0x22)
+                let backslash = word ^ (ones &* 0x5C)
+                let found = control | ((quote &- ones) & ~quote & highs) | ((backslash &- ones) & ~backslash & highs)
+                if found != 0 { break }
+                index += 8
+            }
+        }
+        while index < utf8.count {
+            let byte = utf8[index]
+            if byte < 0x20 || byte == 0x22 || byte == 0x5C { return index }
+            index += 1
+        }
+        return nil
+    }
+
+    /// The slow path: copies runs between escapes.
+    @usableFromInline
+    mutating func appendEscaping(_ utf8: UnsafeBufferPointer<UInt8>, from first: Int) {
+        buffer.append(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: utf8[..<first])))
+        var runStart = first
+        var index = first
+        while index < utf8.count {
+            let byte = utf8[index]
+            if byte < 0x20 || byte == 0x22 || byte == 0x5C {
+                if index > runStart {
+                    buffer.append(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: utf8[runStart..<index])))
+                }
+                appendEscape(byte)
+                runStart = index + 1
+            }
+            index += 1
+        }
+        if runStart < utf8.count {
+            buffer.append(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: utf8[runStart...])))
+        }
+    }
+
+    @usableFromInline
+    mutating func appendEscape(_ byte: UInt8) {
+        buffer.append(UInt8(ascii: "\\"))
         switch byte {
-        case 0x22: bytes.append(0x22)
-        case 0x5C: bytes.append(0x5C)
-        case 0x0A: bytes.append(UInt8(ascii: "n"))
-        case 0x0D: bytes.append(UInt8(ascii: "r"))
-        case 0x09: bytes.append(UInt8(ascii: "t"))
-        case 0x08: bytes.append(UInt8(ascii: "b"))
-        case 0x0C: bytes.append(UInt8(ascii: "f"))
+        case 0x22: buffer.append(0x22)
+        case 0x5C: buffer.append(0x5C)
+        case 0x0A: buffer.append(UInt8(ascii: "n"))
+        case 0x0D: buffer.append(UInt8(ascii: "r"))
+        case 0x09: buffer.append(UInt8(ascii: "t"))
+        case 0x08: buffer.append(UInt8(ascii: "b"))
+        case 0x0C: buffer.append(UInt8(ascii: "f"))
         default:
             let hex = Array("0123456789abcdef".utf8)
-            bytes.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            for escaped in [UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]] { buffer.append(escaped) }
         }
     }
 
     /// Writes an integer.
     public mutating func int<T: BinaryInteger>(_ value: T) {
-        comma()
-        if value == 0 {
-            bytes.append(0x30)
+        if let small = Int64(exactly: value) {
+            int(small)
         } else {
-            var magnitude = value.magnitude
-            var digits: [UInt8] = []
-            while magnitude > 0 {
-                digits.append(UInt8(truncatingIfNeeded: magnitude % 10) + 0x30)
-                magnitude /= 10
-            }
-            if value < 0 { bytes.append(UInt8(ascii: "-")) }
-            bytes.append(contentsOf: digits.reversed())
+            unsigned(UInt64(truncatingIfNeeded: value))
         }
+    }
+
+    /// Writes an integer (the common case, without generic arithmetic).
+    @inlinable
+    public mutating func int(_ value: Int) {
+        int(Int64(value))
+    }
+
+    /// Writes an integer (the common case, without generic arithmetic).
+    @inlinable
+    public mutating func int(_ value: Int64) {
+        if value < 0 {
+            comma()
+            buffer.append(UInt8(ascii: "-"))
+            appendDigits(value.magnitude)
+            needsComma = true
+        } else {
+            unsigned(UInt64(value))
+        }
+    }
+
+    /// Writes an unsigned integer.
+    @inlinable
+    public mutating func int(_ value: UInt64) {
+        unsigned(value)
+    }
+
+    @inlinable
+    mutating func unsigned(_ value: UInt64) {
+        comma()
+        appendDigits(value)
         needsComma = true
+    }
+
+    /// Appends the decimal digits of `value`, formed back to front in a stack buffer.
+    @inlinable
+    mutating func appendDigits(_ value: UInt64) {
+        if value < 10 {
+            buffer.append(UInt8(truncatingIfNeeded: value) &+ 0x30)
+            return
+        }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var rest = value
+            var position = 20
+            repeat {
+                position -= 1
+                digits[position] = UInt8(truncatingIfNeeded: rest % 10) &+ 0x30
+                rest /= 10
+            } while rest > 0
+            buffer.append(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: digits[position...])))
+        }
     }
 
     /// Writes a double in its shortest round-tripping form; non-finite values become `null`.
@@ -128,29 +286,39 @@ public struct JSONWriter {
             return
         }
         comma()
-        bytes.append(contentsOf: "\(value)".utf8)
+        appendUTF8("\(value)")
         needsComma = true
     }
 
     /// Writes a boolean.
+    @inlinable
     public mutating func bool(_ value: Bool) {
         comma()
-        bytes.append(contentsOf: value ? Array("true".utf8) : Array("false".utf8))
+        appendStatic(value ? "true" : "false")
         needsComma = true
     }
 
     /// Writes `null`.
+    @inlinable
     public mutating func null() {
         comma()
-        bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
+        appendStatic("null")
         needsComma = true
     }
 
     /// Writes already-encoded JSON (an echoed `id`).
     public mutating func raw<C: Collection>(_ json: C) where C.Element == UInt8 {
         comma()
-        bytes.append(contentsOf: json)
+        if json.withContiguousStorageIfAvailable({ buffer.append(UnsafeRawBufferPointer($0)) }) == nil {
+            for byte in json { buffer.append(byte) }
+        }
         needsComma = true
+    }
+
+    /// Appends a run-time string's UTF-8 as is.
+    private mutating func appendUTF8(_ text: String) {
+        var text = text
+        text.withUTF8 { buffer.append(UnsafeRawBufferPointer($0)) }
     }
 
     /// Writes a string, or `null` for nil.
@@ -180,12 +348,17 @@ public struct JSONWriter {
     }
 
     /// Ends the line: appends the newline that frames a message.
+    @inlinable
     public mutating func newline() {
-        bytes.append(0x0A)
+        unique()
+        buffer.append(0x0A)
         needsComma = false
     }
 
-    private mutating func comma() {
-        if needsComma { bytes.append(UInt8(ascii: ",")) }
+    /// Every write starts here: make the buffer ours, then separate from the previous value.
+    @inlinable @inline(__always)
+    mutating func comma() {
+        unique()
+        if needsComma { buffer.append(UInt8(ascii: ",")) }
     }
 }

@@ -78,7 +78,7 @@ public enum Answers {
     public static func granted(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, _ lease: Lease) {
         beginSuccess(&w, id: id)
         w.key("lease")
-        w.string(lease.token.hex)
+        w.hexString(high: lease.token.high, low: lease.token.low)
         w.key("fence")
         w.int(lease.fence)
         w.key("ttl_ms")
@@ -117,7 +117,7 @@ public enum Answers {
         w.key("event")
         w.string(name)
         w.key("lease")
-        w.string(lease.token.hex)
+        w.hexString(high: lease.token.high, low: lease.token.low)
         w.key("fence")
         w.int(lease.fence)
         close(&w)

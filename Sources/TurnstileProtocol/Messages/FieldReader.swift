@@ -71,7 +71,7 @@ struct FieldReader {
         guard double.rounded() == double else {
             throw fail(field, "\(field) must be a whole number of milliseconds (got \(number.text))")
         }
-        return double >= 18_446_744_073_709_551_615 ? UInt64.max : UInt64(double)
+        return double >= 0x1p64 ? UInt64.max : UInt64(double)
     }
 
     func double(_ field: String) throws(RequestError) -> Double? {
