@@ -72,6 +72,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The fuzz target: a corpus replayer normally, a libFuzzer target with -DFUZZING.
+        .executableTarget(
+            name: "turnstile-fuzz",
+            dependencies: ["TurnstileCore", "TurnstileProtocol"]
+        ),
         // The thinnest libuv NDJSON permit server, the floor the benchmarks compare against.
         .executableTarget(
             name: "turnstile-floor",
@@ -81,9 +86,10 @@ let package = Package(
         .executableTarget(
             name: "turnstile-bench",
             dependencies: [
-                "TurnstileCore",
+                "TurnstileCore", "TurnstileProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            exclude: ["results"]
         ),
         .testTarget(
             name: "TurnstileCoreTests",

@@ -51,7 +51,7 @@ public final class TurnstileClient {
         writer.key("op")
         writer.string(op)
         for (key, value) in fields {
-            writer.key(key)
+            writer.dynamicKey(key)
             writer.value(value)
         }
         writer.endObject()

@@ -61,13 +61,16 @@ final class Connection {
     /// Bytes this connection makes the daemon hold for it.
     var bufferedBytes: Int { output.count + bytesInFlight }
 
-    /// Registers a request that will be answered later.
-    func remember(id rawID: ArraySlice<UInt8>?, key: RequestKey?) -> Ticket {
-        let serial = nextRequestSerial
-        nextRequestSerial += 1
-        pending[serial] = PendingRequest(id: rawID.map(Array.init), key: key)
-        if let key { pendingByKey[key] = serial }
-        return Ticket(client: id, request: serial)
+    /// A ticket for a request that may have to wait; nothing is stored until it does.
+    func nextTicket() -> Ticket {
+        defer { nextRequestSerial += 1 }
+        return Ticket(client: id, request: nextRequestSerial)
+    }
+
+    /// Registers a request that waits, to answer it later.
+    func remember(_ ticket: Ticket, id rawID: ArraySlice<UInt8>?, key: RequestKey?) {
+        pending[ticket.request] = PendingRequest(id: rawID.map(Array.init), key: key)
+        if let key { pendingByKey[key] = ticket.request }
     }
 
     /// Forgets a pending request when it is answered.

@@ -15,16 +15,15 @@ extension Server {
         if request.waitMilliseconds > 0 && broker.waiterCount >= limits.maxWaiters {
             return fail(context, .tooMany, "the queue is full (\(limits.maxWaiters) waiters)")
         }
-        let ticket = connection.remember(id: context.id, key: context.key)
+        let ticket = connection.nextTicket()
         switch broker.acquire(request, ticket: ticket, now: now) {
         case .granted(let lease):
-            _ = connection.forget(ticket.request)
             send(to: connection) { Answers.granted(&$0, id: context.id, lease) }
         case .refused(let refusal):
-            _ = connection.forget(ticket.request)
             logger.debug("refused", metadata: ["reason": "\(refusal.reason.rawValue)", "project": "\(request.admission.project)"])
             send(to: connection) { Answers.refused(&$0, id: context.id, refusal) }
         case .queued(let position, let refusal):
+            connection.remember(ticket, id: context.id, key: context.key)
             logger.debug("queued", metadata: ["reason": "\(refusal.reason.rawValue)", "position": "\(position)"])
             if notify { send(to: connection) { Answers.queued(&$0, id: context.id, position: position, refusal) } }
         }
@@ -113,18 +112,16 @@ extension Server {
         if waitMilliseconds > 0 && connection.pending.count >= settings.config.server.maxPendingPerConnection {
             return fail(context, .tooMany, "this connection already waits on \(settings.config.server.maxPendingPerConnection) requests")
         }
-        let ticket = connection.remember(id: context.id, key: context.key)
+        let ticket = connection.nextTicket()
         switch broker.unpark(token, ticket: ticket, waitMilliseconds: waitMilliseconds, now: now) {
         case .failure(let error):
-            _ = connection.forget(ticket.request)
             fail(context, error)
         case .success(.granted(let lease)):
-            _ = connection.forget(ticket.request)
             send(to: connection) { Answers.granted(&$0, id: context.id, lease) }
         case .success(.refused(let refusal)):
-            _ = connection.forget(ticket.request)
             send(to: connection) { Answers.refused(&$0, id: context.id, refusal) }
         case .success(.queued(let position, let refusal)):
+            connection.remember(ticket, id: context.id, key: context.key)
             if notify { send(to: connection) { Answers.queued(&$0, id: context.id, position: position, refusal) } }
         }
     }

@@ -6,8 +6,11 @@ struct RequestContext {
     let connection: Connection
     /// The raw bytes of the request's `id`, echoed verbatim.
     let id: ArraySlice<UInt8>?
-    /// The id's key, for `cancel`.
-    let key: RequestKey?
+    /// The parsed `id`, for the key `cancel` finds a waiting request by.
+    let idValue: JSONValue?
+
+    /// The key `cancel`'s `target` is matched against (computed only for requests that wait).
+    var key: RequestKey? { idValue.map(RequestKey.init) }
 }
 
 extension Server {
@@ -27,7 +30,7 @@ extension Server {
             }
             return
         }
-        var context = RequestContext(connection: connection, id: nil, key: nil)
+        var context = RequestContext(connection: connection, id: nil, idValue: nil)
         if let idValue = object["id"] {
             guard idValue.isScalar else {
                 send(to: connection) {
@@ -36,7 +39,7 @@ extension Server {
                 }
                 return
             }
-            context = RequestContext(connection: connection, id: parsed.raw, key: RequestKey(idValue))
+            context = RequestContext(connection: connection, id: parsed.raw, idValue: idValue)
         }
         let request: Request
         do {

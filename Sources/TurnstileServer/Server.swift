@@ -51,6 +51,7 @@ public final class Server {
     public init(settings: ServerSettings, logger: Logger) throws {
         turnstile_ignore_sigpipe()
         _ = turnstile_unblock_stop_signals()
+        Self.raiseDescriptorLimit()
         self.settings = settings
         self.logger = logger
         debugLogging = logger.logLevel <= .debug
@@ -69,11 +70,18 @@ public final class Server {
         try restoreState()
     }
 
-    /// The loop's current time, refreshed.
-    var now: Instant {
-        uv_update_time(loop)
-        return Instant(milliseconds: uv_now(loop))
+    /// Every connection and pidfd is a descriptor, and the usual soft limit (1024) is far below
+    /// `max_connections`: raise it to the hard limit.
+    private static func raiseDescriptorLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
+
+    /// The loop's time: libuv refreshes it as each iteration starts and again when its poll
+    /// returns, so within one batch of callbacks it is current to the millisecond.
+    var now: Instant { Instant(milliseconds: uv_now(loop)) }
 
     /// The wall clock.
     var wall: WallTime {

@@ -25,7 +25,9 @@ struct RedisSemaphore {
         """
 
     /// Loads both scripts (SCRIPT LOAD) and resets the keys.
-    static func load(socket path: String) throws -> RedisSemaphore {
+    /// - Parameter limit: unused by the scripts (each acquire passes its limit); kept so the
+    ///   call reads the same in every workload.
+    static func load(socket path: String, limit: Int = 1_000_000) throws -> RedisSemaphore {
         guard let fd = connectUnix(path) else { throw BenchError("cannot connect to redis at \(path)") }
         defer { close(fd) }
         func ask(_ parts: [String]) throws -> String {

@@ -98,10 +98,9 @@ extension Broker {
         if let workspace = lease.request.workspace, occupancy.workspaces[workspace] == fence {
             occupancy.workspaces[workspace] = nil
         }
-        if let client = lease.client {
-            leasesByClient[client]?.remove(fence)
-            if leasesByClient[client]?.isEmpty == true { leasesByClient[client] = nil }
-        }
+        // A connection's (possibly empty) set stays until it disconnects: the next grant to it
+        // then needs no new allocation.
+        if let client = lease.client { leasesByClient[client]?.remove(fence) }
         if let pid = lease.pid { unbindProcess(pid, fence: fence) }
         if let waiter = queue.unparkWaiter(of: fence) {
             let ticket = queue.remove(waiter)!.ticket

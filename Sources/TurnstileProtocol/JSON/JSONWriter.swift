@@ -103,8 +103,9 @@ public struct JSONWriter {
         buffer.append(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
-    /// Writes a member name given at run time (map keys).
-    public mutating func key(_ name: String) {
+    /// Writes a member name given at run time (map keys). Named apart from `key(_:)`: a
+    /// literal would otherwise pick this slower overload, `String` being its default type.
+    public mutating func dynamicKey(_ name: String) {
         string(name)
         buffer.append(UInt8(ascii: ":"))
         needsComma = false
@@ -340,7 +341,7 @@ public struct JSONWriter {
         case .object(let object):
             beginObject()
             for member in object.members {
-                key(member.key)
+                dynamicKey(member.key)
                 self.value(member.value)
             }
             endObject()

@@ -40,7 +40,7 @@ public enum StatusEncoding {
         w.key("modes")
         w.beginObject()
         for mode in status.modes {
-            w.key(mode.mode.rawValue)
+            w.dynamicKey(mode.mode.rawValue)
             w.beginObject()
             w.key("limit"); optionalInt(&w, mode.limit)
             w.key("in_use"); w.int(mode.inUse)
@@ -61,7 +61,7 @@ public enum StatusEncoding {
         w.key("projects")
         w.beginObject()
         for project in projects {
-            w.key(project.name)
+            w.dynamicKey(project.name)
             w.beginObject()
             w.key("limit"); optionalInt(&w, project.limit)
             w.key("in_use"); w.int(project.inUse)
@@ -82,7 +82,7 @@ public enum StatusEncoding {
         w.key("models")
         w.beginObject()
         for model in models {
-            w.key(model.model.description)
+            w.dynamicKey(model.model.description)
             w.beginObject()
             w.key("limit"); w.int(model.limit)
             w.key("in_use"); w.int(model.inUse)
@@ -180,7 +180,7 @@ public enum StatusEncoding {
         w.beginObject()
         for reason in BlockReason.allCases {
             if let count = status.queuedByReason[reason] {
-                w.key(reason.rawValue)
+                w.dynamicKey(reason.rawValue)
                 w.int(count)
             }
         }

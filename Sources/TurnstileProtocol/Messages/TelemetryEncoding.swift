@@ -38,7 +38,7 @@ public enum TelemetryEncoding {
         w.key("by_model")
         w.beginObject()
         for (model, sums) in usage.byModel.sorted(by: { $0.key < $1.key }) {
-            w.key(model)
+            w.dynamicKey(model)
             modelUsage(&w, sums)
         }
         w.endObject()

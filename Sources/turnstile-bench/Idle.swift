@@ -1,0 +1,86 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+
+/// `idle`: N connections each holding a lease (heartbeating, for Turnstile); reports the
+/// server's resident memory per connection: (RSS with them − RSS before) / N, from /proc.
+struct Idle: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Server memory per idle connection holding a lease.")
+
+    @Option(help: "The server's socket.") var socket: String
+    @Option(help: "turnstile, floor or redis.") var target: Target = .turnstile
+    @Option(name: .customLong("server-pid"), help: "The server's pid (its RSS is read from /proc).") var serverPID: Int32
+    @Option(help: "Connections.") var connections = 10_000
+    @Option(help: "Seconds to hold them (heartbeating every 10 s) before measuring.") var seconds = 5.0
+    @Flag(help: "Print one JSON line.") var json = false
+
+    func run() throws {
+        let scripts = target == .redis ? try RedisSemaphore.load(socket: socket) : nil
+        let before = residentBytes(serverPID)
+        var descriptors: [Int32] = []
+        var tokens: [String] = []
+        descriptors.reserveCapacity(connections)
+        for _ in 0..<connections {
+            guard let fd = connectUnix(socket) else { throw BenchError("connect failed after \(descriptors.count) connections") }
+            descriptors.append(fd)
+            let request: [UInt8]
+            switch target {
+            case .turnstile: request = Array(#"{"op":"acquire","ttl_ms":60000}"#.utf8) + [0x0A]
+            case .floor: request = Array(#"{"op":"acquire"}"#.utf8) + [0x0A]
+            case .redis: request = RESP.command(["EVALSHA", scripts!.acquireSHA, "3", "sem", "next", "held", "1000000"])
+            }
+            guard writeAll(fd, request), let answer = readLine(fd), answer.contains("ok\":true") || answer.hasPrefix(":") else {
+                throw BenchError("connection \(descriptors.count) was not granted")
+            }
+            tokens.append(answer)
+        }
+        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+        var nextBeat = monotonicNanoseconds() + 10_000_000_000
+        while monotonicNanoseconds() < deadline {
+            var nothing = pollfd(fd: -1, events: 0, revents: 0)
+            _ = poll(&nothing, 1, Int32(min(1000, (deadline - monotonicNanoseconds()) / 1_000_000)))
+            if target == .turnstile && monotonicNanoseconds() >= nextBeat {
+                for (fd, answer) in zip(descriptors, tokens) {
+                    let token = answer.split(separator: "\"").drop { $0 != "lease" }.dropFirst(2).first.map(String.init) ?? ""
+                    _ = writeAll(fd, Array(#"{"op":"heartbeat","lease":"\#(token)"}"#.utf8) + [0x0A])
+                    _ = readLine(fd)
+                }
+                nextBeat = monotonicNanoseconds() + 10_000_000_000
+            }
+        }
+        let after = residentBytes(serverPID)
+        let perConnection = Double(after - before) / Double(connections)
+        if json {
+            print(#"{"workload":"idle","target":"\#(target.rawValue)","connections":\#(connections),"rss_before_kib":\#(before / 1024),"rss_after_kib":\#(after / 1024),"bytes_per_connection":\#(Int(perConnection))}"#)
+        } else {
+            print("idle \(target.rawValue) c=\(connections): RSS \(before / 1024) KiB → \(after / 1024) KiB, \(Int(perConnection)) bytes per connection holding a lease")
+        }
+        for fd in descriptors { close(fd) }
+    }
+
+    /// VmRSS of a process, in bytes.
+    private func residentBytes(_ pid: Int32) -> Int {
+        guard let file = fopen("/proc/\(pid)/status", "r") else { return 0 }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("VmRSS:") {
+                return (Int(text.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+            }
+        }
+        return 0
+    }
+
+    /// One line (blocking).
+    private func readLine(_ fd: Int32) -> String? {
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while recv(fd, &byte, 1, 0) == 1 {
+            if byte == 0x0A { return String(decoding: line, as: UTF8.self) }
+            line.append(byte)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import TurnstileCore
+import TurnstileProtocol
+
+/// libFuzzer's entry point (built with `-sanitize=fuzzer -DFUZZING`, see `make fuzz`).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func turnstileFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    FuzzTarget.run(UnsafeBufferPointer(start: data, count: size))
+    return 0
+}
+
+/// What the fuzzer drives: bytes as a client would send them, through the line framer (in
+/// chunks whose sizes the input chooses), the JSON parser, the request decoder, and for every
+/// value that parses, the writer and the parser again, which must give the same value back.
+/// Nothing here may crash, hang or loop, whatever the bytes.
+enum FuzzTarget {
+    static func run(_ input: UnsafeBufferPointer<UInt8>) {
+        guard let first = input.first else { return }
+        let chunk = Int(first % 61) + 1
+        var framer = LineFramer()
+        var start = 1
+        while start < input.count {
+            let end = min(input.count, start + chunk)
+            let outcome = framer.append(UnsafeBufferPointer(rebasing: input[start..<end])) { line in
+                check(line)
+                return true
+            }
+            if outcome == .lineTooLong { return }
+            start = end
+        }
+    }
+
+    private static func check(_ line: UnsafeBufferPointer<UInt8>) {
+        guard let parsed = try? JSONParser.parse(line, rawMember: "id") else { return }
+        var writer = JSONWriter()
+        writer.value(parsed.value)
+        guard let again = try? JSONParser.parse(writer.bytes) else {
+            fatalError("the writer's output does not parse: \(String(decoding: writer.bytes, as: UTF8.self))")
+        }
+        if again != parsed.value {
+            fatalError("round trip changed the value: \(parsed.value) → \(again)")
+        }
+        if let raw = parsed.raw, (try? JSONParser.parse(Array(raw))) == nil {
+            fatalError("the captured id is not JSON: \(String(decoding: raw, as: UTF8.self))")
+        }
+        guard case .object(let object) = parsed.value else { return }
+        _ = try? RequestDecoder.decode(object) { ModelKey(provider: "fuzz", model: $0) }
+    }
+}
+
+#if FUZZING
+/// libFuzzer's driver, for a program that keeps its own `main` (SwiftPM renames an
+/// executable's entry point, so libFuzzer's `main` cannot be the program's).
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+
+/// With libFuzzer: its driver runs the target.
+@main
+enum FuzzMain {
+    static func main() {
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(LLVMFuzzerRunDriver(&argc, &argv, turnstileFuzzOneInput))
+    }
+}
+#else
+/// Without libFuzzer: replays the files (or directories of files) named on the command line
+/// through the same target, so `make test` runs the saved corpus as a regression test.
+@main
+enum CorpusReplay {
+    static func main() {
+        var count = 0
+        for path in CommandLine.arguments.dropFirst() {
+            for file in files(at: path) {
+                guard let bytes = read(file) else { continue }
+                bytes.withUnsafeBufferPointer { FuzzTarget.run($0) }
+                count += 1
+            }
+        }
+        print("replayed \(count) inputs")
+    }
+
+    private static func files(at path: String) -> [String] {
+        guard let directory = opendir(path) else { return [path] }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if !name.hasPrefix(".") { names.append(path + "/" + name) }
+        }
+        return names.sorted()
+    }
+
+    private static func read(_ path: String) -> [UInt8]? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = fread(&chunk, 1, chunk.count, file)
+            if count == 0 { return bytes }
+            bytes += chunk[0..<count]
+        }
+    }
+}
+#endif
