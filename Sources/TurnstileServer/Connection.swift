@@ -35,6 +35,8 @@ final class Connection {
     var pendingByKey: [RequestKey: UInt64] = [:]
     /// Next request serial.
     var nextRequestSerial: UInt64 = 1
+    /// Not read until its unsent answers drain (Server+InputFlow).
+    var outputBlocked = false
     /// Whether it asked for `watch` events.
     var watching = false
     /// The peer closed its sending side: answer what is pending, then close.

@@ -64,22 +64,6 @@ extension Server {
         closeAfterFlush(connection)
     }
 
-    /// Bytes arrived: frame them into lines and handle each.
-    func received(_ bytes: UnsafeBufferPointer<UInt8>, on connection: Connection) {
-        guard !connection.closing else { return }
-        let outcome = connection.framer.append(bytes) { line in
-            handleLine(line, on: connection)
-            return !connection.closing
-        }
-        if outcome == .lineTooLong, !connection.closing {
-            send(to: connection) { w in
-                Answers.failure(&w, id: nil, code: .lineTooLong,
-                                message: "line longer than \(LineFramer.lineBytesMax) bytes; closing the connection")
-            }
-            closeAfterFlush(connection)
-        }
-    }
-
     /// The peer stopped sending (EOF) or the connection failed.
     func inputEnded(on connection: Connection, code: Int32) {
         uv_read_stop(connection.stream)
@@ -126,10 +110,11 @@ extension Server {
         iterationEnded()
     }
 
-    /// Queues an answer or event for a connection (flushed at the end of the iteration).
+    /// Queues an answer or event for a connection (flushed at the end of the iteration). A
+    /// connection already holding more than `max_output_bytes` unsent is cut off instead: one
+    /// answer, however large (a status of ten thousand leases), always goes out whole.
     func send(to connection: Connection, _ write: (inout JSONWriter) -> Void) {
         guard !connection.closing else { return }
-        write(&connection.output)
         if connection.bufferedBytes > settings.config.server.maxOutputBytes {
             logger.warning("cutting off a client that does not read its answers",
                            metadata: ["client": "\(connection.id)", "pid": "\(connection.pid)",
@@ -138,6 +123,7 @@ extension Server {
             closeNow(connection)
             return
         }
+        write(&connection.output)
         scheduleFlush(connection)
     }
 
@@ -163,6 +149,7 @@ extension Server {
         if written == Int32(connection.output.count) {
             connection.output.removeAll(keepingCapacityUpTo: 65_536)
             finishClosingIfFlushed(connection)
+            outputProgressed(on: connection)
             return
         }
         guard written >= 0 || written == Int32(UV_EAGAIN.rawValue) else {
@@ -185,6 +172,8 @@ extension Server {
             connection.writing = false
             connection.bytesInFlight = 0
             closeNow(connection)
+        } else if written > 0 {
+            outputProgressed(on: connection)
         }
     }
 
@@ -197,6 +186,7 @@ extension Server {
             return
         }
         flush(connection)
+        outputProgressed(on: connection)
     }
 
     /// Flushes every queued connection.
@@ -282,6 +272,7 @@ extension Server {
         watchers[connection.id] = nil
         halfClosed[connection.id] = nil
         lingering[connection.id] = nil
+        blocked[connection.id] = nil
         connection.pipe.deallocate()
     }
 

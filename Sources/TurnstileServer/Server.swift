@@ -22,6 +22,13 @@ public final class Server {
     var lockFileDescriptor: Int32 = -1
     let deadlineTimer: UnsafeMutablePointer<uv_timer_t>
     let flushCheck: UnsafeMutablePointer<uv_check_t>
+    /// Runs while some connection has lines left over from its turn (Server+InputTurns).
+    let backlogTurns: UnsafeMutablePointer<uv_idle_t>
+    /// Connections with lines left over, in the order they get their next turn.
+    var backlogged: [Connection] = []
+    /// Connections not read until their unsent answers drain, with when they last progressed.
+    var blocked: [ClientID: (connection: Connection, since: Instant)] = [:]
+    var stallTimer: UnsafeMutablePointer<uv_timer_t>?
     var signalHandles: [UnsafeMutablePointer<uv_signal_t>] = []
     var connections: [ClientID: Connection] = [:]
     var nextClientSerial: UInt64 = 1
@@ -59,6 +66,7 @@ public final class Server {
         try check(uv_loop_init(loop), "uv_loop_init")
         deadlineTimer = .allocate(capacity: 1)
         flushCheck = .allocate(capacity: 1)
+        backlogTurns = .allocate(capacity: 1)
         readBuffer = .allocate(byteCount: 65_536, alignment: 16)
         startedAt = Instant(milliseconds: uv_now(loop))
         store = try StateStore(directory: settings.stateDirectory, logger: logger)
@@ -109,6 +117,7 @@ public final class Server {
         try check(uv_timer_init(loop, deadlineTimer), "uv_timer_init")
         try check(uv_check_init(loop, flushCheck), "uv_check_init")
         try check(uv_check_start(flushCheck, onLoopIterationEnd), "uv_check_start")
+        try check(uv_idle_init(loop, backlogTurns), "uv_idle_init")
         for signal in [SIGTERM, SIGINT, SIGHUP] {
             let handle = UnsafeMutablePointer<uv_signal_t>.allocate(capacity: 1)
             try check(uv_signal_init(loop, handle), "uv_signal_init")
@@ -153,6 +162,11 @@ public final class Server {
         lingerTimer = nil
         uv_close(UVHandle.handle(deadlineTimer), nil)
         uv_close(UVHandle.handle(flushCheck), nil)
+        uv_close(UVHandle.handle(backlogTurns), nil)
+        backlogged = []
+        if let stallTimer { uv_close(UVHandle.handle(stallTimer), onHandleClosedFree) }
+        stallTimer = nil
+        blocked = [:]
         for handle in signalHandles { uv_close(UVHandle.handle(handle), onHandleClosedFree) }
         signalHandles = []
         pauseFlags.stop()

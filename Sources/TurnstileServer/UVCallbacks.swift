@@ -100,6 +100,18 @@ func onLoopIterationEnd(_ check: UnsafeMutablePointer<uv_check_t>?) {
     Server.of(check.pointee.loop).iterationEnded()
 }
 
+/// Once per loop iteration while connections have lines left from their turn.
+func onBacklogTurn(_ idle: UnsafeMutablePointer<uv_idle_t>?) {
+    guard let idle else { return }
+    Server.of(idle.pointee.loop).giveBacklogsATurn()
+}
+
+/// Every 250 ms while connections are blocked on their unsent answers.
+func onStallCheck(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
+    guard let timer else { return }
+    Server.of(timer.pointee.loop).cutOffStalled()
+}
+
 /// SIGTERM or SIGINT stop the daemon; SIGHUP reloads its config.
 func onSignal(_ handle: UnsafeMutablePointer<uv_signal_t>?, _ signal: Int32) {
     guard let handle else { return }

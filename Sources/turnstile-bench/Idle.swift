@@ -17,7 +17,7 @@ struct Idle: ParsableCommand {
 
     func run() throws {
         let scripts = target == .redis ? try RedisSemaphore.load(socket: socket) : nil
-        let before = residentBytes(serverPID)
+        let before = ProcessStats.residentBytes(serverPID)
         var descriptors: [Int32] = []
         var tokens: [String] = []
         descriptors.reserveCapacity(connections)
@@ -49,7 +49,7 @@ struct Idle: ParsableCommand {
                 nextBeat = monotonicNanoseconds() + 10_000_000_000
             }
         }
-        let after = residentBytes(serverPID)
+        let after = ProcessStats.residentBytes(serverPID)
         let perConnection = Double(after - before) / Double(connections)
         if json {
             print(#"{"workload":"idle","target":"\#(target.rawValue)","connections":\#(connections),"rss_before_kib":\#(before / 1024),"rss_after_kib":\#(after / 1024),"bytes_per_connection":\#(Int(perConnection))}"#)
@@ -57,20 +57,6 @@ struct Idle: ParsableCommand {
             print("idle \(target.rawValue) c=\(connections): RSS \(before / 1024) KiB → \(after / 1024) KiB, \(Int(perConnection)) bytes per connection holding a lease")
         }
         for fd in descriptors { close(fd) }
-    }
-
-    /// VmRSS of a process, in bytes.
-    private func residentBytes(_ pid: Int32) -> Int {
-        guard let file = fopen("/proc/\(pid)/status", "r") else { return 0 }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if text.hasPrefix("VmRSS:") {
-                return (Int(text.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
-            }
-        }
-        return 0
     }
 
     /// One line (blocking).

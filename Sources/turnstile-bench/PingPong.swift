@@ -21,28 +21,64 @@ struct PingPong: ParsableCommand {
     @Flag(help: "Print one JSON line instead of text.") var json = false
 
     func run() throws {
+        var result = try PingPongRun(socket: socket, target: target, connections: connections)
+            .measure(seconds: seconds, warmup: warmup, serverPID: serverPID, pairsMax: pairs)
+        let p = result.latencies.percentiles([50, 90, 99, 99.9])
+        if json {
+            print(#"{"workload":"pingpong","target":"\#(target.rawValue)","connections":\#(connections),"pairs_per_second":\#(Int(result.rate)),"p50_us":\#(p[0]),"p90_us":\#(p[1]),"p99_us":\#(p[2]),"p999_us":\#(p[3]),"server_cpu_us_per_pair":\#(result.cpuPerPair.map { fixed($0, 2) } ?? "null")}"#)
+        } else {
+            print("pingpong \(target.rawValue) c=\(connections): \(Int(result.rate)) pairs/s, latency µs p50 \(p[0]) p90 \(p[1]) p99 \(p[2]) p99.9 \(p[3])"
+                  + (result.cpuPerPair.map { ", server CPU \(fixed($0, 2)) µs/pair" } ?? ""))
+        }
+    }
+}
+
+/// The ping-pong load itself, shared by `pingpong`, `hostile` and `soak`.
+struct PingPongRun {
+    /// What one measurement saw.
+    struct Result {
+        var pairs: Int
+        var seconds: Double
+        var latencies: LatencyRecorder
+        /// The server's CPU seconds over the measurement, if its pid was given.
+        var serverCPU: Double?
+
+        var rate: Double { Double(pairs) / seconds }
+        var cpuPerPair: Double? { serverCPU.map { $0 / Double(max(pairs, 1)) * 1e6 } }
+    }
+
+    private var clients: [PairClient]
+    private var poller: SocketPoller
+
+    /// Connects the clients and sends each one's first acquire.
+    init(socket: String, target: Target, connections: Int) throws {
         let scripts = target == .redis ? try RedisSemaphore.load(socket: socket) : nil
-        var clients = (0..<connections).map { _ -> PairClient in
-            guard let fd = connectUnix(socket) else { fatalError("cannot connect to \(socket)") }
+        clients = try (0..<connections).map { _ -> PairClient in
+            guard let fd = connectUnix(socket) else { throw BenchError("cannot connect to \(socket)") }
             return PairClient(fd: fd, target: target, scripts: scripts)
         }
-        var poller = SocketPoller(clients.map(\.fd))
+        poller = SocketPoller(clients.map(\.fd))
         for index in clients.indices { clients[index].start() }
+    }
+
+    /// Runs the load for `warmup` seconds unmeasured, then `seconds` measured (or until
+    /// `pairsMax` pairs), then closes the connections.
+    consuming func measure(seconds: Double, warmup: Double, serverPID: Int32?, pairsMax: Int? = nil) -> Result {
         var recorder = LatencyRecorder()
         let warmupEnd = monotonicNanoseconds() + UInt64(warmup * 1e9)
         let end = warmupEnd + UInt64(seconds * 1e9)
         var measuring = false
         var completed = 0
         var cpuStart: Double = 0
-        var start: UInt64 = 0
+        var start = warmupEnd
         while true {
             let now = monotonicNanoseconds()
             if !measuring && now >= warmupEnd {
                 measuring = true
                 start = now
-                cpuStart = serverPID.map(processCPUSeconds) ?? 0
+                cpuStart = serverPID.map(ProcessStats.cpuSeconds) ?? 0
             }
-            if now >= end || (measuring && pairs.map { completed >= $0 } == true) { break }
+            if now >= end || (measuring && pairsMax.map { completed >= $0 } == true) { break }
             for index in poller.ready(timeoutMilliseconds: 100) {
                 clients[index].readable { latency, completedPair in
                     guard measuring else { return }
@@ -52,21 +88,9 @@ struct PingPong: ParsableCommand {
             }
         }
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
-        let cpu = serverPID.map { processCPUSeconds($0) - cpuStart }
-        report(pairs: completed, elapsed: elapsed, cpu: cpu, recorder: &recorder)
+        let cpu = serverPID.map { ProcessStats.cpuSeconds($0) - cpuStart }
         for client in clients { close(client.fd) }
-    }
-
-    private func report(pairs: Int, elapsed: Double, cpu: Double?, recorder: inout LatencyRecorder) {
-        let rate = Double(pairs) / elapsed
-        let p = recorder.percentiles([50, 90, 99, 99.9])
-        let cpuPerPair = cpu.map { $0 / Double(max(pairs, 1)) * 1e6 }
-        if json {
-            print(#"{"workload":"pingpong","target":"\#(target.rawValue)","connections":\#(connections),"pairs_per_second":\#(Int(rate)),"p50_us":\#(p[0]),"p90_us":\#(p[1]),"p99_us":\#(p[2]),"p999_us":\#(p[3]),"server_cpu_us_per_pair":\#(cpuPerPair.map { fixed($0, 2) } ?? "null")}"#)
-        } else {
-            print("pingpong \(target.rawValue) c=\(connections): \(Int(rate)) pairs/s, latency µs p50 \(p[0]) p90 \(p[1]) p99 \(p[2]) p99.9 \(p[3])"
-                  + (cpuPerPair.map { ", server CPU \(fixed($0, 2)) µs/pair" } ?? ""))
-        }
+        return Result(pairs: completed, seconds: elapsed, latencies: recorder, serverCPU: cpu)
     }
 }
 

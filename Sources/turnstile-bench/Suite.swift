@@ -4,9 +4,9 @@ import Glibc
 import ArgumentParser
 import TurnstileProtocol
 
-/// `suite` (what `make bench` runs): every workload against Turnstile, the C floor and Redis,
-/// servers pinned to core 0 and load to core 1, in interleaved rounds; medians, the SPEC §9
-/// targets checked, a table, a JSON file and a PNG plot.
+/// `suite` (what `make bench` runs): every workload against Turnstile, the C floor and Redis
+/// (`hostile` against Turnstile alone), servers pinned to core 0 and load to core 1, in
+/// interleaved rounds; medians, the SPEC §9 targets checked, a table, a JSON file and a PNG plot.
 struct Suite: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "The whole benchmark suite (make bench).")
 
@@ -26,6 +26,7 @@ struct Suite: ParsableCommand {
             print("round \(round)/\(rounds)")
             try pingpong(tools, work, counts, &results)
             try contend(tools, work, &results)
+            try hostile(tools, work, &results)
         }
         try idle(tools, work, &results)
         try reclaim(tools, work, &results)
@@ -69,6 +70,15 @@ struct Suite: ParsableCommand {
             results.add(try measure(tools, ["contend", "--socket", servers.endpoint(target).socket, "--target", target.rawValue,
                                            "--connections", "64", "--limit", "8", "--seconds", "\(seconds)"]))
         }
+    }
+
+    private func hostile(_ tools: Toolbox, _ work: String, _ results: inout SuiteResults) throws {
+        let servers = try Servers(tools, work, turnstileConfig: "[limits]\nglobal = 100000\n[server]\nmax_connections = 20000\n",
+                                  floorLimit: 1)
+        defer { servers.stop() }
+        let (socket, pid) = servers.endpoint(.turnstile)
+        results.add(try measure(tools, ["hostile", "--socket", socket, "--server-pid", "\(pid)", "--seconds", "\(seconds)",
+                                       "--silent", "\(idleConnections)"]))
     }
 
     private func idle(_ tools: Toolbox, _ work: String, _ results: inout SuiteResults) throws {

@@ -46,6 +46,7 @@ struct SuiteReport {
         let redis = value(results.median("pingpong", .redis, connections: 64, "pairs_per_second"))
         let cpu = value(results.median("pingpong", .turnstile, connections: 64, "server_cpu_us_per_pair"))
         let p99 = value(results.median("pingpong", .turnstile, connections: 64, "p99_us"))
+        let hostileP99 = value(results.median("hostile", .turnstile, "p99_us"))
         let idle = value(results.median("idle", .turnstile, "bytes_per_connection"))
         let jain = value(results.median("contend", .turnstile, "jain"))
         let heldMax = value(results.median("contend", .turnstile, "held_max"))
@@ -57,6 +58,8 @@ struct SuiteReport {
             TargetCheck(name: "pairs/s at 64 connections vs Redis", value: turnstile / redis, limit: "> 1×", passed: turnstile > redis),
             TargetCheck(name: "daemon CPU per pair (µs)", value: cpu, limit: "≤ 10", passed: cpu <= 10),
             TargetCheck(name: "p99 latency at 64 connections (µs)", value: p99, limit: "≤ 700", passed: p99 <= 700),
+            TargetCheck(name: "p99 at 64 connections beside hostile clients (µs)", value: hostileP99, limit: "≤ 700",
+                        passed: hostileP99 <= 700),
             TargetCheck(name: "memory per idle connection with a lease (bytes)", value: idle, limit: "≤ 4096", passed: idle <= 4096),
             TargetCheck(name: "Jain fairness, 64 clients over limit 8", value: jain, limit: "≥ 0.99", passed: jain >= 0.99),
             TargetCheck(name: "most permits held at once (limit 8)", value: heldMax, limit: "≤ 8", passed: heldMax <= 8),
@@ -86,6 +89,11 @@ struct SuiteReport {
             lines.append("  \(target.rawValue): \(fixed(results.median("contend", target, "jain") ?? 0, 4)) | "
                          + "\(Int(results.median("contend", target, "wait_p99_us") ?? 0)) | \(Int(results.median("contend", target, "held_max") ?? 0))")
         }
+        let hostile = ["calm_pairs_per_second", "calm_p99_us", "pairs_per_second", "p99_us", "rss_peak_kib"]
+            .map { Int(results.median("hostile", .turnstile, $0) ?? 0) }
+        lines.append("hostile (64 ping-pong clients beside 10,000 silent connections, 20 unread watchers, a 100,000-request flood):")
+        lines.append("  calm \(hostile[0]) pairs/s p99 \(hostile[1]) µs → hostile \(hostile[2]) pairs/s p99 \(hostile[3]) µs, "
+                     + "daemon peak RSS \(hostile[4]) KiB")
         lines.append("idle: bytes per connection holding a lease")
         for target in Target.allCases {
             lines.append("  \(target.rawValue): \(Int(results.median("idle", target, "bytes_per_connection") ?? 0))")

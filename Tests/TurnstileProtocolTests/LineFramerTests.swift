@@ -26,6 +26,18 @@ private struct Framing {
         return outcome
     }
 
+    /// Delivers the backlog left by a stop, accepting `acceptedLinesMax` more lines.
+    mutating func resume(acceptingMore more: Int) -> LineFramer.Outcome {
+        var delivered = lines
+        let limit = lines.count + more
+        let outcome = framer.resume { line in
+            delivered.append(Array(line))
+            return delivered.count < limit
+        }
+        lines = delivered
+        return outcome
+    }
+
     /// Appends each chunk in turn, stopping at the first `.lineTooLong`.
     mutating func feed(chunks: [[UInt8]]) -> LineFramer.Outcome {
         for chunk in chunks where feed(chunk) == .lineTooLong { return .lineTooLong }
@@ -283,14 +295,57 @@ struct LineFramerTests {
         #expect(framing.texts == ["a", "bb"])
     }
 
-    @Test func stoppingSkipsTheRestEvenATooLongLine() {
+    @Test func stoppingKeepsTheRestForResumeEvenATooLongLine() {
         var framing = Framing()
         framing.acceptedLinesMax = 1
         #expect(framing.feed(utf8("a\n") + filler(70_000) + utf8("\n")) == .ok)
         #expect(framing.texts == ["a"])
+        #expect(framing.framer.hasBacklog)
+        #expect(framing.resume(acceptingMore: 10) == .lineTooLong)
+        #expect(framing.texts == ["a"])
+    }
+
+    @Test func resumeDeliversTheBacklogInTurnsThenTheNextChunkContinuesIt() {
+        var framing = Framing()
+        framing.acceptedLinesMax = 1
+        #expect(framing.feed(utf8("a\nb\nc\nd")) == .ok)
+        #expect(framing.texts == ["a"])
+        #expect(framing.resume(acceptingMore: 1) == .ok)
+        #expect(framing.texts == ["a", "b"])
+        #expect(framing.framer.hasBacklog)
+        #expect(framing.resume(acceptingMore: 5) == .ok)
+        #expect(!framing.framer.hasBacklog)
+        #expect(framing.framer.pendingCount == 1)
+        framing.acceptedLinesMax = .max
+        #expect(framing.feed(utf8("d\n")) == .ok)
+        #expect(framing.texts == ["a", "b", "c", "dd"])
     }
 
     // MARK: Against a reference
+
+    /// Random streams delivered in turns of a few lines (the daemon's fair turns), each chunk's
+    /// backlog drained before the next chunk, against `reference`.
+    @Test func randomStreamsDeliveredInTurnsMatchTheReference() {
+        let alphabet = utf8("ab \t\r\n\n{")
+        for seed in UInt64(0)..<3_000 {
+            var random = TestRandom(seed: seed)
+            let max = 1 + random.below(6)
+            let turn = 1 + random.below(3)
+            let stream = (0..<random.below(40)).map { _ in random.pick(alphabet) }
+            let cuts = (0..<random.below(6)).map { _ in random.below(stream.count + 1) }.sorted()
+            var framing = Framing(lineBytesMax: max)
+            var outcome = LineFramer.Outcome.ok
+            chunks: for chunk in pieces(stream, at: cuts) {
+                framing.acceptedLinesMax = framing.lines.count + turn
+                outcome = framing.feed(chunk)
+                while outcome == .ok && framing.framer.hasBacklog { outcome = framing.resume(acceptingMore: turn) }
+                if outcome == .lineTooLong { break chunks }
+            }
+            let expected = reference(stream, max: max)
+            #expect(outcome == (expected.tooLong ? .lineTooLong : .ok), "seed \(seed): \(describeBytes(stream)) max \(max)")
+            #expect(framing.lines == expected.lines, "seed \(seed): \(describeBytes(stream)) max \(max) turn \(turn) cuts \(cuts)")
+        }
+    }
 
     /// Random streams over a small alphabet, cut at random, against `reference`.
     @Test func randomStreamsMatchTheReference() {

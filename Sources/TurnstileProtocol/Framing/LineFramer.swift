@@ -2,20 +2,24 @@
 /// white space ignored, and no line longer than `lineBytesMax`.
 ///
 /// Complete lines inside one read are handed out straight from the read buffer; only a line
-/// split across reads is copied, into the framer's own buffer.
+/// split across reads is copied, into the framer's own buffer. A handler may stop delivery
+/// part-way (its connection is closing, or has used its turn): the bytes not yet framed are
+/// kept as a backlog that `resume` delivers later, before anything appended after it.
 public struct LineFramer: Sendable {
     /// Longest line accepted, without its terminator (64 KiB).
     public static let lineBytesMax = 65_536
 
     /// What happened to the bytes appended.
     public enum Outcome: Equatable, Sendable {
-        /// All lines were delivered (or the handler asked to stop).
+        /// All lines were delivered, or the handler asked to stop (see `hasBacklog`).
         case ok
         /// A line grew past the limit: the connection is answered `line_too_long` and closed.
         case lineTooLong
     }
 
     private var partial: [UInt8] = []
+    /// Bytes after the line where the handler stopped delivery, not yet framed.
+    private var backlog: [UInt8] = []
     private let lineBytesMax: Int
 
     /// Creates a framer.
@@ -27,8 +31,18 @@ public struct LineFramer: Sendable {
     /// Bytes of an unfinished line held back.
     public var pendingCount: Int { partial.count }
 
+    /// Whether delivery stopped with bytes left over: call `resume` before appending more.
+    public var hasBacklog: Bool { !backlog.isEmpty }
+
+    /// Delivers the backlog left when the handler last stopped, as if it were appended now.
+    public mutating func resume(onLine: (UnsafeBufferPointer<UInt8>) -> Bool) -> Outcome {
+        let bytes = backlog
+        backlog = []
+        return bytes.withUnsafeBufferPointer { append($0, onLine: onLine) }
+    }
+
     /// Feeds bytes and calls `onLine` for every complete line, without its terminator.
-    /// - Parameter onLine: returns false to stop delivering (the connection is closing).
+    /// - Parameter onLine: returns false to stop delivering; the rest becomes the backlog.
     public mutating func append(_ chunk: UnsafeBufferPointer<UInt8>,
                                 onLine: (UnsafeBufferPointer<UInt8>) -> Bool) -> Outcome {
         var start = 0
@@ -50,7 +64,9 @@ public struct LineFramer: Sendable {
             }
             switch verdict {
             case .next: start = newline + 1
-            case .stop: return .ok
+            case .stop:
+                backlog = Array(UnsafeBufferPointer(rebasing: chunk[(newline + 1)...]))
+                return .ok
             case .tooLong: return .lineTooLong
             }
         }

@@ -26,7 +26,7 @@ final class RawConnection {
             while try stream.readLine(timeoutMilliseconds: milliseconds) != nil {}
             return false
         } catch {
-            return (error as? ClientError) == .closed
+            return error == .closed
         }
     }
 
