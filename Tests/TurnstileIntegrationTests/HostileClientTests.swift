@@ -106,6 +106,20 @@ struct HostileClientTests {
         #expect(try bystander.pair())
     }
 
+    @Test func oneAnswerLargerThanTheOutputLimitIsStillSentWhole() throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 1000\n[server]\nmax_output_bytes = 65536\n")
+        let holder = try daemon.client()
+        for index in 0..<800 {
+            #expect(try holder.ask("acquire", [("holder", .text("holder-\(index)-with-a-long-label"))]).ok)
+        }
+        let stream = try SocketStream(path: daemon.socketPath)
+        try stream.write(Array(#"{"op":"status"}"#.utf8) + [0x0A])
+        let line = try stream.readLine(timeoutMilliseconds: 10_000) ?? []
+        #expect(line.count > 65_536, "the status answer is over the limit (\(line.count) bytes)")
+        #expect(try JSONParser.parse(line).objectValue?["leases"]?.arrayValue?.count == 800)
+        #expect(!daemon.log.contains("cutting off"))
+    }
+
     /// Raises this process's descriptor limit to its hard limit; returns the new soft limit.
     static func raiseDescriptorLimit() -> Int {
         var limit = rlimit()
