@@ -74,7 +74,8 @@ fuzz-short: fuzz-build
 # The integration tests against binaries built with AddressSanitizer.
 test-asan: deps
 	$(SWIFT) build --build-tests --scratch-path .build-asan -Xswiftc -sanitize=address
-	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build --scratch-path .build-asan --filter TurnstileIntegrationTests
+	TURNSTILE_TEST_SANITIZED=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan-suppressions.txt timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build --scratch-path .build-asan \
+		--no-parallel --filter TurnstileIntegrationTests
 
 # Minutes of contention plus thousands of idle leases; RSS and descriptors must not grow.
 soak: bench-deps

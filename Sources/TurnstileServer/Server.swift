@@ -78,6 +78,15 @@ public final class Server {
         try restoreState()
     }
 
+    /// The loop and the handles allocated in `init` (the loop is closed when `run` returns).
+    deinit {
+        readBuffer.deallocate()
+        backlogTurns.deallocate()
+        flushCheck.deallocate()
+        deadlineTimer.deallocate()
+        loop.deallocate()
+    }
+
     /// Every connection and pidfd is a descriptor, and the usual soft limit (1024) is far below
     /// `max_connections`: raise it to the hard limit.
     private static func raiseDescriptorLimit() {

@@ -9,6 +9,10 @@ import TurnstileProtocol
 /// `hostile` workload, not asserted here.)
 @Suite("Hostile clients", .timeLimit(.minutes(2)))
 struct HostileClientTests {
+    /// Under AddressSanitizer (`make test-asan`) memory figures mean nothing: its redzones and
+    /// quarantine multiply them. The bounds are checked in ordinary builds only.
+    static let memoryIsMeasurable = ProcessInfo.processInfo.environment["TURNSTILE_TEST_SANITIZED"] == nil
+
     /// A holder doing acquire → release pairs, checking every answer and that fences rise.
     struct Bystander {
         let client: TurnstileClient
@@ -47,7 +51,7 @@ struct HostileClientTests {
         for _ in 0..<1000 { #expect(try bystander.pair()) }
         let after = try DaemonMemory(daemon)
         let perConnection = (after.residentBytes - before.residentBytes) / max(1, silent.count)
-        #expect(perConnection < 4096, "\(perConnection) bytes per silent connection")
+        if Self.memoryIsMeasurable { #expect(perConnection < 4096, "\(perConnection) bytes per silent connection") }
     }
 
     @Test func aClientPipelining100000RequestsWithoutReadingIsCutOffAndOthersAreAnswered() throws {
@@ -66,7 +70,9 @@ struct HostileClientTests {
         let after = try DaemonMemory(daemon)
         // 100,000 unread status answers would be tens of MiB; the bound keeps the peak near
         // max_output_bytes plus one read of input.
-        #expect(after.peakBytes - before.peakBytes < 16 << 20, "peak grew by \(after.peakBytes - before.peakBytes) bytes")
+        if Self.memoryIsMeasurable {
+            #expect(after.peakBytes - before.peakBytes < 16 << 20, "peak grew by \(after.peakBytes - before.peakBytes) bytes")
+        }
     }
 
     /// hello answers stay under the high water (fair turns only); status answers, with the
