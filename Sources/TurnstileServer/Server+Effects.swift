@@ -11,9 +11,13 @@ extension Server {
         var granted = false
         while !broker.effects.isEmpty {
             broker.drainEffects(into: &effectsBuffer)
-            for effect in effectsBuffer {
-                if case .leaseGranted = effect { granted = true }
-                apply(effect)
+            // Through the buffer's storage: each effect is borrowed, not copied (an array's
+            // iterator copies every element, and a lease is a dozen fields).
+            effectsBuffer.withUnsafeBufferPointer { effects in
+                for index in effects.indices {
+                    if case .leaseGranted = effects[index] { granted = true }
+                    apply(effects[index])
+                }
             }
             for pid in processes.takeExitedBeforeWatch() { broker.processExited(pid, now: now) }
         }

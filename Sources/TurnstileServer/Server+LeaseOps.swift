@@ -9,23 +9,27 @@ extension Server {
         if connection.pending.count >= limits.maxPendingPerConnection && request.waitMilliseconds > 0 {
             return fail(context, .tooMany, "this connection already waits on \(limits.maxPendingPerConnection) requests")
         }
-        if !request.detach && broker.leaseCount(of: connection.id) >= limits.maxLeasesPerConnection {
-            return fail(context, .tooMany, "this connection already holds \(limits.maxLeasesPerConnection) leases")
-        }
-        if request.waitMilliseconds > 0 && broker.waiterCount >= limits.maxWaiters {
-            return fail(context, .tooMany, "the queue is full (\(limits.maxWaiters) waiters)")
-        }
         let ticket = connection.nextTicket()
-        switch broker.acquire(request, ticket: ticket, now: now) {
+        answer(broker.acquire(request, ticket: ticket, now: now), ticket: ticket, notify: notify, context)
+    }
+
+    /// Answers what an `acquire` or `unpark` got at once; a waiting one is remembered.
+    private func answer(_ outcome: AcquireOutcome, ticket: Ticket, notify: Bool, _ context: RequestContext) {
+        let connection = context.connection
+        switch outcome {
         case .granted(let lease):
             send(to: connection) { Answers.granted(&$0, id: context.id, lease) }
         case .refused(let refusal):
-            logger.debug("refused", metadata: ["reason": "\(refusal.reason.rawValue)", "project": "\(request.admission.project)"])
+            if debugLogging { logger.debug("refused", metadata: ["reason": "\(refusal.reason.rawValue)", "detail": "\(refusal.detail)"]) }
             send(to: connection) { Answers.refused(&$0, id: context.id, refusal) }
         case .queued(let position, let refusal):
             connection.remember(ticket, id: context.id, key: context.key)
-            logger.debug("queued", metadata: ["reason": "\(refusal.reason.rawValue)", "position": "\(position)"])
+            if debugLogging { logger.debug("queued", metadata: ["reason": "\(refusal.reason.rawValue)", "position": "\(position)"]) }
             if notify { send(to: connection) { Answers.queued(&$0, id: context.id, position: position, refusal) } }
+        case .overBound(.leasesPerConnection(let limit)):
+            fail(context, .tooMany, "this connection already holds \(limit) leases")
+        case .overBound(.waiters(let limit)):
+            fail(context, .tooMany, "the queue is full (\(limit) waiters)")
         }
     }
 
@@ -114,15 +118,8 @@ extension Server {
         }
         let ticket = connection.nextTicket()
         switch broker.unpark(token, ticket: ticket, waitMilliseconds: waitMilliseconds, now: now) {
-        case .failure(let error):
-            fail(context, error)
-        case .success(.granted(let lease)):
-            send(to: connection) { Answers.granted(&$0, id: context.id, lease) }
-        case .success(.refused(let refusal)):
-            send(to: connection) { Answers.refused(&$0, id: context.id, refusal) }
-        case .success(.queued(let position, let refusal)):
-            connection.remember(ticket, id: context.id, key: context.key)
-            if notify { send(to: connection) { Answers.queued(&$0, id: context.id, position: position, refusal) } }
+        case .failure(let error): fail(context, error)
+        case .success(let outcome): answer(outcome, ticket: ticket, notify: notify, context)
         }
     }
 

@@ -17,29 +17,30 @@ extension Server {
     /// Handles one line: parse, validate, authorise, act, answer. Bad input is answered and
     /// never disturbs anything else.
     func handleLine(_ line: UnsafeBufferPointer<UInt8>, on connection: Connection) {
-        let parsed: (value: JSONValue, raw: ArraySlice<UInt8>?)
+        let kind: JSONKind
         do {
-            parsed = try JSONParser.parse(line, rawMember: "id")
+            kind = try JSONParser.scanObject(line, members: &memberScratch)
         } catch {
             send(to: connection) { Answers.failure(&$0, id: nil, code: .badJSON, message: "not JSON: \(error)") }
             return
         }
-        guard case .object(let object) = parsed.value else {
+        guard kind == .object else {
             send(to: connection) {
-                Answers.failure(&$0, id: nil, code: .badRequest, message: "a request is a JSON object, not \(parsed.value.typeName)")
+                Answers.failure(&$0, id: nil, code: .badRequest, message: "a request is a JSON object, not \(kind.typeName)")
             }
             return
         }
+        let object = JSONObjectView(bytes: line, members: memberScratch)
         var context = RequestContext(connection: connection, id: nil, idValue: nil)
-        if let idValue = object["id"] {
-            guard idValue.isScalar else {
+        if let id = object.member("id") {
+            guard id.kind.isScalar else {
                 send(to: connection) {
                     Answers.failure(&$0, id: nil, code: .badRequest, message: "id must be a string, number, boolean or null",
                                     field: "id")
                 }
                 return
             }
-            context = RequestContext(connection: connection, id: parsed.raw, idValue: idValue)
+            context = RequestContext(connection: connection, id: ArraySlice(object.raw(id)), idValue: object.value(id))
         }
         let request: Request
         do {

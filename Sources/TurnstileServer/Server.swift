@@ -42,6 +42,8 @@ public final class Server {
     var lingerTimer: UnsafeMutablePointer<uv_timer_t>?
     var processes: ProcessWatch!
     var pauseFlags: PauseDirectory!
+    /// The members of the line being handled, reused from line to line.
+    var memberScratch: [JSONMember] = []
     /// The shared read buffer: every read is consumed before the next one starts.
     let readBuffer: UnsafeMutableRawBufferPointer
     var armedDeadline: Instant?

@@ -12,9 +12,11 @@ public func turnstileFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) ->
 }
 
 /// What the fuzzer drives: bytes as a client would send them, through the line framer (in
-/// chunks whose sizes the input chooses), the JSON parser, the request decoder, and for every
-/// value that parses, the writer and the parser again, which must give the same value back.
-/// Nothing here may crash, hang or loop, whatever the bytes.
+/// chunks whose sizes the input chooses), then both JSON paths: the daemon's scan
+/// (`JSONParser.scanObject` and the request decoder over the scanned line) must accept, refuse
+/// and decode exactly as the building parser and the decoder over the built object do; and
+/// for every value that parses, the writer and the parser again must give the same value
+/// back. Nothing here may crash, hang or loop, whatever the bytes.
 enum FuzzTarget {
     static func run(_ input: UnsafeBufferPointer<UInt8>) {
         guard let first = input.first else { return }
@@ -33,20 +35,46 @@ enum FuzzTarget {
     }
 
     private static func check(_ line: UnsafeBufferPointer<UInt8>) {
-        guard let parsed = try? JSONParser.parse(line, rawMember: "id") else { return }
+        var members: [JSONMember] = []
+        let parsed = Result { () throws(JSONError) -> JSONValue in try JSONParser.parse(line) }
+        let scanned = Result { () throws(JSONError) -> JSONKind in try JSONParser.scanObject(line, members: &members) }
+        switch (parsed, scanned) {
+        case (.failure(let built), .failure(let scan)):
+            if built != scan { fatalError("the scan refused differently: \(scan) vs \(built)") }
+            return
+        case (.success(let value), .success(let kind)):
+            if value.typeName != kind.typeName { fatalError("the scan saw \(kind), the parser \(value)") }
+            roundTrip(value)
+            guard case .object(let object) = value else { return }
+            let view = JSONObjectView(bytes: line, members: members)
+            compare(view, object)
+        default:
+            fatalError("one path accepted what the other refused: \(parsed) vs \(scanned)")
+        }
+    }
+
+    private static func roundTrip(_ value: JSONValue) {
         var writer = JSONWriter()
-        writer.value(parsed.value)
+        writer.value(value)
         guard let again = try? JSONParser.parse(writer.bytes) else {
             fatalError("the writer's output does not parse: \(String(decoding: writer.bytes, as: UTF8.self))")
         }
-        if again != parsed.value {
-            fatalError("round trip changed the value: \(parsed.value) → \(again)")
+        if again != value { fatalError("round trip changed the value: \(value) → \(again)") }
+    }
+
+    /// The scanned members are the built ones, and both decode to the same request or error.
+    private static func compare(_ view: JSONObjectView, _ object: JSONObject) {
+        if view.members.count != object.members.count { fatalError("member counts differ") }
+        for (member, built) in zip(view.members, object.members) where view.value(member) != built.value {
+            fatalError("member \(built.key) scanned as \(view.value(member)), built as \(built.value)")
         }
-        if let raw = parsed.raw, (try? JSONParser.parse(Array(raw))) == nil {
-            fatalError("the captured id is not JSON: \(String(decoding: raw, as: UTF8.self))")
+        for built in object.members where view.member(named: built.key).map(view.value) != object[built.key] {
+            fatalError("looking up \(built.key) differs")
         }
-        guard case .object(let object) = parsed.value else { return }
-        _ = try? RequestDecoder.decode(object) { ModelKey(provider: "fuzz", model: $0) }
+        let resolve = { (name: String) in ModelKey(provider: "fuzz", model: name) }
+        let fromView = Result { () throws(RequestError) -> Request in try RequestDecoder.decode(view, resolveModel: resolve) }
+        let fromObject = Result { () throws(RequestError) -> Request in try RequestDecoder.decode(object, resolveModel: resolve) }
+        if fromView != fromObject { fatalError("the decoders differ: \(fromView) vs \(fromObject)") }
     }
 }
 

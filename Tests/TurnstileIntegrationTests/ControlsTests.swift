@@ -27,7 +27,7 @@ struct ControlsTests {
         let watcher = try daemon.client()
         _ = try watcher.ask("watch")
         let flag = daemon.pauseDirectory + "/beta"
-        FileManager.default.createFile(atPath: flag, contents: nil)
+        _ = FileManager.default.createFile(atPath: flag, contents: nil)
         let paused = try watcher.waitForEvent("paused", within: 5000)
         #expect(paused?["project"]?.stringValue == "beta")
         let client = try daemon.client()
@@ -40,7 +40,7 @@ struct ControlsTests {
     @Test func aFlagFilePresentAtStartPauses() throws {
         let directory = try Daemon.makeTemporaryDirectory()
         try FileManager.default.createDirectory(atPath: directory + "/state/pause", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: directory + "/state/pause/gamma", contents: nil)
+        _ = FileManager.default.createFile(atPath: directory + "/state/pause/gamma", contents: nil)
         let daemon = try ChildProcess([Binaries.turnstiled, "--socket", directory + "/t.sock", "--state-dir", directory + "/state"])
         #expect(daemon.waitForOutput("turnstiled ready"))
         let answer = try TurnstileClient(socketPath: directory + "/t.sock")

@@ -53,7 +53,7 @@ struct SecurityTests {
         var expected = ""
         switch name {
         case "regular file":
-            FileManager.default.createFile(atPath: path, contents: Data("x".utf8))
+            _ = FileManager.default.createFile(atPath: path, contents: Data("x".utf8))
             expected = "exists and is not a socket"
         case "world-writable directory":
             try FileManager.default.createDirectory(atPath: directory + "/open", withIntermediateDirectories: false,

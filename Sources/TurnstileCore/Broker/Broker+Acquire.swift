@@ -7,6 +7,13 @@ extension Broker {
     ///   - now: the current instant.
     public mutating func acquire(_ request: AcquireRequest, ticket: Ticket, now: Instant) -> AcquireOutcome {
         defer { debugCheckInvariants(now: now) }
+        let bounds = config.server
+        if !request.detach && leaseCount(of: ticket.client) >= bounds.maxLeasesPerConnection {
+            return .overBound(.leasesPerConnection(bounds.maxLeasesPerConnection))
+        }
+        if request.waitMilliseconds > 0 && queue.count >= bounds.maxWaiters {
+            return .overBound(.waiters(bounds.maxWaiters))
+        }
         let candidates = candidates(for: request.admission)
         let ttl = request.ttlMilliseconds ?? config.limits.defaultTTLMilliseconds
         switch evaluate(request.admission, candidates: candidates, now: now) {

@@ -38,6 +38,16 @@ public enum AcquireOutcome: Sendable, Equatable {
     case refused(Refusal)
     /// Waiting; answered later through an `Effect.answer`. `position` counts from 1.
     case queued(position: Int, Refusal)
+    /// Not considered: a resource bound of the daemon (`[server]` config) is reached.
+    case overBound(ResourceBound)
+}
+
+/// A `[server]` resource bound an acquire can meet (SPEC §6), with its configured value.
+public enum ResourceBound: Sendable, Equatable {
+    /// The connection already holds `max_leases_per_connection` leases.
+    case leasesPerConnection(Int)
+    /// The queue already holds `max_waiters` waiters.
+    case waiters(Int)
 }
 
 /// Errors of operations on an existing lease or request.

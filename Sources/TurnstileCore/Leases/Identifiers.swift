@@ -52,13 +52,21 @@ public struct LeaseToken: Hashable, Sendable, CustomStringConvertible {
     /// Parses 32 hex digits (either case).
     /// - Returns: nil for anything else.
     public init?(hex: String) {
-        let bytes = Array(hex.utf8)
+        var hex = hex
+        guard let token = hex.withUTF8({ LeaseToken(hexUTF8: $0) }) else { return nil }
+        self = token
+    }
+
+    /// Parses 32 hex digits (either case) from UTF-8 bytes.
+    /// - Returns: nil for anything else.
+    public init?(hexUTF8 bytes: UnsafeBufferPointer<UInt8>) {
         guard bytes.count == 32 else { return nil }
         var high: UInt64 = 0
         var low: UInt64 = 0
-        for (index, byte) in bytes.enumerated() {
-            guard let nibble = LeaseToken.nibble(byte) else { return nil }
-            if index < 16 { high = high << 4 | nibble } else { low = low << 4 | nibble }
+        for index in 0..<16 {
+            guard let high4 = LeaseToken.nibble(bytes[index]), let low4 = LeaseToken.nibble(bytes[16 + index]) else { return nil }
+            high = high << 4 | high4
+            low = low << 4 | low4
         }
         self.high = high
         self.low = low

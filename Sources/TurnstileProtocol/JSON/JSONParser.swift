@@ -8,25 +8,31 @@ public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String { "\(message) at byte \(offset)" }
 }
 
-/// A strict RFC 8259 parser over raw bytes, written for the daemon's hot path: one pass, no
-/// intermediate copies for plain strings, numbers kept as text. It refuses what JSON refuses:
-/// invalid UTF-8, lone surrogates, control characters in strings, leading zeros, trailing
-/// commas, trailing garbage, and nesting deeper than `depthMax`.
+/// A strict RFC 8259 parser over raw bytes: one pass, no intermediate copies for plain
+/// strings, numbers kept as text. It refuses what JSON refuses: invalid UTF-8, lone
+/// surrogates, control characters in strings, leading zeros, trailing commas, trailing
+/// garbage, and nesting deeper than `depthMax`. The daemon's request lines take its other
+/// path, `scanObject` (JSONObjectView.swift): the same checks, building nothing.
 public struct JSONParser {
     /// Deepest nesting accepted (a bound on recursion, not a JSON rule).
     public static let depthMax = 64
 
-    private let bytes: UnsafeBufferPointer<UInt8>
-    private var position = 0
-    private var depth = 0
+    let bytes: UnsafeBufferPointer<UInt8>
+    var position = 0
+    var depth = 0
 
-    private init(_ bytes: UnsafeBufferPointer<UInt8>) {
+    init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
     }
 
     /// Parses one JSON document.
     public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONError) -> JSONValue {
-        try parse(bytes, rawMember: nil).value
+        var parser = JSONParser(bytes)
+        parser.skipWhitespace()
+        let value = try parser.parseValue()
+        parser.skipWhitespace()
+        if parser.position != bytes.count { throw parser.error("unexpected data after the JSON value") }
+        return value
     }
 
     /// Parses one JSON document from an array.
@@ -42,26 +48,13 @@ public struct JSONParser {
         try parse(Array(text.utf8))
     }
 
-    /// Parses one document and, if it is an object, also returns the exact bytes of the value
-    /// of the top-level member `rawMember` (how `id` is echoed verbatim).
-    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>,
-                             rawMember: String?) throws(JSONError) -> (value: JSONValue, raw: ArraySlice<UInt8>?) {
-        var parser = JSONParser(bytes)
-        parser.skipWhitespace()
-        var raw: Range<Int>?
-        let value = try parser.parseValue(rawMember: rawMember, raw: &raw)
-        parser.skipWhitespace()
-        if parser.position != bytes.count { throw parser.error("unexpected data after the JSON value") }
-        return (value, raw.map { ArraySlice(bytes[$0]) })
-    }
-
-    private func error(_ message: String) -> JSONError {
+    func error(_ message: String) -> JSONError {
         JSONError(offset: position, message: message)
     }
 
-    private var current: UInt8? { position < bytes.count ? bytes[position] : nil }
+    var current: UInt8? { position < bytes.count ? bytes[position] : nil }
 
-    private mutating func skipWhitespace() {
+    mutating func skipWhitespace() {
         while position < bytes.count {
             switch bytes[position] {
             case 0x20, 0x09, 0x0A, 0x0D: position += 1
@@ -70,10 +63,10 @@ public struct JSONParser {
         }
     }
 
-    private mutating func parseValue(rawMember: String? = nil, raw: inout Range<Int>?) throws(JSONError) -> JSONValue {
+    private mutating func parseValue() throws(JSONError) -> JSONValue {
         guard let byte = current else { throw error("unexpected end of input") }
         switch byte {
-        case UInt8(ascii: "{"): return .object(try parseObject(rawMember: rawMember, raw: &raw))
+        case UInt8(ascii: "{"): return .object(try parseObject())
         case UInt8(ascii: "["): return .array(try parseArray())
         case UInt8(ascii: "\""): return .string(try parseString())
         case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
@@ -84,7 +77,7 @@ public struct JSONParser {
         }
     }
 
-    private mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
         let count = literal.utf8CodeUnitCount
         guard position + count <= bytes.count else { throw error("unexpected end of input") }
         for index in 0..<count where bytes[position + index] != literal.utf8Start[index] {
@@ -93,12 +86,12 @@ public struct JSONParser {
         position += count
     }
 
-    private mutating func enter() throws(JSONError) {
+    mutating func enter() throws(JSONError) {
         depth += 1
         if depth > Self.depthMax { throw error("nesting deeper than \(Self.depthMax)") }
     }
 
-    private mutating func parseObject(rawMember: String?, raw: inout Range<Int>?) throws(JSONError) -> JSONObject {
+    private mutating func parseObject() throws(JSONError) -> JSONObject {
         try enter()
         position += 1
         var members: [(key: String, value: JSONValue)] = []
@@ -116,11 +109,7 @@ public struct JSONParser {
             guard current == UInt8(ascii: ":") else { throw error("expected ':' after a member name") }
             position += 1
             skipWhitespace()
-            let start = position
-            var ignored: Range<Int>?
-            let value = try parseValue(raw: &ignored)
-            if let rawMember, depth == 1, key == rawMember { raw = start..<position }
-            members.append((key, value))
+            members.append((key, try parseValue()))
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","): position += 1
@@ -145,8 +134,7 @@ public struct JSONParser {
         }
         while true {
             skipWhitespace()
-            var ignored: Range<Int>?
-            elements.append(try parseValue(raw: &ignored))
+            elements.append(try parseValue())
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","): position += 1
@@ -161,6 +149,12 @@ public struct JSONParser {
 
     private mutating func parseNumber() throws(JSONError) -> JSONNumber {
         let start = position
+        try skipNumber()
+        return JSONNumber(text: String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self))
+    }
+
+    /// Checks a number and moves past it.
+    mutating func skipNumber() throws(JSONError) {
         if current == UInt8(ascii: "-") { position += 1 }
         guard let first = current, isDigit(first) else { throw error("expected a digit") }
         position += 1
@@ -177,7 +171,6 @@ public struct JSONParser {
             guard let byte = current, isDigit(byte) else { throw error("expected a digit in the exponent") }
             while let byte = current, isDigit(byte) { position += 1 }
         }
-        return JSONNumber(text: String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self))
     }
 
     private func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
@@ -202,7 +195,7 @@ public struct JSONParser {
             case UInt8(ascii: "\\"):
                 if escaped == nil { escaped = [] }
                 escaped!.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<position]))
-                try parseEscape(into: &escaped!)
+                UTF8.encode(try decodeEscape()) { escaped!.append($0) }
                 runStart = position
             case 0..<0x20:
                 throw error("control character in a string")
@@ -214,19 +207,20 @@ public struct JSONParser {
         }
     }
 
-    private mutating func parseEscape(into out: inout [UInt8]) throws(JSONError) {
+    /// Reads one escape (the parser is at its backslash) and returns the character it stands for.
+    mutating func decodeEscape() throws(JSONError) -> Unicode.Scalar {
         position += 1
         guard let byte = current else { throw error("unterminated escape") }
         position += 1
         switch byte {
-        case UInt8(ascii: "\""): out.append(0x22)
-        case UInt8(ascii: "\\"): out.append(0x5C)
-        case UInt8(ascii: "/"): out.append(0x2F)
-        case UInt8(ascii: "b"): out.append(0x08)
-        case UInt8(ascii: "f"): out.append(0x0C)
-        case UInt8(ascii: "n"): out.append(0x0A)
-        case UInt8(ascii: "r"): out.append(0x0D)
-        case UInt8(ascii: "t"): out.append(0x09)
+        case UInt8(ascii: "\""): return "\""
+        case UInt8(ascii: "\\"): return "\\"
+        case UInt8(ascii: "/"): return "/"
+        case UInt8(ascii: "b"): return "\u{08}"
+        case UInt8(ascii: "f"): return "\u{0C}"
+        case UInt8(ascii: "n"): return "\n"
+        case UInt8(ascii: "r"): return "\r"
+        case UInt8(ascii: "t"): return "\t"
         case UInt8(ascii: "u"):
             var scalar = try parseHex4()
             if (0xD800...0xDBFF).contains(scalar) {
@@ -239,7 +233,7 @@ public struct JSONParser {
             } else if (0xDC00...0xDFFF).contains(scalar) {
                 throw error("lone low surrogate")
             }
-            out.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+            return Unicode.Scalar(scalar)!
         default:
             position -= 1
             throw error("invalid escape")
@@ -265,7 +259,7 @@ public struct JSONParser {
     }
 
     /// Checks one multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates, ≤ U+10FFFF).
-    private mutating func skipUTF8Sequence() throws(JSONError) {
+    mutating func skipUTF8Sequence() throws(JSONError) {
         let lead = bytes[position]
         let length: Int
         var lower: UInt8 = 0x80

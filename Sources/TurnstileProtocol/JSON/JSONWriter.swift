@@ -86,14 +86,24 @@ public struct JSONWriter {
         needsComma = true
     }
 
-    /// Writes a member name; the next value written is its value.
+    /// Writes a member name; the next value written is its value. (The commonest call in every
+    /// answer: one capacity check, then plain stores.)
     @inlinable
     public mutating func key(_ name: StaticString) {
-        comma()
-        buffer.append(UInt8(ascii: "\""))
-        appendStatic(name)
-        buffer.append(UInt8(ascii: "\""))
-        buffer.append(UInt8(ascii: ":"))
+        unique()
+        let length = name.utf8CodeUnitCount
+        buffer.reserve(length + 4)
+        var tail = buffer.pointer + buffer.count
+        if needsComma {
+            tail.pointee = UInt8(ascii: ",")
+            tail += 1
+        }
+        tail.pointee = UInt8(ascii: "\"")
+        let source = name.utf8Start
+        for index in 0..<length { tail[1 + index] = source[index] }
+        tail[length + 1] = UInt8(ascii: "\"")
+        tail[length + 2] = UInt8(ascii: ":")
+        buffer.count = tail + length + 3 - buffer.pointer
         needsComma = false
     }
 
@@ -134,22 +144,21 @@ public struct JSONWriter {
     public mutating func hexString(high: UInt64, low: UInt64) {
         comma()
         buffer.reserve(34)
-        buffer.append(UInt8(ascii: "\""))
-        appendHex(high)
-        appendHex(low)
-        buffer.append(UInt8(ascii: "\""))
+        let tail = buffer.pointer + buffer.count
+        tail[0] = UInt8(ascii: "\"")
+        JSONWriter.storeHex(high, at: tail + 1)
+        JSONWriter.storeHex(low, at: tail + 17)
+        tail[33] = UInt8(ascii: "\"")
+        buffer.count += 34
         needsComma = true
     }
 
-    /// Sixteen lowercase hex digits of a word.
-    @inlinable
-    mutating func appendHex(_ word: UInt64) {
-        var shift: UInt64 = 60
-        while true {
-            let nibble = UInt8(truncatingIfNeeded: (word >> shift) & 0xF)
-            buffer.append(nibble < 10 ? nibble &+ 0x30 : nibble &+ 0x57)
-            if shift == 0 { return }
-            shift -= 4
+    /// Stores sixteen lowercase hex digits of a word.
+    @inlinable @inline(__always)
+    static func storeHex(_ word: UInt64, at target: UnsafeMutablePointer<UInt8>) {
+        for index in 0..<16 {
+            let nibble = UInt8(truncatingIfNeeded: word >> UInt64(60 - 4 * index)) & 0xF
+            target[index] = nibble < 10 ? nibble &+ 0x30 : nibble &+ 0x57
         }
     }
 
@@ -260,23 +269,25 @@ public struct JSONWriter {
         needsComma = true
     }
 
-    /// Appends the decimal digits of `value`, formed back to front in a stack buffer.
+    /// Appends the decimal digits of `value`, stored back to front straight into the buffer.
     @inlinable
     mutating func appendDigits(_ value: UInt64) {
-        if value < 10 {
-            buffer.append(UInt8(truncatingIfNeeded: value) &+ 0x30)
-            return
+        var length = 1
+        var rest = value
+        while rest >= 10 {
+            rest /= 10
+            length += 1
         }
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var rest = value
-            var position = 20
-            repeat {
-                position -= 1
-                digits[position] = UInt8(truncatingIfNeeded: rest % 10) &+ 0x30
-                rest /= 10
-            } while rest > 0
-            buffer.append(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: digits[position...])))
-        }
+        buffer.reserve(length)
+        let tail = buffer.pointer + buffer.count
+        rest = value
+        var position = length
+        repeat {
+            position -= 1
+            tail[position] = UInt8(truncatingIfNeeded: rest % 10) &+ 0x30
+            rest /= 10
+        } while rest > 0
+        buffer.count += length
     }
 
     /// Writes a double in its shortest round-tripping form; non-finite values become `null`.

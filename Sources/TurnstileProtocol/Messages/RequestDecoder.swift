@@ -1,19 +1,27 @@
 import TurnstileCore
 
-/// Turns a parsed JSON object into a `Request`, checking every field's type and range. The
-/// daemon answers its errors as they are: `unknown_op`, or `bad_request` with the `field`.
+/// Turns a request line's JSON object into a `Request`, checking every field's type and
+/// range. The daemon answers its errors as they are: `unknown_op`, or `bad_request` with the
+/// `field`.
 public enum RequestDecoder {
-    /// Decodes a request.
+    /// Decodes a request from a scanned line (the daemon's path).
     /// - Parameters:
-    ///   - object: the parsed line.
+    ///   - view: the line's top-level object.
     ///   - resolveModel: maps a bare model name (no provider) to a pool, or nil if unknown.
+    public static func decode(_ view: JSONObjectView,
+                              resolveModel: (String) -> ModelKey? = { _ in nil }) throws(RequestError) -> Request {
+        try decode(FieldReader(view: view), resolveModel: resolveModel)
+    }
+
+    /// Decodes a request from a built object (the same rules; what the fuzz target checks the
+    /// scanned path against).
     public static func decode(_ object: JSONObject,
                               resolveModel: (String) -> ModelKey? = { _ in nil }) throws(RequestError) -> Request {
-        let fields = FieldReader(object: object)
-        guard let opValue = object["op"] else { throw RequestError(.badRequest, field: "op", "op is required") }
-        guard let opName = opValue.stringValue else {
-            throw RequestError(.badRequest, field: "op", "op must be a string, not \(opValue.typeName)")
-        }
+        try decode(FieldReader(object: object), resolveModel: resolveModel)
+    }
+
+    private static func decode(_ fields: FieldReader, resolveModel: (String) -> ModelKey?) throws(RequestError) -> Request {
+        let opName = try fields.opName()
         guard let op = Op(rawValue: opName) else {
             throw RequestError(.unknownOp, "unknown op \"\(opName)\" (known: \(Op.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
