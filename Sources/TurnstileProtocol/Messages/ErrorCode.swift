@@ -32,6 +32,19 @@ public enum Op: String, Sendable, CaseIterable {
     case hello, acquire, heartbeat, release, attach, cancel, status, pause, resume, report, throttle
     case record, performance, usage, metrics, watch, reload, park, unpark, revoke
 
+    /// Every op's name as bytes, to match a request's `op` without making a `String` (the
+    /// synthesized `init(rawValue:)` hashes the string through a generic switch cache).
+    private static let names: [(utf8: [UInt8], op: Op)] = allCases.map { (Array($0.rawValue.utf8), $0) }
+
+    /// The op named by these UTF-8 bytes, if any.
+    public init?(utf8 name: UnsafeBufferPointer<UInt8>) {
+        for entry in Op.names where entry.utf8.count == name.count && entry.utf8.elementsEqual(name) {
+            self = entry.op
+            return
+        }
+        return nil
+    }
+
     /// Ops reserved for the daemon's owner, root and `admin_uids` (SPEC §6).
     public var isAdmin: Bool {
         switch self {

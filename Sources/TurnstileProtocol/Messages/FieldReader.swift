@@ -36,15 +36,22 @@ struct FieldReader {
     }
 
     /// `op`: unlike other fields, a null one is a wrong type, not an absent one.
-    func opName() throws(RequestError) -> String {
+    func op() throws(RequestError) -> Op {
+        let name: String
         if let view {
             guard let member = view.member("op") else { throw fail("op", "op is required") }
             guard member.kind == .string else { throw fail("op", "op must be a string, not \(member.kind.typeName)") }
-            return view.string(member)
+            if let plain = view.plainString(member), let op = Op(utf8: plain) { return op }
+            name = view.string(member)
+        } else {
+            guard let value = object?["op"] else { throw fail("op", "op is required") }
+            guard let text = value.stringValue else { throw fail("op", "op must be a string, not \(value.typeName)") }
+            name = text
         }
-        guard let value = object?["op"] else { throw fail("op", "op is required") }
-        guard let name = value.stringValue else { throw fail("op", "op must be a string, not \(value.typeName)") }
-        return name
+        guard let op = Op(rawValue: name) else {
+            throw RequestError(.unknownOp, "unknown op \"\(name)\" (known: \(Op.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return op
     }
 
     func string(_ field: StaticString) throws(RequestError) -> String? {

@@ -21,11 +21,7 @@ public enum RequestDecoder {
     }
 
     private static func decode(_ fields: FieldReader, resolveModel: (String) -> ModelKey?) throws(RequestError) -> Request {
-        let opName = try fields.opName()
-        guard let op = Op(rawValue: opName) else {
-            throw RequestError(.unknownOp, "unknown op \"\(opName)\" (known: \(Op.allCases.map(\.rawValue).joined(separator: ", ")))")
-        }
-        switch op {
+        switch try fields.op() {
         case .hello: return .hello(client: try fields.label("client"))
         case .acquire: return try decodeAcquire(fields, resolveModel: resolveModel)
         case .heartbeat: return try decodeHeartbeat(fields)
