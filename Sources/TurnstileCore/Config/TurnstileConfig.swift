@@ -157,9 +157,11 @@ public struct ServerLimits: Sendable, Equatable {
     public var maxConnections = 16_384
     /// Most waiting acquires per connection (`max_pending_per_connection`).
     public var maxPendingPerConnection = 256
-    /// Most unsent answer bytes per connection before it is cut off (`max_output_bytes`).
+    /// Most unsent answer bytes per connection before it is cut off (`max_output_bytes`);
+    /// its input is paused at half of it, at most 64 KiB.
     public var maxOutputBytes = 1 << 20
-    /// Most leases bound to one connection (`max_leases_per_connection`).
+    /// Most leases whose connection is this one (`max_leases_per_connection`): bound ones and
+    /// detached ones acquired on it while it is open. A detached acquire is never refused by it.
     public var maxLeasesPerConnection = 1024
     /// Most waiters in the whole queue (`max_waiters`).
     public var maxWaiters = 100_000
