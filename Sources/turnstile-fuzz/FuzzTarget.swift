@@ -43,7 +43,7 @@ enum FuzzTarget {
             if built != scan { fatalError("the scan refused differently: \(scan) vs \(built)") }
             return
         case (.success(let value), .success(let kind)):
-            if value.typeName != kind.typeName { fatalError("the scan saw \(kind), the parser \(value)") }
+            if value.kind != kind { fatalError("the scan saw \(kind), the parser \(value)") }
             roundTrip(value)
             guard case .object(let object) = value else { return }
             let view = JSONObjectView(bytes: line, members: members)

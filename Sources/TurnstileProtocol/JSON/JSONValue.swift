@@ -21,25 +21,23 @@ public enum JSONValue: Equatable, Sendable {
     /// Whether this is `null`.
     public var isNull: Bool { self == .null }
 
-    /// A short name of the value's type, for error messages ("expected a string, got an array").
-    public var typeName: String {
+    /// The value's kind.
+    public var kind: JSONKind {
         switch self {
-        case .null: "null"
-        case .bool: "a boolean"
-        case .number: "a number"
-        case .string: "a string"
-        case .array: "an array"
-        case .object: "an object"
+        case .null: .null
+        case .bool: .bool
+        case .number: .number
+        case .string: .string
+        case .array: .array
+        case .object: .object
         }
     }
 
+    /// A short name of the value's type, for error messages ("expected a string, got an array").
+    public var typeName: String { kind.typeName }
+
     /// Whether this is a scalar (anything but an array or object): what an `id` may be.
-    public var isScalar: Bool {
-        switch self {
-        case .array, .object: false
-        default: true
-        }
-    }
+    public var isScalar: Bool { kind.isScalar }
 }
 
 /// A JSON number, kept as its text. Reading it as an integer is exact (no detour through
