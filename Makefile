@@ -6,7 +6,7 @@ TEST_TIMEOUT  ?= 2400
 FUZZ_SECONDS  ?= 600
 FUZZ_SHORT    ?= 45
 SOAK_MINUTES  ?= 10
-APT_PACKAGES  := libuv1-dev socat
+APT_PACKAGES  := libuv1-dev socat python3
 BENCH_PACKAGES := redis-server gnuplot-nox
 
 .PHONY: deps bench-deps build release test test-unit fuzz fuzz-short fuzz-build test-asan run bench soak clean

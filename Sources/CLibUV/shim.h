@@ -2,8 +2,9 @@
 #define TURNSTILE_CLIBUV_SHIM_H
 /*
  * libuv, plus the few system calls Swift's Glibc module does not expose:
- * SO_PEERCRED's struct ucred, pidfd_open (no libc wrapper in glibc 2.36), and
- * signal mask helpers. Each helper returns -errno on failure, as libuv does.
+ * SO_PEERCRED's struct ucred, pidfd_open (no libc wrapper in glibc 2.36), signal mask
+ * helpers, and process-group spawning with a parent-death signal. Each helper returns
+ * -errno on failure, as libuv does.
  */
 #include <uv.h>
 #include <errno.h>
@@ -11,8 +12,11 @@
 #include <sys/socket.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #ifndef SYS_pidfd_open
@@ -94,6 +98,82 @@ static inline int turnstile_signalfd_read(int fd) {
     struct signalfd_siginfo info;
     ssize_t count = read(fd, &info, sizeof(info));
     return count == (ssize_t)sizeof(info) ? (int)info.ssi_signo : 0;
+}
+
+/* The environment of the calling process (declared by unistd.h only under _GNU_SOURCE). */
+extern char **environ;
+
+/* Starts `argv[0]` (searched in PATH, like execvp) with `envp`, as `turnstile run` starts
+   COMMAND: in a process group of its own, with an empty signal mask, default dispositions for
+   the signals in `defaults`, and `death_signal` sent to it if the caller dies (Linux's
+   parent-death signal: a killed `turnstile run`, whose lease goes with it, must not leave
+   COMMAND running without a permit). posix_spawn cannot set the parent-death signal, hence a
+   fork that calls only async-signal-safe functions before exec. A failed exec's errno comes
+   back through a close-on-exec pipe. Returns the pid, or -errno. */
+static inline pid_t turnstile_spawn_group(char *const argv[], char *const envp[], const sigset_t *defaults,
+                                          int death_signal) {
+    int pipe_fds[2];
+    if (pipe(pipe_fds) != 0) return -errno;
+    fcntl(pipe_fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(pipe_fds[1], F_SETFD, FD_CLOEXEC);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int error = errno;
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        return -error;
+    }
+    if (pid == 0) {
+        close(pipe_fds[0]);
+        setpgid(0, 0);
+        if (death_signal != 0) {
+            prctl(PR_SET_PDEATHSIG, death_signal);
+            if (getppid() != parent) _exit(127); /* the parent died before prctl took effect */
+        }
+        for (int number = 1; number < NSIG; number++) {
+            if (sigismember(defaults, number) == 1) signal(number, SIG_DFL);
+        }
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, NULL);
+        environ = (char **)envp;
+        execvp(argv[0], argv);
+        int error = errno;
+        ssize_t ignored = write(pipe_fds[1], &error, sizeof(error));
+        (void)ignored;
+        _exit(127);
+    }
+    close(pipe_fds[1]);
+    setpgid(pid, pid); /* also here, so the group exists whichever runs first */
+    int error = 0;
+    ssize_t count;
+    do {
+        count = read(pipe_fds[0], &error, sizeof(error));
+    } while (count < 0 && errno == EINTR);
+    close(pipe_fds[0]);
+    if (count == (ssize_t)sizeof(error)) {
+        waitpid(pid, NULL, 0);
+        return -error;
+    }
+    return pid;
+}
+
+/* Makes the caller the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER), so that
+   `turnstile run` can wait until COMMAND's whole group is gone and reap it itself. */
+static inline int turnstile_become_subreaper(void) {
+    return prctl(PR_SET_CHILD_SUBREAPER, 1) == 0 ? 0 : -errno;
+}
+
+/* Reaps every exited child except `keep` (left for its own waitpid). */
+static inline void turnstile_reap_others(pid_t keep) {
+    while (1) {
+        siginfo_t info;
+        info.si_pid = 0;
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
+        if (info.si_pid == keep) return;
+        waitpid(info.si_pid, NULL, WNOHANG);
+    }
 }
 
 /* Ignores SIGPIPE: a write to a vanished peer must fail with EPIPE, not kill the daemon. */

@@ -185,6 +185,9 @@ extension Server {
             closeNow(connection)
             return
         }
+        // What waited for this write may hold a grant made earlier in this round of events:
+        // its journal record goes first, as at the end of every iteration.
+        store.flushJournal()
         flush(connection)
         outputProgressed(on: connection)
     }

@@ -153,7 +153,10 @@ func onPauseDirectoryChanged(_ handle: UnsafeMutablePointer<uv_fs_event_t>?, _ n
 /// The once-a-second pause directory rescan (a backstop for missed notifications).
 func onPauseRescanTick(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
     guard let timer else { return }
-    Server.of(timer.pointee.loop).pauseFlags.rescan()
+    let server = Server.of(timer.pointee.loop)
+    server.pauseFlags.rescan()
+    // Timers run before the loop's poll: flush now, or a grant would wait out the poll.
+    server.iterationEnded()
 }
 
 /// The on_trip hook exited: log it and free the process handle.

@@ -12,7 +12,7 @@ struct Idle: ParsableCommand {
     @Option(help: "turnstile, floor or redis.") var target: Target = .turnstile
     @Option(name: .customLong("server-pid"), help: "The server's pid (its RSS is read from /proc).") var serverPID: Int32
     @Option(help: "Connections.") var connections = 10_000
-    @Option(help: "Seconds to hold them (heartbeating every 10 s) before measuring.") var seconds = 5.0
+    @Option(help: "Seconds to hold them (heartbeating at once, then every 10 s) before measuring.") var seconds = 5.0
     @Flag(help: "Print one JSON line.") var json = false
 
     func run() throws {
@@ -36,7 +36,7 @@ struct Idle: ParsableCommand {
             tokens.append(answer)
         }
         let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
-        var nextBeat = monotonicNanoseconds() + 10_000_000_000
+        var nextBeat = monotonicNanoseconds()  // a first round at once: every lease heartbeated at least once
         while monotonicNanoseconds() < deadline {
             var nothing = pollfd(fd: -1, events: 0, revents: 0)
             _ = poll(&nothing, 1, Int32(min(1000, (deadline - monotonicNanoseconds()) / 1_000_000)))

@@ -24,6 +24,12 @@ struct SuiteResults {
         }.compactMap { $0[field]?.numberValue?.double }.sorted()
         return values.isEmpty ? nil : values[values.count / 2]
     }
+
+    /// The largest `field` over the runs of a workload and target (a bound must hold in every run).
+    func maximum(_ workload: String, _ target: Target, _ field: String) -> Double? {
+        runs.filter { $0["workload"]?.stringValue == workload && $0["target"]?.stringValue == target.rawValue }
+            .compactMap { $0[field]?.numberValue?.double }.max()
+    }
 }
 
 /// One SPEC §9 target, met or not.
@@ -49,7 +55,7 @@ struct SuiteReport {
         let hostileP99 = value(results.median("hostile", .turnstile, "p99_us"))
         let idle = value(results.median("idle", .turnstile, "bytes_per_connection"))
         let jain = value(results.median("contend", .turnstile, "jain"))
-        let heldMax = value(results.median("contend", .turnstile, "held_max"))
+        let heldMax = value(results.maximum("contend", .turnstile, "held_max"))
         let disconnect = value(results.median("reclaim", kind: "disconnect", "p99_ms"))
         let sigkill = value(results.median("reclaim", kind: "sigkill_pid", "p99_ms"))
         let deadline = value(results.median("reclaim", kind: "deadline", "p99_ms"))
@@ -62,7 +68,7 @@ struct SuiteReport {
                         passed: hostileP99 <= 700),
             TargetCheck(name: "memory per idle connection with a lease (bytes)", value: idle, limit: "≤ 4096", passed: idle <= 4096),
             TargetCheck(name: "Jain fairness, 64 clients over limit 8", value: jain, limit: "≥ 0.99", passed: jain >= 0.99),
-            TargetCheck(name: "most permits held at once (limit 8)", value: heldMax, limit: "≤ 8", passed: heldMax <= 8),
+            TargetCheck(name: "most permits held at once in any round (limit 8)", value: heldMax, limit: "≤ 8", passed: heldMax <= 8),
             TargetCheck(name: "reclaim after disconnect, p99 (ms)", value: disconnect, limit: "< 5", passed: disconnect < 5),
             TargetCheck(name: "reclaim after SIGKILL of a pid-bound holder, p99 (ms)", value: sigkill, limit: "< 5", passed: sigkill < 5),
             TargetCheck(name: "grant after a silent lease's deadline, p99 (ms)", value: deadline, limit: "< 50", passed: deadline < 50),

@@ -5,7 +5,8 @@ import CLibUV
 
 /// COMMAND as `turnstile run` starts it: in its own process group, in the terminal's
 /// foreground when `turnstile` itself is, with default signal dispositions and an empty
-/// signal mask (`turnstile` blocks the signals it reads through a signalfd).
+/// signal mask (`turnstile` blocks the signals it reads through a signalfd), and SIGTERM as
+/// its parent-death signal.
 struct ChildGroup {
     let pid: pid_t
     /// A descriptor that becomes readable when the child exits.
@@ -13,32 +14,24 @@ struct ChildGroup {
     /// The terminal handed to the child's group, if any.
     private let terminal: Int32?
 
-    /// Starts the command.
+    /// Starts the command. If `turnstile` itself dies (killed, so unable to stop COMMAND
+    /// itself), COMMAND gets SIGTERM: its lease went with `turnstile`'s connection, and it must
+    /// not go on running without one.
     /// - Throws: the `errno` of a failed spawn (ENOENT: no such command).
     init(_ command: [String], environment: [String]) throws(SpawnError) {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
         var defaults = sigset_t()
         sigemptyset(&defaults)
         for signal in [SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE, SIGTTOU, SIGTTIN, SIGTSTP, SIGQUIT] {
             sigaddset(&defaults, signal)
         }
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
         let argv = command.map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        var pid: pid_t = 0
-        let result = posix_spawnp(&pid, command[0], nil, &attributes, argv, envp)
-        guard result == 0 else { throw SpawnError(code: result) }
+        let pid = turnstile_spawn_group(argv, envp, &defaults, SIGTERM)
+        guard pid > 0 else { throw SpawnError(code: -pid) }
         self.pid = pid
         pidfd = turnstile_pidfd_open(pid)
         // Hand the terminal to the child's group, so an interactive agent can read it; a child
@@ -56,8 +49,13 @@ struct ChildGroup {
     /// Sends a signal to the whole group.
     func signal(_ number: Int32) { kill(-pid, number) }
 
-    /// Whether any process of the group is still there.
+    /// Whether any process of the group is still there (zombies count until reaped: see
+    /// `reapOthers`).
     var groupIsAlive: Bool { kill(-pid, 0) == 0 }
+
+    /// Reaps exited descendants other than COMMAND: `turnstile run` is their subreaper, so
+    /// COMMAND's orphans become its children, and their zombies must not linger.
+    func reapOthers() { turnstile_reap_others(pid) }
 
     /// Takes the terminal back (when the child stops or ends).
     func reclaimTerminal() {

@@ -57,12 +57,13 @@ extension TurnstileClient {
 }
 
 /// Prints an answer: JSON on stdout when it succeeded, the daemon's message on stderr (and
-/// a failure exit) when not.
+/// a failure exit: 64 for a request the daemon found malformed, a usage error like any other,
+/// else 1) when not.
 func finish(_ answer: Answer, json: Bool = true, onSuccess: (Answer) -> Void = { printJSON($0.object) }) throws {
     if answer.ok {
         if json { onSuccess(answer) }
         return
     }
     printError("turnstile: \(answer.error ?? "error"): \(answer.message ?? "")")
-    throw Exit.refused
+    throw answer.error == "bad_request" ? Exit.usage : Exit.refused
 }

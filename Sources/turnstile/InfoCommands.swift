@@ -74,7 +74,7 @@ struct Usage: ParsableCommand {
     func run() throws { try finish(connection.connect().request("usage", [("session_id", .text(session))])) }
 }
 
-/// `turnstile record --model M --latency D (--success | --failure) …`.
+/// `turnstile record --model M --latency D (--success | --no-success) …`.
 struct Record: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Record a completed model call for telemetry.")
     @OptionGroup var connection: SocketOption
@@ -107,7 +107,7 @@ struct Record: ParsableCommand {
     }
 }
 
-/// `turnstile report PROJECT AGENT --success|--failure`: a project-meta run's outcome.
+/// `turnstile report PROJECT AGENT --success|--no-success`: a project-meta run's outcome.
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Report a project-meta run's outcome to the circuit breaker.")
     @OptionGroup var connection: SocketOption

@@ -12,7 +12,8 @@ struct PermitOptions: ParsableArguments {
     @Option(help: "The working tree: one lease per workspace at a time.") var workspace: String?
     @Option(help: "Whose provider throttles apply.") var tenant: String?
     @Option(help: "Priority under the priority policy.") var priority: Int?
-    @Option(help: "Lease ttl (300ms, 30s, 5m…); heartbeats come at a third of it.") var ttl: String = "30s"
+    @Option(help: "Lease ttl (300ms, 30s, 5m…; default: the daemon's default_ttl_ms, 30s unless configured); heartbeats come at a third of it.")
+    var ttl: String?
     @Option(help: "How long to wait for a permit (default: forever; 0: do not wait).") var wait: String?
     @Option(help: "A label for status and watch.") var holder: String?
 
@@ -29,8 +30,10 @@ struct PermitOptions: ParsableArguments {
         add("tenant", tenant)
         add("holder", holder ?? defaultHolder)
         if let priority { fields.append(("priority", .integer(priority))) }
-        guard let ttlMilliseconds = Durations.milliseconds(ttl) else { throw ValidationError("--ttl: not a duration: \(ttl)") }
-        fields.append(("ttl_ms", .integer(ttlMilliseconds)))
+        if let ttl {
+            guard let ttlMilliseconds = Durations.milliseconds(ttl) else { throw ValidationError("--ttl: not a duration: \(ttl)") }
+            fields.append(("ttl_ms", .integer(ttlMilliseconds)))
+        }
         fields.append(("wait_ms", .integer(try waitMilliseconds())))
         return fields
     }
@@ -54,7 +57,6 @@ struct Acquire: ParsableCommand {
 
     func run() throws {
         var fields = try permit.fields(holder: nil)
-        if permit.wait == nil { fields.removeAll { $0.0 == "wait_ms" } }
         fields.append(("detach", .bool(true)))
         if let pid { fields.append(("pid", .integer(pid))) }
         let answer = try connection.connect().request("acquire", fields)

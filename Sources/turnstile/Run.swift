@@ -27,13 +27,12 @@ struct Run: ParsableCommand {
     func validate() throws {
         if command.isEmpty { throw ValidationError("give the command to run after --") }
         if Durations.milliseconds(grace) == nil { throw ValidationError("--grace: not a duration: \(grace)") }
-        if Durations.milliseconds(permit.ttl) == nil { throw ValidationError("--ttl: not a duration: \(permit.ttl)") }
+        if let ttl = permit.ttl, Durations.milliseconds(ttl) == nil { throw ValidationError("--ttl: not a duration: \(ttl)") }
     }
 
     func run() throws {
         let holder = permit.holder ?? String(command[0].split(separator: "/").last ?? Substring(command[0]))
         var runner = Runner(socketPath: connection.path, command: command, acquire: try permit.fields(holder: holder),
-                            ttlMilliseconds: Int64(Durations.milliseconds(permit.ttl)!),
                             graceMilliseconds: Int64(Durations.milliseconds(grace)!), waitDescription: permit.wait)
         let code = try runner.run()
         throw ExitCode(code)

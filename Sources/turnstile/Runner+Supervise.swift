@@ -50,8 +50,12 @@ extension Runner {
                 case .running: break
                 }
             case .signal(let number):
-                if number == SIGCHLD, case .exited(let code) = child!.poll() { return finished(code) }
-                if number != SIGCHLD { child?.signal(number) }
+                if number == SIGCHLD {
+                    if case .exited(let code) = child!.poll() { return finished(code) }
+                    child?.reapOthers()
+                } else {
+                    child?.signal(number)
+                }
             case .message(let message): handle(message)
             case .disconnected:
                 client = nil
@@ -62,17 +66,26 @@ extension Runner {
     }
 
     /// COMMAND ended. After a lost lease the rest of its group gets what is left of the
-    /// grace and then SIGKILL, as the spec says of the whole group.
+    /// grace and then SIGKILL, as the spec says of the whole group; `turnstile` waits for the
+    /// group to be gone (reaping the orphans it inherited), at most two seconds past the
+    /// SIGKILL (a process stuck in the kernel cannot hold `turnstile` forever).
     private mutating func finished(_ code: Int32) -> Int32 {
-        if lost != nil, let child {
-            while child.groupIsAlive {
-                if let deadline = killAt, SocketStream.monotonicMilliseconds() >= deadline {
-                    child.signal(SIGKILL)
-                    break
-                }
-                var nothing = pollfd(fd: -1, events: 0, revents: 0)
-                _ = poll(&nothing, 1, 20)
+        guard lost != nil, let child else { return code }
+        var giveUpAt: Int64?
+        while true {
+            child.reapOthers()
+            if !child.groupIsAlive { break }
+            let now = SocketStream.monotonicMilliseconds()
+            if let deadline = killAt, now >= deadline {
+                child.signal(SIGKILL)
+                killAt = nil
             }
+            if killAt == nil {
+                if giveUpAt == nil { giveUpAt = now + 2000 }
+                if now >= giveUpAt! { break }
+            }
+            var nothing = pollfd(fd: -1, events: 0, revents: 0)
+            _ = poll(&nothing, 1, 20)
         }
         return code
     }

@@ -14,7 +14,6 @@ struct Runner {
     let socketPath: String
     let command: [String]
     let acquire: [(String, JSONValue)]
-    let ttlMilliseconds: Int64
     let graceMilliseconds: Int64
     let waitDescription: String?
 
@@ -22,18 +21,19 @@ struct Runner {
     var signals: Int32 = -1
     var lease: JSONObject = JSONObject()
     var token = ""
+    /// The granted lease's ttl (the daemon's default when `--ttl` is not given).
+    var ttlMilliseconds: Int64 = 30_000
     var child: ChildGroup?
     var lastConfirmed: Int64 = 0
     var heartbeatID: Int?
     var lost: String?
     var killAt: Int64?
 
-    init(socketPath: String, command: [String], acquire: [(String, JSONValue)], ttlMilliseconds: Int64,
-         graceMilliseconds: Int64, waitDescription: String?) {
+    init(socketPath: String, command: [String], acquire: [(String, JSONValue)], graceMilliseconds: Int64,
+         waitDescription: String?) {
         self.socketPath = socketPath
         self.command = command
         self.acquire = acquire
-        self.ttlMilliseconds = ttlMilliseconds
         self.graceMilliseconds = graceMilliseconds
         self.waitDescription = waitDescription
     }
@@ -60,6 +60,8 @@ struct Runner {
             environment["TURNSTILE_PROVIDER"] = String(model.split(separator: "/", maxSplits: 1).first ?? "")
             environment["TURNSTILE_ROUTE"] = lease["route"]?.stringValue
         }
+        // COMMAND's orphans become ours, so a lost lease can wait until the whole group is gone.
+        _ = turnstile_become_subreaper()
         do {
             child = try ChildGroup(command, environment: environment.map { "\($0.key)=\($0.value)" })
         } catch {
@@ -107,11 +109,12 @@ struct Runner {
                 if answer.ok {
                     lease = message
                     token = answer.string("lease") ?? ""
+                    ttlMilliseconds = message["ttl_ms"]?.numberValue?.int64 ?? ttlMilliseconds
                     return nil
                 }
                 switch answer.error {
                 case "timeout", "unavailable":
-                    let within = waitDescription.map { " within \($0)" } ?? ""
+                    let within = waitDescription.map { Durations.milliseconds($0) == 0 ? " now" : " within \($0)" } ?? ""
                     printError("turnstile: no permit\(within): \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")
                 default:
                     printError("turnstile: \(answer.error ?? "error"): \(answer.message ?? "")")

@@ -12,12 +12,16 @@ import Testing
 /// `TURNSTILE_SIM_SEEDS` and `TURNSTILE_SIM_STEPS` scale it up.
 @Suite("Randomised simulation")
 struct SimulationTests {
-    static let seeds = UInt64(environmentInteger("TURNSTILE_SIM_SEEDS") ?? 60)
-    static let steps = environmentInteger("TURNSTILE_SIM_STEPS") ?? 250
+    static let seeds = UInt64(environmentInteger("TURNSTILE_SIM_SEEDS") ?? 2000)
+    static let steps = environmentInteger("TURNSTILE_SIM_STEPS") ?? 200
+    /// The seeds are split into shards that run in parallel.
+    static let shards = 16
 
-    @Test func randomOperationSequencesKeepEveryInvariant() {
+    @Test(arguments: 0..<Self.shards)
+    func randomOperationSequencesKeepEveryInvariant(shard: Int) {
         var totalSteps = 0
-        for seed in 1...Self.seeds {
+        var seedsRun = 0
+        for seed in stride(from: UInt64(shard) + 1, through: Self.seeds, by: Self.shards) {
             var run = SimulationRun(seed: seed)
             for step in 0..<Self.steps {
                 run.step()
@@ -32,8 +36,10 @@ struct SimulationTests {
                 Issue.record("seed \(seed), drain: \(problem)")
                 return
             }
+            seedsRun += 1
         }
-        #expect(totalSteps == Int(Self.seeds) * Self.steps)
+        #expect(seedsRun > 0 || Self.seeds <= UInt64(shard), "shard \(shard) ran seeds")
+        #expect(totalSteps == seedsRun * Self.steps)
     }
 
     @Test func theSameSeedReplaysTheSameRun() {

@@ -36,6 +36,31 @@ struct CLICommandTests {
         #expect(try Self.cli(daemon, ["revoke", "--fence", "9999"]).exitCode == 1)
     }
 
+    @Test func acquireWaitsForAPermitByDefault() throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 1\n")
+        let client = try daemon.client()
+        let held = try client.ask("acquire")
+        var environment = ProcessInfo.processInfo.environment
+        environment["TURNSTILE_SOCKET"] = daemon.socketPath
+        let waiting = try ChildProcess([Binaries.turnstile, "acquire", "--holder", "patient"], environment: environment)
+        var queued: Int64? = 0
+        for _ in 0..<10_000 where queued != 1 {
+            queued = try client.ask("status")["global"]?.objectValue?["waiting"]?.numberValue?.int64
+        }
+        #expect(queued == 1, "it waits")
+        _ = try client.ask("release", [("lease", held["lease"]!)])
+        _ = waiting.waitForExit()
+        #expect(waiting.exitCode == 0, "\(waiting.output)")
+        #expect(waiting.output.contains(#""ok":true"#))
+    }
+
+    @Test func aRequestTheDaemonFindsMalformedExits64() throws {
+        let daemon = try Daemon()
+        let refused = try Self.cli(daemon, ["acquire", "--mode", "sometimes", "--wait", "0"])
+        #expect(refused.exitCode == 64, "\(refused.output)")
+        #expect(refused.output.contains("bad_request"))
+    }
+
     @Test func acquireWithPidAndARefusal() throws {
         let daemon = try Daemon(config: "[limits]\nglobal = 1\n")
         let sleeper = try ChildProcess(["sleep", "600"])
@@ -68,7 +93,7 @@ struct CLICommandTests {
         #expect(try Self.cli(daemon, ["resume", "alpha"]).exitCode == 0)
         let report = try Self.json(try Self.cli(daemon, ["report", "beta", "project-meta", "--no-success"]))
         #expect(report["tripped"]?.boolValue == true)
-        #expect(try Self.cli(daemon, ["pause", "__global__"]).exitCode == 1)
+        #expect(try Self.cli(daemon, ["pause", "__global__"]).exitCode == 64)
         try daemon.writeConfig("[limits]\nglobal = 3\n")
         #expect(try Self.cli(daemon, ["reload"]).exitCode == 0)
         try daemon.writeConfig("[limits]\nglobal = \"three\"\n")

@@ -1,3 +1,4 @@
+import CLibUV
 import Foundation
 import Testing
 import TurnstileClient
@@ -65,15 +66,67 @@ struct CLIRunTests {
         #expect(run.exitCode == 143)
     }
 
-    @Test func signalsAreForwardedToTheCommandsGroup() throws {
+    @Test(arguments: [SIGINT, SIGHUP, SIGTERM])
+    func signalsAreForwardedToTheCommandsGroup(signal: Int32) throws {
         let daemon = try Daemon()
         let run = try Self.turnstile(daemon, ["run", "--", "sh", "-c",
-                                              "trap 'echo caught-term; exit 5' TERM; echo ready; while :; do sleep 1; done"])
+                                              "trap 'echo caught-int; exit 5' INT; trap 'echo caught-hup; exit 5' HUP; "
+                                              + "trap 'echo caught-term; exit 5' TERM; echo ready; while :; do sleep 1; done"])
         #expect(run.waitForOutput("ready"))
+        run.signal(signal)
+        _ = run.waitForExit()
+        let name = [SIGINT: "int", SIGHUP: "hup", SIGTERM: "term"][signal]!
+        #expect(run.output.contains("caught-\(name)"), "\(run.output)")
+        #expect(run.exitCode == 5)
+    }
+
+    @Test func aKilledTurnstileTakesItsCommandDownWithIt() throws {
+        let daemon = try Daemon()
+        let run = try Self.turnstile(daemon, ["run", "--", "sh", "-c", "echo ready; exec sleep 600"])
+        #expect(run.waitForOutput("ready"))
+        let client = try daemon.client()
+        var pid: Int64?
+        for _ in 0..<2000 where pid == nil {
+            pid = try client.ask("status")["leases"]?.arrayValue?.first?.objectValue?["pid"]?.numberValue?.int64
+        }
+        let command = try #require(pid.map { Int32($0) })
+        run.signal(SIGKILL)
+        #expect(Self.waitUntilGone(command), "COMMAND got its parent-death signal")
+        #expect(try client.ask("status")["global"]?.objectValue?["in_use"]?.numberValue?.int64 == 0)
+    }
+
+    @Test func theDaemonNotComingBackWithinTheTTLLosesTheLease() throws {
+        let daemon = try Daemon()
+        let run = try Self.turnstile(daemon, ["run", "--ttl", "1s", "--grace", "1s", "--", "sh", "-c",
+                                              "echo ready; exec sleep 600"])
+        #expect(run.waitForOutput("ready"))
+        daemon.crash()
+        _ = run.waitForExit()
+        #expect(run.exitCode == 70, "\(run.output)")
+        #expect(run.output.contains("did not come back within the lease's ttl"))
+    }
+
+    @Test func withoutTTLTheLeaseGetsTheDaemonsDefault() throws {
+        let daemon = try Daemon(config: "[limits]\ndefault_ttl_ms = 120000\n")
+        let run = try Self.turnstile(daemon, ["run", "--", "sh", "-c", "echo ready; exec sleep 600"])
+        #expect(run.waitForOutput("ready"))
+        let client = try daemon.client()
+        var expiresIn: Int64?
+        for _ in 0..<2000 where expiresIn == nil {
+            expiresIn = try client.ask("status")["leases"]?.arrayValue?.first?.objectValue?["expires_in_ms"]?.numberValue?.int64
+        }
+        #expect((expiresIn ?? 0) > 60_000, "the daemon's default_ttl_ms, not a built-in 30 s")
         run.signal(SIGTERM)
         _ = run.waitForExit()
-        #expect(run.output.contains("caught-term"))
-        #expect(run.exitCode == 5)
+    }
+
+    /// Waits (on a pidfd) for a process that is not our child to end, up to ten seconds.
+    static func waitUntilGone(_ pid: Int32) -> Bool {
+        let fd = turnstile_pidfd_open(pid)
+        guard fd >= 0 else { return isGone(pid) }
+        defer { close(fd) }
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, 10_000) == 1 || isGone(pid)
     }
 
     @Test func aLostLeaseStopsTheWholeGroupAndExits70() throws {

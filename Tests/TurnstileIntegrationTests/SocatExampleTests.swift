@@ -81,6 +81,32 @@ struct SocatExampleTests {
         #expect(run.output.contains(#""error":"timeout""#))
     }
 
+    @Test func withPermitExits69WithoutADaemon() throws {
+        var environment = ProcessInfo.processInfo.environment
+        environment["TURNSTILE_SOCKET"] = try Daemon.makeTemporaryDirectory() + "/nobody.sock"
+        let run = try ChildProcess([Self.examples + "/with-permit.sh", "--", "/bin/echo", "never"], environment: environment)
+        _ = run.waitForExit()
+        #expect(run.exitCode == 69, "\(run.output)")
+        #expect(!run.output.contains("never"))
+        #expect(run.output.contains("is turnstiled running"))
+    }
+
+    @Test func withPermitHeartbeatsACommandThatOutlivesItsTTL() throws {
+        let daemon = try Daemon()
+        var environment = ProcessInfo.processInfo.environment
+        environment["TURNSTILE_SOCKET"] = daemon.socketPath
+        let watcher = try daemon.client()
+        _ = try watcher.ask("watch")
+        // A 1-second lease held for 2.5 seconds: only the heartbeat loop keeps it.
+        let run = try ChildProcess([Self.examples + "/with-permit.sh", "-t", "1000", "-h", "long", "--", "sleep", "2.5"],
+                                   environment: environment)
+        _ = run.waitForExit()
+        #expect(run.exitCode == 0, "\(run.output)")
+        let ended = try watcher.waitForEvent("released")
+        #expect(ended?["holder"]?.stringValue == "long", "released at the end, not expired on the way")
+        #expect(ended?["cause"] == nil || ended?["cause"]?.stringValue == "process_exited")
+    }
+
     @Test func withPermitReleasesWhenKilled() throws {
         let daemon = try Daemon()
         var environment = ProcessInfo.processInfo.environment

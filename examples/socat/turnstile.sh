@@ -1,7 +1,7 @@
 #!/bin/sh
 # Turnstile from any POSIX shell with nothing but socat: source this file, then
 #
-#   token=$(ts_acquire '"project":"alpha","mode":"issue"') || exit 75
+#   token=$(ts_acquire '"project":"alpha","mode":"issue"') || exit $?
 #   ts_heartbeat "$token"
 #   ts_release "$token"
 #
@@ -28,15 +28,18 @@ ts_field() {
 }
 
 # ts_acquire [FIELDS]: takes a detached lease (it outlives this shell's socat connection and
-# lives on heartbeats) and prints its token; on refusal prints the answer to stderr and fails.
+# lives on heartbeats) and prints its token; otherwise prints why to stderr and fails with the
+# CLI's codes: 75 no permit (now, or within wait_ms), 69 no daemon, 1 any other refusal.
 # FIELDS are extra JSON members, e.g. '"project":"alpha","wait_ms":60000,"pid":'$$
 ts_acquire() {
     fields=${1:+,$1}
     wait_ms=$(printf '%s' "$fields" | sed -n 's/.*"wait_ms":\([0-9]*\).*/\1/p')
-    answer=$(ts_request "{\"op\":\"acquire\",\"detach\":true$fields}" $(( ${wait_ms:-0} / 1000 + 5 )))
+    answer=$(ts_request "{\"op\":\"acquire\",\"detach\":true$fields}" $(( ${wait_ms:-0} / 1000 + 5 )) 2>/dev/null)
     case $answer in
         *'"ok":true'*) printf '%s\n' "$answer" | ts_field lease ;;
-        *) printf 'turnstile: %s\n' "${answer:-no answer (is turnstiled running on $(ts_socket)?)}" >&2; return 1 ;;
+        '') printf 'turnstile: no answer (is turnstiled running on %s?)\n' "$(ts_socket)" >&2; return 69 ;;
+        *'"error":"unavailable"'*|*'"error":"timeout"'*) printf 'turnstile: %s\n' "$answer" >&2; return 75 ;;
+        *) printf 'turnstile: %s\n' "$answer" >&2; return 1 ;;
     esac
 }
 
