@@ -100,9 +100,6 @@ static inline int turnstile_signalfd_read(int fd) {
     return count == (ssize_t)sizeof(info) ? (int)info.ssi_signo : 0;
 }
 
-/* The environment of the calling process (declared by unistd.h only under _GNU_SOURCE). */
-extern char **environ;
-
 /* Starts `argv[0]` (searched in PATH, like execvp) with `envp`, as `turnstile run` starts
    COMMAND: in a process group of its own, with an empty signal mask, default dispositions for
    the signals in `defaults`, and `death_signal` sent to it if the caller dies (Linux's
@@ -137,6 +134,8 @@ static inline pid_t turnstile_spawn_group(char *const argv[], char *const envp[]
         sigset_t empty;
         sigemptyset(&empty);
         sigprocmask(SIG_SETMASK, &empty, NULL);
+        /* Declared here, not at file scope, so Swift keeps seeing Glibc's `environ` alone. */
+        extern char **environ;
         environ = (char **)envp;
         execvp(argv[0], argv);
         int error = errno;
