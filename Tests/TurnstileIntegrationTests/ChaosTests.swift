@@ -28,16 +28,18 @@ struct ChaosTests {
         concurrency_limit = 2
         """
 
+    static let limits: [String: Int64] = [
+        "global": 6, "mode.time": 2, "mode.issue": 2, "project.alpha": 2, "project.beta": 3,
+        "mention.beta": 1, "model.a/x": 2, "model.b/y": 2,
+    ]
+
     static func client(_ daemon: Daemon, _ name: String, _ role: String) throws -> ChildProcess {
         try ChildProcess(["/usr/bin/python3", "-c", ChaosClient.script, daemon.socketPath, name, role])
     }
 
     @Test func killingClientsNeverLetsALimitBeExceededAndEverySlotComesBack() throws {
         let daemon = try Daemon(config: Self.config)
-        let monitor = LimitMonitor(socketPath: daemon.socketPath, limits: [
-            "global": 6, "mode.time": 2, "mode.issue": 2, "project.alpha": 2, "project.beta": 3,
-            "mention.beta": 1, "model.a/x": 2, "model.b/y": 2,
-        ])
+        let monitor = LimitMonitor(socketPath: daemon.socketPath, limits: Self.limits)
         var clients = try (0..<24).map { try Self.client(daemon, "churn-\($0)", "churn") }
         var generator = SystemRandomNumberGenerator()
         var kills = 0
@@ -62,33 +64,35 @@ struct ChaosTests {
     }
 
     @Test func aDaemonKilledMidRunRestoresItsHoldersWithoutOvergranting() throws {
-        let daemon = try Daemon(config: "[limits]\nglobal = 6\n")
-        let monitor = LimitMonitor(socketPath: daemon.socketPath, limits: ["global": 6])
-        let holders = try (0..<10).map { try Self.client(daemon, "holder-\($0)", "hold") }
-        let watcher = try daemon.client()
-        var status = try watcher.ask("status")
-        for _ in 0..<10_000 where status["global"]?.objectValue?["waiting"]?.numberValue?.int64 != 4 {
-            status = try watcher.ask("status")
-        }
-        #expect(status["global"]?.objectValue?["in_use"]?.numberValue?.int64 == 6)
-        let granted = holders.filter { $0.output.contains("GRANTED") }
-        #expect(granted.count == 6)
-        let fences = granted.map { $0.output.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "" }
+        let daemon = try Daemon(config: Self.config)
+        let monitor = LimitMonitor(socketPath: daemon.socketPath, limits: Self.limits)
+        let holders = try (0..<4).map { try Self.client(daemon, "holder-\($0)", "hold") }
+        var churners = try (0..<16).map { try Self.client(daemon, "churn-\($0)", "churn") }
+        for holder in holders { #expect(holder.waitForOutput("GRANTED", milliseconds: 10_000), "\(holder.output)") }
+        let fences = holders.map { $0.output.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "" }
+        // Mid-run: churners are acquiring and releasing across every dimension right now.
+        for churner in churners { #expect(churner.waitForOutput("GRANT", milliseconds: 10_000)) }
         daemon.crash()
         try daemon.start()
-        for (holder, fence) in zip(granted, fences) {
+        for (holder, fence) in zip(holders, fences) {
             #expect(holder.waitForOutput("KEPT \(fence)"), "a surviving holder keeps its lease: \(holder.output)")
         }
         #expect(!holders.contains { $0.output.contains("LOST") })
-        let after = try daemon.client()
-        var restored = try after.ask("status")
-        for _ in 0..<10_000 where restored["global"]?.objectValue?["waiting"]?.numberValue?.int64 != 4 {
-            restored = try after.ask("status")
+        // The churners go on against the restarted daemon; half are killed and replaced, and
+        // the new ones are granted too.
+        for index in 0..<8 {
+            churners[index].signal(SIGKILL)
+            _ = churners[index].waitForExit()
+            churners[index] = try Self.client(daemon, "churn-again-\(index)", "churn")
         }
-        #expect(restored["global"]?.objectValue?["in_use"]?.numberValue?.int64 == 6, "no over-grant after the restart")
+        for churner in churners.prefix(8) { #expect(churner.waitForOutput("GRANT", milliseconds: 10_000)) }
+        for process in holders + churners { process.signal(SIGKILL) }
+        for process in holders + churners { _ = process.waitForExit() }
+        let settled = try monitor.waitUntilIdle()
         let report = monitor.stop()
-        #expect(report.violations.isEmpty, "\(report.violations.prefix(5))")
-        for holder in holders { holder.signal(SIGKILL) }
+        #expect(report.violations.isEmpty, "no limit exceeded, before or after the restart: \(report.violations.prefix(5))")
+        #expect(report.peak["global"] == 6, "the limit was reached")
+        #expect(settled, "every slot came back (restored leases of dead holders expired)")
     }
 }
 
@@ -151,12 +155,16 @@ final class LimitMonitor: @unchecked Sendable {
         }
     }
 
-    /// Polls until nothing is held or waiting.
+    /// Polls until nothing is held or waiting, for up to 15 seconds (restored leases of dead
+    /// holders take their ttl to expire).
     func waitUntilIdle() throws -> Bool {
         let client = try TurnstileClient(socketPath: socketPath)
-        for _ in 0..<20_000 {
+        let deadline = SocketStream.monotonicMilliseconds() + 15_000
+        while SocketStream.monotonicMilliseconds() < deadline {
             let global = try client.call("status", timeoutMilliseconds: 5000)["global"]?.objectValue
             if global?["in_use"]?.numberValue?.int64 == 0 && global?["waiting"]?.numberValue?.int64 == 0 { return true }
+            var nothing = pollfd(fd: -1, events: 0, revents: 0)
+            _ = poll(&nothing, 1, 5)
         }
         return false
     }

@@ -1,7 +1,8 @@
 /// The client program the chaos tests run (python3, standard library only), in two roles:
 ///
 /// - `churn`: loops acquire (random project, mode, model) → hold a random 5–60 ms while
-///   listening for lease events → release, printing `GRANT <fence>` and `RELEASE <fence>`.
+///   listening for lease events → release, printing `GRANT <fence>` and `RELEASE <fence>`;
+///   when the daemon goes away it connects again and goes on.
 /// - `hold`: takes one lease and keeps it, heartbeating; when the daemon goes away it
 ///   reconnects and re-attaches, printing `GRANTED <fence>` and then `KEPT <fence>` or
 ///   `LOST <fence>`; a waiter whose daemon vanished asks again.
@@ -43,7 +44,14 @@ def say(*words):
     print(*words, flush=True)
 
 def churn():
-    s, f = connect()
+    # A daemon that goes away is reconnected to; the lease in hand is left to expire.
+    while True:
+        try:
+            churn_on(*connect())
+        except (ConnectionError, OSError, ValueError):
+            select_wait(0.02)
+
+def churn_on(s, f):
     while True:
         request = {"op": "acquire", "wait_ms": 3000, "ttl_ms": 2000, "holder": name,
                    "project": rng.choice(["alpha", "beta", "gamma"]),
