@@ -52,6 +52,8 @@ enum MetricsText {
         counter("revoked_total", "Leases revoked by an administrator.", metrics.revokedTotal)
         counter("refused_total", "Acquires refused at once.", metrics.refusedTotal)
         counter("timed_out_total", "Waits that timed out.", metrics.timedOutTotal)
+        counter("dispatch_checks_total", "Admission checks made on queued waiters (one per group of alike waiters).",
+                metrics.dispatchChecksTotal)
         gauge("wait_avg_ms", "Mean wait of the last 1000 grants (immediate grants count as 0).",
               Int(metrics.averageWaitMilliseconds))
         gauge("wait_p95_ms", "95th percentile wait of the last 1000 grants.", Int(metrics.p95WaitMilliseconds))

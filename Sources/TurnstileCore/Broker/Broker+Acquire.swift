@@ -147,8 +147,9 @@ extension Broker {
     func effectivePriority(_ waiter: Waiter, now: Instant) -> Int {
         let step = config.limits.priorityAgingMilliseconds
         guard step > 0 else { return waiter.request.priority }
-        let bonus = now.milliseconds(since: waiter.enqueuedAt) / step
-        return waiter.request.priority.addingReportingOverflow(Int(clamping: bonus)).partialValue
+        let bonus = Int(clamping: now.milliseconds(since: waiter.enqueuedAt) / step)
+        let (sum, overflow) = waiter.request.priority.addingReportingOverflow(bonus)
+        return overflow ? Int.max : sum
     }
 
     /// Stale entries in the deadline heaps are dropped lazily; rebuild a heap when they come

@@ -7,27 +7,35 @@ extension Broker {
     /// passed over, never blocking those behind it; whole lanes and projects blocked by a
     /// shared limit are skipped without looking at their waiters. It stops as soon as the
     /// global limit is reached.
+    ///
+    /// Within a project and mode it checks only the oldest waiter of each demand group (see
+    /// `Demand`), and a group found blocked is not checked again in the same dispatch: a
+    /// dispatch only takes capacity, so nothing blocked can become grantable before it ends.
+    /// A release that frees a slot none of the waiters can use thus costs one check per group,
+    /// however many waiters the groups hold.
     mutating func dispatch(now: Instant) {
         guard !queue.isEmpty else { return }
+        var blocked = Set<UInt64>()
         switch config.limits.fairness {
-        case .roundRobin: dispatchRoundRobin(now: now)
-        case .priority: dispatchPriority(now: now)
-        case .proportional: dispatchProportional(now: now)
+        case .roundRobin: dispatchRoundRobin(now: now, blocked: &blocked)
+        case .priority: dispatchPriority(now: now, blocked: &blocked)
+        case .proportional: dispatchProportional(now: now, blocked: &blocked)
         }
     }
 
     /// Round robin (SPEC §4a): a cursor over modes (time, issue, mention, any), within a mode
     /// a cursor over projects in order of first arrival, FIFO within a project. Each grant
     /// moves both cursors past what it granted.
-    private mutating func dispatchRoundRobin(now: Instant) {
+    private mutating func dispatchRoundRobin(now: Instant, blocked: inout Set<UInt64>) {
         while globalBlock() == nil {
             var granted = false
             for step in 0..<Mode.rotation.count {
                 let laneIndex = (queue.modeCursor + step) % Mode.rotation.count
-                guard let (id, projectIndex, candidate) = firstGrantable(lane: laneIndex, now: now) else { continue }
+                guard let (found, projectIndex) = firstGrantable(lane: laneIndex, now: now, blocked: &blocked)
+                else { continue }
                 queue.modeCursor = (laneIndex + 1) % Mode.rotation.count
                 queue.lanes[laneIndex].cursor = (projectIndex + 1) % queue.lanes[laneIndex].projects.count
-                grantWaiter(id, candidate: candidate, now: now)
+                grantWaiter(found.id, candidate: found.candidate, now: now)
                 granted = true
                 break
             }
@@ -36,65 +44,97 @@ extension Broker {
     }
 
     /// The first grantable waiter of a lane, walking its projects from the lane's cursor.
-    private func firstGrantable(lane laneIndex: Int, now: Instant) -> (UInt64, Int, ModelCandidate?)? {
+    private mutating func firstGrantable(lane laneIndex: Int, now: Instant, blocked: inout Set<UInt64>)
+        -> (Grantable, projectIndex: Int)? {
         let lane = queue.lanes[laneIndex]
-        let mode = Mode.rotation[laneIndex]
-        guard !lane.projects.isEmpty, modeBlock(mode) == nil, proportionalBlock(mode) == nil else { return nil }
+        guard !lane.projects.isEmpty, laneOpen(laneIndex) else { return nil }
         for step in 0..<lane.projects.count {
             let projectIndex = (lane.cursor + step) % lane.projects.count
             let project = lane.projects[projectIndex]
-            if pauseBlock(project) != nil || projectBlock(project, mode: mode) != nil { continue }
-            for id in lane.queues[project]! {
-                if let candidate = admissible(id, now: now) { return (id, projectIndex, candidate) }
+            guard projectOpen(project, lane: laneIndex) else { continue }
+            if let found = oldestGrantable(queue.heads(lane: laneIndex, project: project), now: now, blocked: &blocked) {
+                return (found, projectIndex)
             }
         }
         return nil
     }
 
     /// Priority (SPEC §4a): highest effective priority first (priority plus aging), FIFO among
-    /// equals. One pass suffices: a grant only uses capacity up, so nothing passed over can
-    /// become grantable later in the same pass.
-    private mutating func dispatchPriority(now: Instant) {
-        let order = queue.waiters.values
-            .map { (id: $0.id, priority: effectivePriority($0, now: now)) }
-            .sorted { $0.priority > $1.priority || ($0.priority == $1.priority && $0.id < $1.id) }
-        for entry in order {
-            if globalBlock() != nil { return }
-            if let candidate = admissible(entry.id, now: now) { grantWaiter(entry.id, candidate: candidate, now: now) }
+    /// equals. A group's oldest waiter is also its highest (its members share a base priority),
+    /// so the best grantable waiter is the best grantable group head.
+    private mutating func dispatchPriority(now: Instant, blocked: inout Set<UInt64>) {
+        while globalBlock() == nil {
+            var heads: [(serial: UInt64, id: UInt64, priority: Int)] = []
+            for laneIndex in queue.lanes.indices where laneOpen(laneIndex) {
+                for project in queue.lanes[laneIndex].projects where projectOpen(project, lane: laneIndex) {
+                    for head in queue.heads(lane: laneIndex, project: project) where !blocked.contains(head.serial) {
+                        heads.append((head.serial, head.id, effectivePriority(queue.waiters[head.id]!, now: now)))
+                    }
+                }
+            }
+            heads.sort { $0.priority > $1.priority || ($0.priority == $1.priority && $0.id < $1.id) }
+            guard let found = firstAdmissible(heads.map { ($0.serial, $0.id) }, now: now, blocked: &blocked)
+            else { return }
+            grantWaiter(found.id, candidate: found.candidate, now: now)
         }
     }
 
     /// Proportional (SPEC §4a): waiters go in increasing `in_use / share` of their mode
     /// (exempt modes count their share as the global limit), FIFO among ties.
-    private mutating func dispatchProportional(now: Instant) {
+    private mutating func dispatchProportional(now: Instant, blocked: inout Set<UInt64>) {
         while globalBlock() == nil {
-            var best: (id: UInt64, candidate: ModelCandidate?, used: Int, share: Int)?
+            var best: (found: Grantable, used: Int, share: Int)?
             for laneIndex in 0..<Mode.rotation.count {
                 let mode = Mode.rotation[laneIndex]
-                let lane = queue.lanes[laneIndex]
-                guard !lane.projects.isEmpty, modeBlock(mode) == nil, proportionalBlock(mode) == nil else { continue }
-                let ids = lane.projects.filter { pauseBlock($0) == nil && projectBlock($0, mode: mode) == nil }
-                    .flatMap { lane.queues[$0]! }.sorted()
-                var firstFound: (UInt64, ModelCandidate?)?
-                for id in ids {
-                    if let candidate = admissible(id, now: now) {
-                        firstFound = (id, candidate)
-                        break
-                    }
-                }
-                guard let found = firstFound else { continue }
+                guard laneOpen(laneIndex) else { continue }
+                let heads = queue.lanes[laneIndex].projects.filter { projectOpen($0, lane: laneIndex) }
+                    .flatMap { queue.heads(lane: laneIndex, project: $0) }
+                guard let found = oldestGrantable(heads, now: now, blocked: &blocked) else { continue }
                 let share = max(fairShare(mode).flatMap { $0 > 0 ? $0 : nil } ?? config.limits.global, 1)
                 let used = occupancy.inUse(mode)
                 if let current = best {
                     let lhs = used * current.share
                     let rhs = current.used * share
-                    if lhs > rhs || (lhs == rhs && found.0 > current.id) { continue }
+                    if lhs > rhs || (lhs == rhs && found.id > current.found.id) { continue }
                 }
-                best = (found.0, found.1, used, share)
+                best = (found, used, share)
             }
             guard let best else { return }
-            grantWaiter(best.id, candidate: best.candidate, now: now)
+            grantWaiter(best.found.id, candidate: best.found.candidate, now: now)
         }
+    }
+
+    /// A waiter that passes every check now, with the model it would get (nil: none asked).
+    private typealias Grantable = (id: UInt64, candidate: ModelCandidate?)
+
+    /// Whether a lane's mode is open: under its quota and, under proportional, its share.
+    private func laneOpen(_ laneIndex: Int) -> Bool {
+        let mode = Mode.rotation[laneIndex]
+        return modeBlock(mode) == nil && proportionalBlock(mode) == nil
+    }
+
+    /// Whether a project is open in a lane: not paused and under its caps.
+    private func projectOpen(_ project: String, lane laneIndex: Int) -> Bool {
+        pauseBlock(project) == nil && projectBlock(project, mode: Mode.rotation[laneIndex]) == nil
+    }
+
+    /// The oldest grantable waiter among group heads.
+    private mutating func oldestGrantable(_ heads: [(serial: UInt64, id: UInt64)], now: Instant,
+                                 blocked: inout Set<UInt64>) -> Grantable? {
+        firstAdmissible(heads.filter { !blocked.contains($0.serial) }.sorted { $0.id < $1.id }, now: now,
+                        blocked: &blocked)
+    }
+
+    /// The first admissible waiter of group heads taken in the given order; marks the groups
+    /// of those found blocked.
+    private mutating func firstAdmissible(_ heads: [(serial: UInt64, id: UInt64)], now: Instant,
+                                 blocked: inout Set<UInt64>) -> Grantable? {
+        for head in heads where !blocked.contains(head.serial) {
+            metrics.dispatchChecksTotal += 1
+            if let candidate = admissible(head.id, now: now) { return (head.id, candidate) }
+            blocked.insert(head.serial)
+        }
+        return nil
     }
 
     /// Whether a waiter passes every check now, and with which model.

@@ -34,14 +34,23 @@ extension Broker {
         for (laneIndex, lane) in queue.lanes.enumerated() {
             if Set(lane.projects) != Set(lane.queues.keys) { problems.append("lane \(laneIndex) project list") }
             if !lane.projects.isEmpty && lane.cursor >= lane.projects.count { problems.append("lane \(laneIndex) cursor") }
-            for (project, ids) in lane.queues {
-                if ids.isEmpty { problems.append("empty queue for \(project)") }
-                for id in ids {
-                    guard let waiter = queue.waiters[id] else { problems.append("queued id \(id) has no waiter"); continue }
-                    if waiter.request.mode.index != laneIndex || waiter.request.project != project {
-                        problems.append("waiter \(id) in the wrong queue")
+            for (project, groups) in lane.queues {
+                if groups.isEmpty { problems.append("empty queue for \(project)") }
+                for (demand, group) in groups {
+                    if group.ids.isEmpty || group.ids != group.ids.sorted() {
+                        problems.append("group of \(project) empty or out of order")
                     }
-                    queued += 1
+                    for id in group.ids {
+                        guard let waiter = queue.waiters[id] else {
+                            problems.append("queued id \(id) has no waiter")
+                            continue
+                        }
+                        if waiter.request.mode.index != laneIndex || waiter.request.project != project
+                            || waiter.demand != demand {
+                            problems.append("waiter \(id) in the wrong queue")
+                        }
+                        queued += 1
+                    }
                 }
             }
         }

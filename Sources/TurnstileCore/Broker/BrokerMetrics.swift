@@ -17,6 +17,10 @@ public struct BrokerMetrics: Sendable, Equatable {
     public var refusedTotal: UInt64 = 0
     /// Waits that ended in `timeout`.
     public var timedOutTotal: UInt64 = 0
+    /// Admission checks dispatch made on queued waiters. Dispatch checks one waiter per group
+    /// of alike waiters (`Demand`), so a freed slot that a thousand waiters on one full model
+    /// cannot use adds one here, not a thousand.
+    public var dispatchChecksTotal: UInt64 = 0
 
     /// How many recent waits the averages cover.
     public static let waitWindow = 1000

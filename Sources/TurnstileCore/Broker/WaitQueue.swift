@@ -17,19 +17,50 @@ struct Waiter: Sendable {
     let kind: Kind
     let enqueuedAt: Instant
     let deadline: Instant
+
+    /// What its admission depends on besides its project and mode.
+    var demand: Demand {
+        var owner: UInt64?
+        if case .unpark(let fence) = kind { owner = fence }
+        return Demand(tenant: request.tenant, providers: request.providers, workspace: request.workspace,
+                      candidates: candidates, priority: request.priority, owner: owner)
+    }
+}
+
+/// Everything the admission check reads from a waiter besides its project and mode (which the
+/// queue's lanes and project queues already separate), plus its base priority. Two waiters of
+/// one project and mode with equal demands are admissible together or not at all, and the
+/// older one always goes first; so dispatch looks at the oldest of each group only, and a
+/// thousand waiters on one full model cost it one check, not a thousand.
+struct Demand: Hashable, Sendable {
+    var tenant: String
+    var providers: [String]
+    var workspace: String?
+    var candidates: [ModelCandidate]
+    /// Kept apart so that a group's oldest waiter is also its highest under aging.
+    var priority: Int
+    /// The fence of a waiting unpark, whose own workspace lock does not block it.
+    var owner: UInt64?
 }
 
 /// The waiters, held so that each fairness policy can walk them cheaply: per mode a lane, per
-/// lane the projects in order of first arrival, per project a FIFO of waiter ids. Round robin
-/// walks lanes and projects with cursors (SPEC §4a); priority and proportional read the same
-/// structure in their own order.
+/// lane the projects in order of first arrival, per project its waiters grouped by `Demand`,
+/// each group a FIFO of waiter ids. Round robin walks lanes and projects with cursors
+/// (SPEC §4a); priority and proportional read the same structure in their own order.
 struct WaitQueue: Sendable {
+    /// Waiters of one project and mode with equal demands, oldest first.
+    struct Group: Sendable {
+        /// Names the group for the span of one dispatch (see `Broker.dispatch`).
+        let serial: UInt64
+        var ids: [UInt64]
+    }
+
     /// The waiters of one mode.
     struct Lane: Sendable {
         /// Projects with waiters, in order of first arrival.
         var projects: [String] = []
-        /// Each project's FIFO of waiter ids.
-        var queues: [String: [UInt64]] = [:]
+        /// Each project's waiters, grouped by demand.
+        var queues: [String: [Demand: Group]] = [:]
         /// Index into `projects` of the next project the round-robin cursor offers.
         var cursor = 0
     }
@@ -45,6 +76,7 @@ struct WaitQueue: Sendable {
     /// Wait deadlines (lower bounds; a popped id may be gone).
     var deadlines = DeadlineHeap()
     private var nextID: UInt64 = 1
+    private var nextGroupSerial: UInt64 = 1
 
     var count: Int { waiters.count }
     var isEmpty: Bool { waiters.isEmpty }
@@ -61,9 +93,20 @@ struct WaitQueue: Sendable {
         if case .unpark(let fence) = kind { byUnparkFence[fence] = waiter.id }
         let laneIndex = request.mode.index
         if lanes[laneIndex].queues[request.project] == nil { lanes[laneIndex].projects.append(request.project) }
-        lanes[laneIndex].queues[request.project, default: []].append(waiter.id)
+        appendToGroup(waiter)
         deadlines.push(waiter.deadline, waiter.id)
         return waiter
+    }
+
+    /// Puts a waiter at the back of its demand's group, creating the group if needed.
+    private mutating func appendToGroup(_ waiter: Waiter) {
+        let demand = waiter.demand
+        let laneIndex = waiter.request.mode.index
+        if lanes[laneIndex].queues[waiter.request.project, default: [:]][demand] == nil {
+            lanes[laneIndex].queues[waiter.request.project, default: [:]][demand] = Group(serial: nextGroupSerial, ids: [])
+            nextGroupSerial += 1
+        }
+        lanes[laneIndex].queues[waiter.request.project]![demand]!.ids.append(waiter.id)
     }
 
     /// Removes a waiter wherever it is.
@@ -76,18 +119,23 @@ struct WaitQueue: Sendable {
         if case .unpark(let fence) = waiter.kind { byUnparkFence[fence] = nil }
         let laneIndex = waiter.request.mode.index
         let project = waiter.request.project
-        var queue = lanes[laneIndex].queues[project]!
-        queue.remove(at: queue.firstIndex(of: id)!)
-        if queue.isEmpty {
+        let demand = waiter.demand
+        var group = lanes[laneIndex].queues[project]![demand]!
+        group.ids.remove(at: group.ids.firstIndex(of: id)!)
+        lanes[laneIndex].queues[project]![demand] = group.ids.isEmpty ? nil : group
+        if lanes[laneIndex].queues[project]!.isEmpty {
             lanes[laneIndex].queues[project] = nil
             let position = lanes[laneIndex].projects.firstIndex(of: project)!
             lanes[laneIndex].projects.remove(at: position)
             if position < lanes[laneIndex].cursor { lanes[laneIndex].cursor -= 1 }
             if lanes[laneIndex].cursor >= lanes[laneIndex].projects.count { lanes[laneIndex].cursor = 0 }
-        } else {
-            lanes[laneIndex].queues[project] = queue
         }
         return waiter
+    }
+
+    /// The oldest waiter of each group of a project, with the group's serial.
+    func heads(lane laneIndex: Int, project: String) -> [(serial: UInt64, id: UInt64)] {
+        lanes[laneIndex].queues[project]?.values.map { ($0.serial, $0.ids[0]) } ?? []
     }
 
     /// The waiter answering a ticket.
@@ -105,8 +153,15 @@ struct WaitQueue: Sendable {
     /// Every waiter in arrival order.
     func inArrivalOrder() -> [Waiter] { waiters.values.sorted { $0.id < $1.id } }
 
-    /// Replaces the candidates of every waiter (after a reload).
+    /// Replaces the candidates of every waiter (after a reload) and regroups them by their new
+    /// demands, keeping each group oldest first.
     mutating func recomputeCandidates(_ compute: (AdmissionRequest) -> [ModelCandidate]) {
-        for id in Array(waiters.keys) { waiters[id]!.candidates = compute(waiters[id]!.request) }
+        for laneIndex in lanes.indices {
+            for project in lanes[laneIndex].projects { lanes[laneIndex].queues[project] = [:] }
+        }
+        for waiter in inArrivalOrder() {
+            waiters[waiter.id]!.candidates = compute(waiter.request)
+            appendToGroup(waiters[waiter.id]!)
+        }
     }
 }
