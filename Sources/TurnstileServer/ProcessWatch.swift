@@ -6,8 +6,8 @@ import TurnstileCore
 
 /// Watches the processes leases are bound to, so a holder's death frees its slot at once:
 /// a pidfd per process, polled by the loop (readable = exited). Where pidfd is unavailable
-/// (kernels before 5.3, some sandboxes) it falls back to checking every 100 ms with
-/// kill(pid, 0), and says so in the log.
+/// (kernels before 5.3, some sandboxes), or when `--process-watch poll` asks for it, it checks
+/// every 100 ms whether each process still runs, and says so in the log.
 final class ProcessWatch {
     private unowned let server: Server
     /// Live watches: pid → (poll handle, pidfd).
@@ -25,6 +25,14 @@ final class ProcessWatch {
     /// Starts watching a process.
     func watch(_ pid: Int32) {
         guard polls[pid] == nil, !fallbackPids.contains(pid) else { return }
+        if server.settings.processWatch == .poll {
+            if Self.isGone(pid) {
+                exitedBeforeWatch.append(pid)
+            } else {
+                startFallback(pid, reason: nil)
+            }
+            return
+        }
         let fd = turnstile_pidfd_open(pid)
         if fd == -ESRCH {
             exitedBeforeWatch.append(pid)
@@ -71,9 +79,15 @@ final class ProcessWatch {
         return exitedBeforeWatch
     }
 
-    private func startFallback(_ pid: Int32, reason: String) {
+    /// Starts checking a process every 100 ms; `reason` says why pidfd could not be used (nil:
+    /// polling was asked for).
+    private func startFallback(_ pid: Int32, reason: String?) {
         if fallbackTimer == nil {
-            server.logger.warning("pidfd is unavailable (\(reason)); checking holder processes every 100 ms instead")
+            if let reason {
+                server.logger.warning("pidfd is unavailable (\(reason)); checking holder processes every 100 ms instead")
+            } else {
+                server.logger.info("checking holder processes every 100 ms (--process-watch poll)")
+            }
             let timer = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
             uv_timer_init(server.loop, timer)
             uv_timer_start(timer, onProcessFallbackTick, 100, 100)
@@ -82,9 +96,24 @@ final class ProcessWatch {
         fallbackPids.insert(pid)
     }
 
-    /// The fallback's tick: a process that no longer exists has exited.
+    /// The fallback's tick: a process that no longer runs has exited.
     func pollFallback() {
-        for pid in fallbackPids.sorted() where kill(pid, 0) != 0 && errno == ESRCH { exited(pid) }
+        for pid in fallbackPids.sorted() where Self.isGone(pid) { exited(pid) }
+    }
+
+    /// Whether a process has exited: it no longer exists, or it is a zombie (dead, waiting for
+    /// its parent to collect it: `kill(pid, 0)` still succeeds on one, so /proc says which).
+    static func isGone(_ pid: Int32) -> Bool {
+        if kill(pid, 0) != 0 { return errno == ESRCH }
+        guard let file = fopen("/proc/\(pid)/stat", "r") else { return false }
+        defer { fclose(file) }
+        var buffer = [CChar](repeating: 0, count: 512)
+        guard fgets(&buffer, Int32(buffer.count), file) != nil else { return false }
+        let line = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        // "pid (comm) S ...": the state follows the last ')', as comm may hold one itself.
+        guard let close = line.lastIndex(of: ")") else { return false }
+        let state = line[line.index(after: close)...].drop { $0 == " " }.first
+        return state == "Z" || state == "X"
     }
 
     /// Closes every watch (at stop).

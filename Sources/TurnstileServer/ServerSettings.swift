@@ -20,6 +20,8 @@ public struct ServerSettings: Sendable {
     public var pauseDirectory: String
     /// The daemon's version string.
     public var version = "0.1.0"
+    /// How holder processes are watched.
+    public var processWatch = ProcessWatchMethod.pidfd
 
     /// Resolves paths.
     /// - Parameters:
@@ -41,4 +43,11 @@ public struct ServerSettings: Sendable {
         self.stateDirectory = state
         self.pauseDirectory = pauseDirectory ?? config.pauseDirectory ?? state + "/pause"
     }
+}
+
+/// How the daemon learns that a lease's process died: a pidfd per process (at once), or a
+/// check every 100 ms for kernels and sandboxes without `pidfd_open` (the daemon falls back to
+/// it by itself when pidfd fails; `--process-watch poll` chooses it from the start).
+public enum ProcessWatchMethod: String, Sendable, CaseIterable {
+    case pidfd, poll
 }

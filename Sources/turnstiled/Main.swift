@@ -28,10 +28,16 @@ struct Turnstiled: ParsableCommand {
     @Option(name: .customLong("pause-dir"), help: "Where pause flag files live.") var pauseDirectory: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
+    @Option(name: .customLong("process-watch"),
+            help: "How holder processes are watched: pidfd (at once; the default, with poll as fallback) or poll (every 100 ms).")
+    var processWatch: String = ProcessWatchMethod.pidfd.rawValue
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel.lowercased()) != nil else {
             throw ValidationError("unknown log level \(logLevel)")
+        }
+        guard ProcessWatchMethod(rawValue: processWatch) != nil else {
+            throw ValidationError("unknown process watch \(processWatch): pidfd or poll")
         }
     }
 
@@ -56,9 +62,10 @@ struct Turnstiled: ParsableCommand {
             case .failure(let error): fail("invalid config: \(error)")
             }
         }
-        let settings = ServerSettings(config: parsed, configPath: configPath, socket: socket,
+        var settings = ServerSettings(config: parsed, configPath: configPath, socket: socket,
                                       stateDirectory: stateDirectory, pauseDirectory: pauseDirectory,
                                       environment: environment)
+        settings.processWatch = ProcessWatchMethod(rawValue: processWatch)!
         do {
             let server = try Server(settings: settings, logger: logger)
             try server.run()

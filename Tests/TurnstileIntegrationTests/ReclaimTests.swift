@@ -78,6 +78,26 @@ struct ReclaimTests {
         #expect(try client.answer(to: waitID, timeoutMilliseconds: 10_000).ok)
     }
 
+    /// Without pidfd (`--process-watch poll`, what the daemon falls back to where pidfd is
+    /// missing) a death is still seen, even while the dead process is an uncollected zombie:
+    /// the test does not reap the sleeper it kills.
+    @Test func aPidBoundLeaseIsReleasedWhenItsProcessDiesWithoutPidfd() throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 1\n", extraArguments: ["--process-watch", "poll"])
+        let watcher = try daemon.client()
+        _ = try watcher.ask("watch")
+        let sleeper = try ChildProcess(["sleep", "600"])
+        let client = try daemon.client()
+        #expect(try client.ask("acquire", [("detach", .bool(true)), ("pid", .integer(sleeper.pid)),
+                                           ("holder", .text("sleeper"))]).ok)
+        let waitID = try client.send("acquire", [("wait_ms", .integer(30_000))])
+        sleeper.signal(SIGKILL)
+        let released = try Self.waitForRelease(watcher, cause: "process_exited")
+        #expect(released?["holder"]?.stringValue == "sleeper")
+        #expect(try client.answer(to: waitID, timeoutMilliseconds: 10_000).ok)
+        #expect(daemon.log.contains("checking holder processes every 100 ms"))
+        _ = sleeper.waitForExit()
+    }
+
     @Test func aDeadPidIsReleasedImmediately() throws {
         let daemon = try Daemon()
         let short = try ChildProcess(["true"])
