@@ -190,7 +190,7 @@ struct BadInputTests {
             if holders == ["bystander"] { break }
         }
         #expect(holders == ["bystander"])
-        #expect(world.daemon.log.contains("cutting off a client that does not read"))
+        #expect(world.daemon.logShows("cutting off a client that does not read"))
         #expect(try world.undisturbed())
     }
 }

@@ -94,7 +94,7 @@ struct ReclaimTests {
         let released = try Self.waitForRelease(watcher, cause: "process_exited")
         #expect(released?["holder"]?.stringValue == "sleeper")
         #expect(try client.answer(to: waitID, timeoutMilliseconds: 10_000).ok)
-        #expect(daemon.log.contains("checking holder processes every 100 ms"))
+        #expect(daemon.logShows("checking holder processes every 100 ms"))
         _ = sleeper.waitForExit()
     }
 

@@ -28,7 +28,7 @@ struct SignalTests {
         try daemon.writeConfig("[limits]\nglobal = -4\n")
         daemon.process!.signal(SIGHUP)
         #expect(daemon.process!.waitForOutput("reload refused; keeping the running config"))
-        #expect(daemon.log.contains("turnstile.toml:2: limits.global"))
+        #expect(daemon.logShows("turnstile.toml:2: limits.global"))
         #expect(try client.ask("status")["global"]?.objectValue?["limit"]?.numberValue?.int64 == 1)
         try daemon.writeConfig("[limits]\nglobal = 4\n")
         daemon.process!.signal(SIGHUP)

@@ -69,6 +69,12 @@ final class Daemon: @unchecked Sendable {
     /// The daemon's log so far (the current run).
     var log: String { process?.output ?? "" }
 
+    /// Waits until the current run's log shows `text`: the log arrives through a pipe, so a
+    /// line the daemon wrote before an effect the test saw may not have been read yet.
+    func logShows(_ text: String, milliseconds: Int = 10_000) -> Bool {
+        process?.waitForOutput(text, milliseconds: milliseconds) ?? false
+    }
+
     /// Every run's log.
     var fullLog: String { earlierLogs + log }
 
