@@ -54,7 +54,6 @@ struct ExampleTests {
     @Test func thePythonClientHoldsHeartbeatsAndReleasesAPermit() throws {
         let daemon = try Daemon()
         let run = try Self.python(daemon, #"""
-            import time
             from turnstile_client import TurnstileClient
 
             def lease_of(status, holder):
@@ -68,14 +67,11 @@ struct ExampleTests {
                     seen = lease_of(observer.status(), "py")
                     print("listed", seen is not None and seen["fence"] == permit.fence and seen["bound"]
                           and seen["project"] == "alpha" and seen["mode"] == "issue")
-                    # Hold it for three ttls: only the heartbeat thread keeps it alive.
-                    deadline = time.monotonic() + 20
-                    while time.monotonic() < deadline:
-                        seen = lease_of(observer.status(), "py")
-                        if seen is None or seen["age_ms"] >= 1800:
-                            break
-                        time.sleep(0.02)
-                    print("alive-after-three-ttls", seen is not None and seen["age_ms"] >= 1800 and not permit.lost)
+                    # Hold it for three ttls: only the heartbeat thread keeps it alive. Losing it
+                    # (an `expired` or `revoked` event) would end the wait early.
+                    lost = permit.wait_lost(timeout=1.9)
+                    seen = lease_of(observer.status(), "py")
+                    print("alive-after-three-ttls", not lost and seen is not None and seen["age_ms"] >= 1800)
                 print("released", lease_of(observer.status(), "py") is None)
                 try:
                     with client.permit(holder="crashing"):
