@@ -86,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "turnstile-bench",
             dependencies: [
-                "TurnstileCore", "TurnstileProtocol",
+                "TurnstileCore", "TurnstileProtocol", "TurnstileClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["results"]

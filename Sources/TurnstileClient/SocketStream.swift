@@ -39,6 +39,13 @@ public final class SocketStream {
 
     /// Connects to a socket path.
     public init(path: String) throws(ClientError) {
+        descriptor = try Self.connect(path: path)
+    }
+
+    /// Connects a blocking Unix stream socket and returns the bare descriptor: what the stream
+    /// uses, and what load generators and tests use where thousands of connections must cost
+    /// no buffers.
+    public static func connect(path: String) throws(ClientError) -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system("socket: \(String(cString: strerror(errno)))") }
         var address = sockaddr_un()
@@ -52,14 +59,14 @@ public final class SocketStream {
             for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
         }
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard result == 0 else {
             let reason = String(cString: strerror(errno))
             Glibc.close(fd)
             throw .unreachable(path: path, reason: reason)
         }
-        descriptor = fd
+        return fd
     }
 
     deinit { if !closed { Glibc.close(descriptor) } }
@@ -82,9 +89,14 @@ public final class SocketStream {
 
     /// Writes bytes completely.
     public func write(_ bytes: [UInt8]) throws(ClientError) {
+        try Self.send(bytes, on: descriptor)
+    }
+
+    /// Sends every byte on a blocking descriptor (no SIGPIPE: a gone peer is `.closed`).
+    public static func send(_ bytes: [UInt8], on fd: Int32) throws(ClientError) {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            let written = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
             if written < 0 {
                 if errno == EINTR { continue }
                 if errno == EPIPE || errno == ECONNRESET { throw .closed }

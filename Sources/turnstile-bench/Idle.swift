@@ -58,15 +58,4 @@ struct Idle: ParsableCommand {
         }
         for fd in descriptors { close(fd) }
     }
-
-    /// One line (blocking).
-    private func readLine(_ fd: Int32) -> String? {
-        var line: [UInt8] = []
-        var byte: UInt8 = 0
-        while recv(fd, &byte, 1, 0) == 1 {
-            if byte == 0x0A { return String(decoding: line, as: UTF8.self) }
-            line.append(byte)
-        }
-        return nil
-    }
 }

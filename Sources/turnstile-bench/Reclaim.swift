@@ -89,15 +89,4 @@ struct Reclaim: ParsableCommand {
         guard posix_spawnp(&pid, "sleep", nil, nil, argv, environ) == 0 else { throw BenchError("cannot spawn sleep") }
         return pid
     }
-
-    /// Reads one line (blocking).
-    private func readLine(_ fd: Int32) -> String? {
-        var line: [UInt8] = []
-        var byte: UInt8 = 0
-        while recv(fd, &byte, 1, 0) == 1 {
-            if byte == 0x0A { return String(decoding: line, as: UTF8.self) }
-            line.append(byte)
-        }
-        return nil
-    }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import TurnstileClient
 
 /// Waits on many client sockets at once with `poll`, so one load-generator thread keeps
 /// dozens of connections busy without thread-per-connection switching (which would make the
@@ -20,35 +21,20 @@ struct SocketPoller {
     }
 }
 
-/// Connects a Unix stream socket.
-func connectUnix(_ path: String) -> Int32? {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { return nil }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
-    }
-    let result = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    guard result == 0 else {
-        close(fd)
-        return nil
-    }
-    return fd
-}
+/// Connects a Unix stream socket (a bare descriptor: see `SocketStream.connect`).
+func connectUnix(_ path: String) -> Int32? { try? SocketStream.connect(path: path) }
 
-/// Writes everything (blocking socket).
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-        if written < 0 {
-            if errno == EINTR { continue }
-            return false
-        }
-        offset += written
+/// Writes everything (blocking socket); false if the peer went away.
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool { (try? SocketStream.send(bytes, on: fd)) != nil }
+
+/// Reads one line from a blocking socket, a byte at a time (for short answers on connections
+/// that must not read past their line); nil if the peer closed first.
+func readLine(_ fd: Int32) -> String? {
+    var line: [UInt8] = []
+    var byte: UInt8 = 0
+    while recv(fd, &byte, 1, 0) == 1 {
+        if byte == 0x0A { return String(decoding: line, as: UTF8.self) }
+        line.append(byte)
     }
-    return true
+    return nil
 }

@@ -190,32 +190,7 @@ struct DaemonMemory {
 
 /// Connects to a Unix socket and returns the bare descriptor (no buffers: ten thousand of them
 /// must cost the test process little).
-func connectSilently(_ path: String) -> Int32? {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { return nil }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
-    }
-    let result = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    guard result == 0 else {
-        close(fd)
-        return nil
-    }
-    return fd
-}
+func connectSilently(_ path: String) -> Int32? { try? SocketStream.connect(path: path) }
 
 /// Writes all bytes to a blocking socket; false if the peer went away.
-func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-        if written < 0 && errno == EINTR { continue }
-        if written <= 0 { return false }
-        offset += written
-    }
-    return true
-}
+func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool { (try? SocketStream.send(bytes, on: fd)) != nil }
