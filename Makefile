@@ -1,6 +1,7 @@
 # Turnstile: `make run` starts the daemon, `make test` runs every test.
 # Every target installs what a fresh Debian machine lacks and needs no input.
 
+SHELL         := /bin/bash
 SWIFT         ?= swift
 TEST_TIMEOUT  ?= 2400
 FUZZ_SECONDS  ?= 600
@@ -55,8 +56,8 @@ bench: bench-deps
 
 # libFuzzer over the framer, parser and request decoder, seeded from protocol/vectors.
 fuzz-build: deps
-	$(SWIFT) build -c release --product turnstile-fuzz --scratch-path .build-fuzz \
-		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING 2>&1 | grep -v "Cannot export local symbol" || true
+	set -o pipefail; $(SWIFT) build -c release --product turnstile-fuzz --scratch-path .build-fuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING 2>&1 | { grep -v "Cannot export local symbol" || true; }
 	@mkdir -p .build-fuzz/seeds .build-fuzz/corpus
 	@for file in protocol/vectors/*.ndjson; do \
 		n=0; grep -E '^[A-Z]*>' $$file | sed 's/^[A-Z]*> //' | while IFS= read -r line; do \

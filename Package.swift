@@ -7,7 +7,6 @@ import PackageDescription
 
 let package = Package(
     name: "Turnstile",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "turnstiled", targets: ["turnstiled"]),
         .executable(name: "turnstile", targets: ["turnstile"]),
