@@ -13,18 +13,20 @@ final class Connection {
     let id: ClientID
     /// The libuv handle.
     let pipe: UnsafeMutablePointer<uv_pipe_t>
-    /// Peer credentials from SO_PEERCRED.
-    var uid: UInt32 = UInt32.max
-    var gid: UInt32 = UInt32.max
-    var pid: Int32 = 0
+    /// Peer credentials from SO_PEERCRED; nil if they could not be read.
+    var credentials: PeerCredentials?
+    /// What the peer may do, decided at accept and again after every reload.
+    var rights = PeerRights.none
+    /// The peer's uid, for messages and logs (UInt32.max if unknown).
+    var uid: UInt32 { credentials?.uid ?? UInt32.max }
+    /// The peer's pid, for logs (0 if unknown).
+    var pid: Int32 { credentials?.pid ?? 0 }
     /// Whether the peer may use the admin ops.
-    var isAdmin = false
+    var isAdmin: Bool { rights == .admin }
     /// Splits incoming bytes into lines.
     var framer = LineFramer()
     /// Answer bytes not yet handed to the kernel; answers are written straight into it.
     var output = JSONWriter(capacity: 1024)
-    /// Bytes handed to `uv_write` and not yet confirmed.
-    var bytesInFlight = 0
     /// Whether a `uv_write` is outstanding (at most one at a time).
     var writing = false
     /// Whether it is listed for the next flush.
@@ -61,7 +63,9 @@ final class Connection {
     var stream: UnsafeMutablePointer<uv_stream_t> { UVHandle.stream(pipe) }
 
     /// Bytes this connection makes the daemon hold for it.
-    var bufferedBytes: Int { output.count + bytesInFlight }
+    /// libuv's write queue shrinks as the kernel takes bytes, so this falls while a large
+    /// answer is being read, not only when its write completes.
+    var bufferedBytes: Int { output.count + (writing ? Int(uv_stream_get_write_queue_size(stream)) : 0) }
 
     /// A ticket for a request that may have to wait; nothing is stored until it does.
     func nextTicket() -> Ticket {

@@ -4,10 +4,11 @@ import Glibc
 import CLibUV
 import TurnstileCore
 
-/// The pause flags on disk (SPEC §1.7): `<pause_dir>/<project>` exists while the project is
+/// The pause flags on disk (protocol/PROTOCOL.md, "Pause flags"): `<pause_dir>/<project>` exists while the project is
 /// paused, whoever created it. The directory is watched (inotify through `uv_fs_event_t`)
 /// and rescanned every second as a backstop, so an operator's `touch` or `rm` takes effect
-/// within a second at worst, usually at once.
+/// within a second at worst, usually at once. It only reads and writes the files: the server
+/// hands what it reads to the broker.
 final class PauseDirectory {
     let path: String
     private unowned let server: Server
@@ -44,18 +45,22 @@ final class PauseDirectory {
         rescanTimer = nil
     }
 
-    /// Reads the directory and makes the broker's paused set match it.
-    func rescan() {
-        guard let directory = opendir(path) else { return }
+    /// The projects flagged now: every entry of the directory that is a valid project name
+    /// (dot-names included: `.meta` is a project like any other). Entries whose name is not
+    /// valid UTF-8 or not a valid project name cannot be a flag the daemon made, and are left
+    /// alone. Nil when the directory cannot be read (the caller keeps what it knew).
+    func flags() -> Set<String>? {
+        guard let directory = opendir(path) else { return nil }
         defer { closedir(directory) }
         var names = Set<String>()
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name.hasPrefix(".") { continue }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String? in
+                String(validatingCString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            guard let name, name != ".", name != "..", Names.projectNameProblem(name) == nil else { continue }
             names.insert(name)
         }
-        server.broker.syncPaused(names, now: server.now)
-        server.processEffects()
+        return names
     }
 
     /// Creates a project's flag file.

@@ -67,10 +67,7 @@ final class ProcessWatch {
     /// A watched process exited.
     func exited(_ pid: Int32) {
         unwatch(pid)
-        server.logger.debug("holder process exited", metadata: ["pid": "\(pid)"])
-        server.broker.processExited(pid, now: server.now)
-        server.processEffects()
-        server.iterationEnded()
+        server.holderProcessExited(pid)
     }
 
     /// Pids that were dead before their watch began (handed over once).

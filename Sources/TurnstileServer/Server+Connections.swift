@@ -36,18 +36,20 @@ extension Server {
             return
         }
         var fd: uv_os_fd_t = -1
-        uv_fileno(UVHandle.handle(connection.pipe), &fd)
         var uid: UInt32 = 0, gid: UInt32 = 0, pid: Int32 = 0
-        if turnstile_peer_credentials(fd, &uid, &gid, &pid) == 0 {
-            (connection.uid, connection.gid, connection.pid) = (uid, gid, pid)
+        if uv_fileno(UVHandle.handle(connection.pipe), &fd) == 0, turnstile_peer_credentials(fd, &uid, &gid, &pid) == 0 {
+            connection.credentials = PeerCredentials(uid: uid, gid: gid, pid: pid)
         }
-        let access = settings.config.access
-        let owner = getuid()
-        connection.isAdmin = uid == owner || uid == 0 || access.adminUIDs.contains(uid)
-        let allowed = connection.isAdmin || access.allowUIDs.contains(uid) || access.allowGIDs.contains(gid)
-        if !allowed {
-            logger.warning("refused a connection", metadata: ["uid": "\(uid)", "gid": "\(gid)", "pid": "\(pid)"])
-            refuse(connection, code: .forbidden, message: "uid \(uid) may not connect to this turnstiled")
+        connection.rights = PeerRights.of(connection.credentials, access: settings.config.access, daemonUID: getuid())
+        if connection.rights == .none {
+            guard let credentials = connection.credentials else {
+                logger.warning("refused a connection whose peer credentials cannot be read")
+                refuse(connection, code: .forbidden, message: "this turnstiled cannot read your credentials (SO_PEERCRED)")
+                return
+            }
+            logger.warning("refused a connection",
+                           metadata: ["uid": "\(credentials.uid)", "gid": "\(credentials.gid)", "pid": "\(credentials.pid)"])
+            refuse(connection, code: .forbidden, message: "uid \(credentials.uid) may not connect to this turnstiled")
             return
         }
         if connections.count - lingering.count > settings.config.server.maxConnections {
@@ -59,7 +61,7 @@ extension Server {
     }
 
     /// Answers one error line and closes.
-    private func refuse(_ connection: Connection, code: ErrorCode, message: String) {
+    func refuse(_ connection: Connection, code: ErrorCode, message: String) {
         Answers.failure(&connection.output, id: nil, code: code, message: message)
         closeAfterFlush(connection)
     }
@@ -68,6 +70,11 @@ extension Server {
     func inputEnded(on connection: Connection, code: Int32) {
         uv_read_stop(connection.stream)
         guard code == Int32(UV_EOF.rawValue) else { return closeNow(connection) }
+        connection.framer.finish { line in
+            handleLine(line, on: connection)
+            return true
+        }
+        guard !connection.closing else { return }
         if peerHasClosed(connection) { return closeNow(connection) }
         guard !connection.pending.isEmpty else { return closeAfterFlush(connection) }
         // Half-closed with requests still waiting (`echo … | socat`): answer them, then
@@ -107,7 +114,7 @@ extension Server {
             uv_close(UVHandle.handle(timer), onHandleClosedFree)
             halfClosedTimer = nil
         }
-        iterationEnded()
+        requestCommit()
     }
 
     /// Queues an answer or event for a connection (flushed at the end of the iteration). A
@@ -162,7 +169,6 @@ extension Server {
         let write = WriteRequest(bytes: rest, connection: connection)
         write.request.pointee.data = Unmanaged.passRetained(write).toOpaque()
         connection.writing = true
-        connection.bytesInFlight = rest.count
         let status: Int32 = write.bytes.withUnsafeMutableBytes { bytes in
             var buffer = uv_buf_init(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(bytes.count))
             return uv_write(write.request, connection.stream, &buffer, 1, onWriteDone)
@@ -170,7 +176,6 @@ extension Server {
         if status < 0 {
             Unmanaged<WriteRequest>.fromOpaque(write.request.pointee.data).release()
             connection.writing = false
-            connection.bytesInFlight = 0
             closeNow(connection)
         } else if written > 0 {
             outputProgressed(on: connection)
@@ -180,7 +185,6 @@ extension Server {
     /// A queued write finished.
     func writeFinished(on connection: Connection, status: Int32) {
         connection.writing = false
-        connection.bytesInFlight = 0
         guard status >= 0 else {
             closeNow(connection)
             return
@@ -283,21 +287,24 @@ extension Server {
     func closeIfDone(_ connection: Connection) {
         if connection.inputClosed && connection.pending.isEmpty { closeAfterFlush(connection) }
     }
+}
 
-    /// The deadline timer fired.
-    func deadlineReached() {
-        armedDeadline = nil
-        broker.tick(now: now)
-        processEffects()
-        iterationEnded()
-    }
-
-    /// End of a loop iteration: journal first (a grant is recorded before its answer leaves),
-    /// then answers, then the deadline timer and any due snapshot.
-    func iterationEnded() {
-        store.flushJournal()
-        flushAll()
-        rearmDeadlineTimer()
-        if !stopping { store.compactIfDue(now: now) { broker.snapshot(now: now, wall: wall) } }
+extension Server {
+    /// After a reload: every open connection's rights are decided again from the new access
+    /// table. A peer that may no longer connect is told `forbidden` and closed (its bound
+    /// leases released, as on any disconnect); one that lost admin keeps only the client ops.
+    func reviewRights() {
+        let access = settings.config.access
+        let owner = getuid()
+        for connection in connections.values where !connection.closing && connection.rights != .none {
+            let rights = PeerRights.of(connection.credentials, access: access, daemonUID: owner)
+            guard rights != connection.rights else { continue }
+            logger.info("rights changed by a reload", metadata: [
+                "client": "\(connection.id)", "uid": "\(connection.uid)", "from": "\(connection.rights)", "to": "\(rights)"])
+            connection.rights = rights
+            if rights == .none {
+                refuse(connection, code: .forbidden, message: "uid \(connection.uid) may no longer connect to this turnstiled")
+            }
+        }
     }
 }

@@ -50,7 +50,7 @@ extension Server {
             }
             framed(connection, outcome, reading: false)
         }
-        iterationEnded()
+        requestCommit()
         if backlogged.isEmpty { uv_idle_stop(backlogTurns) }
     }
 
@@ -80,7 +80,7 @@ extension Server {
         if reading && (mustBlock || connection.framer.hasBacklog) { uv_read_stop(connection.stream) }
         if mustBlock {
             connection.outputBlocked = true
-            blocked[connection.id] = (connection, now)
+            blocked[connection.id] = BlockedConnection(connection: connection, since: now, buffered: connection.bufferedBytes)
             startStallChecks()
         } else if connection.framer.hasBacklog {
             backlogged.append(connection)
@@ -95,7 +95,7 @@ extension Server {
     func outputProgressed(on connection: Connection) {
         guard connection.outputBlocked, !connection.closing else { return }
         guard connection.bufferedBytes < outputHighWater / 2 else {
-            blocked[connection.id] = (connection, now)
+            blocked[connection.id] = BlockedConnection(connection: connection, since: now, buffered: connection.bufferedBytes)
             return
         }
         connection.outputBlocked = false
@@ -117,14 +117,23 @@ extension Server {
     }
 
     /// Cuts off blocked connections that took none of their answers for `stallMilliseconds`.
+    /// Progress is any byte the kernel took since the last check, so a client reading a large
+    /// answer slowly but steadily is never cut off in the middle of it.
     func cutOffStalled() {
         let at = now
-        for (connection, since) in blocked.values where at.milliseconds(since: since) >= Self.stallMilliseconds {
-            blocked[connection.id] = nil
+        for entry in blocked.values {
+            let connection = entry.connection
             guard !connection.closing else { continue }
+            let buffered = connection.bufferedBytes
+            if buffered < entry.buffered {
+                blocked[connection.id] = BlockedConnection(connection: connection, since: at, buffered: buffered)
+                continue
+            }
+            guard at.milliseconds(since: entry.since) >= Self.stallMilliseconds else { continue }
+            blocked[connection.id] = nil
             logger.warning("cutting off a client that does not read its answers",
                            metadata: ["client": "\(connection.id)", "pid": "\(connection.pid)",
-                                      "buffered": "\(connection.bufferedBytes)", "stalled_ms": "\(Self.stallMilliseconds)"])
+                                      "buffered": "\(buffered)", "stalled_ms": "\(Self.stallMilliseconds)"])
             connection.output.removeAll(keepingCapacityUpTo: 1024)
             closeNow(connection)
         }
@@ -133,6 +142,14 @@ extension Server {
             uv_close(UVHandle.handle(timer), onHandleClosedFree)
             stallTimer = nil
         }
-        iterationEnded()
+        requestCommit()
     }
+}
+
+/// A connection whose input is not read until its unsent answers drain: when it last made
+/// progress, and how many bytes it held then (fewer later is progress).
+struct BlockedConnection {
+    let connection: Connection
+    let since: Instant
+    let buffered: Int
 }

@@ -22,12 +22,21 @@ public final class Server {
     var lockFileDescriptor: Int32 = -1
     let deadlineTimer: UnsafeMutablePointer<uv_timer_t>
     let flushCheck: UnsafeMutablePointer<uv_check_t>
+    /// Active while something happened outside the loop's poll (a timer, an idle turn) that
+    /// must be committed: it keeps the poll from sleeping, so the commit follows at once.
+    let commitSoon: UnsafeMutablePointer<uv_idle_t>
+    /// The deadline timer fired: serve deadlines at the commit, after this turn's input.
+    var deadlineDue = false
+    /// When the previous loop turn read its input: bytes read in this turn were sent after it,
+    /// so a heartbeat read now counts if its lease was alive then (Server+Commit).
+    var readHorizon = Instant(milliseconds: 0)
     /// Runs while some connection has lines left over from its turn (Server+InputTurns).
     let backlogTurns: UnsafeMutablePointer<uv_idle_t>
     /// Connections with lines left over, in the order they get their next turn.
     var backlogged: [Connection] = []
-    /// Connections not read until their unsent answers drain, with when they last progressed.
-    var blocked: [ClientID: (connection: Connection, since: Instant)] = [:]
+    /// Connections not read until their unsent answers drain, with when they last progressed
+    /// and how many bytes they held then.
+    var blocked: [ClientID: BlockedConnection] = [:]
     var stallTimer: UnsafeMutablePointer<uv_timer_t>?
     var signalHandles: [UnsafeMutablePointer<uv_signal_t>] = []
     var connections: [ClientID: Connection] = [:]
@@ -68,6 +77,7 @@ public final class Server {
         try check(uv_loop_init(loop), "uv_loop_init")
         deadlineTimer = .allocate(capacity: 1)
         flushCheck = .allocate(capacity: 1)
+        commitSoon = .allocate(capacity: 1)
         backlogTurns = .allocate(capacity: 1)
         readBuffer = .allocate(byteCount: 65_536, alignment: 16)
         startedAt = Instant(milliseconds: uv_now(loop))
@@ -85,6 +95,7 @@ public final class Server {
         readBuffer.deallocate()
         backlogTurns.deallocate()
         flushCheck.deallocate()
+        commitSoon.deallocate()
         deadlineTimer.deallocate()
         loop.deallocate()
     }
@@ -117,7 +128,7 @@ public final class Server {
         for record in rejected { logger.warning("dropped a saved lease that could not be restored", metadata: ["fence": "\(record.fence)"]) }
         if broker.leaseCount > 0 { logger.info("restored leases", metadata: ["count": "\(broker.leaseCount)"]) }
         try store.reserveFences(above: broker.fenceHighWater)
-        pauseFlags.rescan()
+        syncPauseFlags()
         processEffects()
         try store.writeSnapshot(broker.snapshot(now: now, wall: wall), now: now)
     }
@@ -127,7 +138,8 @@ public final class Server {
         try listen()
         try check(uv_timer_init(loop, deadlineTimer), "uv_timer_init")
         try check(uv_check_init(loop, flushCheck), "uv_check_init")
-        try check(uv_check_start(flushCheck, onLoopIterationEnd), "uv_check_start")
+        try check(uv_check_start(flushCheck, onLoopTurnEnd), "uv_check_start")
+        try check(uv_idle_init(loop, commitSoon), "uv_idle_init")
         try check(uv_idle_init(loop, backlogTurns), "uv_idle_init")
         for signal in [SIGTERM, SIGINT, SIGHUP] {
             let handle = UnsafeMutablePointer<uv_signal_t>.allocate(capacity: 1)
@@ -173,6 +185,7 @@ public final class Server {
         lingerTimer = nil
         uv_close(UVHandle.handle(deadlineTimer), nil)
         uv_close(UVHandle.handle(flushCheck), nil)
+        uv_close(UVHandle.handle(commitSoon), nil)
         uv_close(UVHandle.handle(backlogTurns), nil)
         backlogged = []
         if let stallTimer { uv_close(UVHandle.handle(stallTimer), onHandleClosedFree) }
@@ -186,33 +199,34 @@ public final class Server {
     }
 
     /// SIGHUP and the `reload` op: re-read the config file; keep the running config if the
-    /// new one is invalid.
+    /// new one is invalid. The default config file, when absent, means the embedded defaults.
     /// - Returns: nil on success, else the error to answer (`bad_config`).
     @discardableResult
     func reloadConfig() -> ConfigError? {
-        guard let path = settings.configPath else {
-            logger.info("reload: no config file; keeping the embedded defaults")
-            broker.reload(settings.config, now: now)
-            pauseFlags.rescan()
-            processEffects()
-            return nil
-        }
-        switch ConfigFile.load(path) {
-        case .failure(let error):
-            logger.error("reload refused; keeping the running config", metadata: ["error": "\(error)"])
-            return error
-        case .success(let config):
-            if config.socketPath != settings.config.socketPath || config.stateDirectory != settings.config.stateDirectory
-                || config.pauseDirectory != settings.config.pauseDirectory {
-                logger.warning("reload: socket, state_dir and pause_dir changes take effect at the next start")
+        let config: TurnstileConfig
+        if let path = settings.configPath, !settings.configIsOptional || access(path, F_OK) == 0 {
+            switch ConfigFile.load(path) {
+            case .failure(let error):
+                logger.error("reload refused; keeping the running config", metadata: ["error": "\(error)"])
+                return error
+            case .success(let loaded): config = loaded
             }
-            settings.config = config
-            broker.reload(config, now: now)
-            pauseFlags.rescan()
-            processEffects()
-            logger.info("config reloaded", metadata: ["file": "\(path)", "global": "\(config.limits.global)"])
-            return nil
+        } else {
+            logger.info("reload: no config file; running on the embedded defaults",
+                        metadata: ["file": "\(settings.configPath ?? "-")"])
+            config = TurnstileConfig()
         }
+        if config.socketPath != settings.config.socketPath || config.stateDirectory != settings.config.stateDirectory
+            || config.pauseDirectory != settings.config.pauseDirectory {
+            logger.warning("reload: socket, state_dir and pause_dir changes take effect at the next start")
+        }
+        settings.config = config
+        broker.reload(config, now: now)
+        reviewRights()
+        syncPauseFlags()
+        processEffects()
+        logger.info("config reloaded", metadata: ["file": "\(settings.configPath ?? "-")", "global": "\(config.limits.global)"])
+        return nil
     }
 
     /// Arms the one deadline timer at the broker's next deadline, if it moved.

@@ -12,6 +12,9 @@ public struct ServerSettings: Sendable {
     public var config: TurnstileConfig
     /// The config file to re-read on `reload`, if any.
     public var configPath: String?
+    /// Whether the config file may be absent (the default path, not `--config`): then the
+    /// embedded defaults apply while it is, and a `reload` reads it once it exists.
+    public var configIsOptional = false
     /// The socket path.
     public var socketPath: String
     /// The state directory.
@@ -27,14 +30,16 @@ public struct ServerSettings: Sendable {
     /// - Parameters:
     ///   - config: the parsed config (the embedded defaults when there is no file).
     ///   - configPath: the file it came from.
+    ///   - configIsOptional: whether that file may be absent (the default path).
     ///   - socket: `--socket`, if given.
     ///   - stateDirectory: `--state-dir`, if given.
     ///   - pauseDirectory: `--pause-dir`, if given.
     ///   - environment: the process environment.
-    public init(config: TurnstileConfig, configPath: String?, socket: String?, stateDirectory: String?,
-                pauseDirectory: String?, environment: [String: String]) {
+    public init(config: TurnstileConfig, configPath: String?, configIsOptional: Bool = false, socket: String?,
+                stateDirectory: String?, pauseDirectory: String?, environment: [String: String]) {
         self.config = config
         self.configPath = configPath
+        self.configIsOptional = configIsOptional
         let fromEnvironment = environment["TURNSTILE_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
         var withoutNamedSocket = environment
         withoutNamedSocket["TURNSTILE_SOCKET"] = nil

@@ -93,12 +93,15 @@ func onDeadline(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
     Server.of(timer.pointee.loop).deadlineReached()
 }
 
-/// The end of each loop iteration: journal, then answers, then the timer (Redis's
-/// beforeSleep). Batching here gives one write per connection per iteration.
-func onLoopIterationEnd(_ check: UnsafeMutablePointer<uv_check_t>?) {
+/// The end of each loop turn: the commit (Server+Commit). Batching here gives one journal
+/// write and one write per connection per turn, as Redis's beforeSleep does.
+func onLoopTurnEnd(_ check: UnsafeMutablePointer<uv_check_t>?) {
     guard let check else { return }
-    Server.of(check.pointee.loop).iterationEnded()
+    Server.of(check.pointee.loop).commit()
 }
+
+/// Does nothing: while active it only keeps the loop's poll from sleeping before the commit.
+func onCommitSoon(_ idle: UnsafeMutablePointer<uv_idle_t>?) {}
 
 /// Once per loop iteration while connections have lines left from their turn.
 func onBacklogTurn(_ idle: UnsafeMutablePointer<uv_idle_t>?) {
@@ -119,7 +122,6 @@ func onSignal(_ handle: UnsafeMutablePointer<uv_signal_t>?, _ signal: Int32) {
     if signal == SIGHUP {
         server.logger.info("SIGHUP: reloading the config")
         server.reloadConfig()
-        server.iterationEnded()
     } else {
         server.stop(reason: signal == SIGTERM ? "SIGTERM" : "SIGINT")
     }
@@ -147,16 +149,15 @@ func onProcessFallbackTick(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
 func onPauseDirectoryChanged(_ handle: UnsafeMutablePointer<uv_fs_event_t>?, _ name: UnsafePointer<CChar>?,
                              _ events: Int32, _ status: Int32) {
     guard let handle else { return }
-    Server.of(handle.pointee.loop).pauseFlags.rescan()
+    Server.of(handle.pointee.loop).syncPauseFlags()
 }
 
 /// The once-a-second pause directory rescan (a backstop for missed notifications).
 func onPauseRescanTick(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
     guard let timer else { return }
     let server = Server.of(timer.pointee.loop)
-    server.pauseFlags.rescan()
-    // Timers run before the loop's poll: flush now, or a grant would wait out the poll.
-    server.iterationEnded()
+    server.syncPauseFlags()
+    server.requestCommit()
 }
 
 /// The on_trip hook exited: log it and free the process handle.

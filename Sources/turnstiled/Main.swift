@@ -50,19 +50,17 @@ struct Turnstiled: ParsableCommand {
         }
         let logger = Logger(label: "turnstiled")
         let environment = DefaultPaths.processEnvironment()
-        var configPath = config
-        if configPath == nil {
-            let candidate = DefaultPaths.configFile(environment)
-            if access(candidate, F_OK) == 0 { configPath = candidate }
-        }
+        // Without --config the default file is optional: read if it exists, now or at a reload.
+        let configPath = config ?? DefaultPaths.configFile(environment)
+        let configIsOptional = config == nil
         var parsed = TurnstileConfig()
-        if let configPath {
+        if !configIsOptional || access(configPath, F_OK) == 0 {
             switch ConfigFile.load(configPath) {
             case .success(let loaded): parsed = loaded
             case .failure(let error): fail("invalid config: \(error)")
             }
         }
-        var settings = ServerSettings(config: parsed, configPath: configPath, socket: socket,
+        var settings = ServerSettings(config: parsed, configPath: configPath, configIsOptional: configIsOptional, socket: socket,
                                       stateDirectory: stateDirectory, pauseDirectory: pauseDirectory,
                                       environment: environment)
         settings.processWatch = ProcessWatchMethod(rawValue: processWatch)!

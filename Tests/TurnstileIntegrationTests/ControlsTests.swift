@@ -87,3 +87,36 @@ struct ControlsTests {
         _ = process.waitForExit()
     }
 }
+
+/// Project names that begin with a dot are projects like any other: their flag files are
+/// flags, not hidden files to skip (a rescan used to lift them at once).
+@Suite("Pause flags of dot-names", .timeLimit(.minutes(1)))
+struct DotNamePauseTests {
+    @Test func aDotNamePausedByAnOpOrATripStaysPausedAcrossRescans() throws {
+        let daemon = try Daemon(config: "[circuit_breaker]\nthreshold = 1\n")
+        let watcher = try daemon.client()
+        _ = try watcher.ask("watch")
+        let client = try daemon.client()
+        #expect(try client.ask("pause", [("project", .text(".x"))]).ok)
+        let report: [(String, JSONValue)] = [("project", .text(".meta")), ("agent", .text("project-meta")),
+                                             ("success", .bool(false))]
+        #expect(try client.ask("report", report)["tripped"]?.boolValue == true)
+        // A flag touched by hand is seen by a rescan: once its event came, the rescan that
+        // saw it also saw the flags of .x and .meta.
+        _ = FileManager.default.createFile(atPath: daemon.pauseDirectory + "/.byhand", contents: nil)
+        var seen: [String] = []
+        while let event = try watcher.event(within: 5000) {
+            let name = event["event"]?.stringValue ?? ""
+            if name == "resumed" { Issue.record("a rescan lifted \(event["project"]?.stringValue ?? "?")") }
+            if name == "paused", let project = event["project"]?.stringValue { seen.append(project) }
+            if seen.contains(".byhand") { break }
+        }
+        #expect(seen.contains(".byhand"), "a dot-name flag touched by hand pauses (saw \(seen))")
+        for project in [".x", ".meta", ".byhand"] {
+            #expect(try client.ask("acquire", [("project", .text(project))]).string("reason") == "paused", "\(project)")
+            #expect(FileManager.default.fileExists(atPath: daemon.pauseDirectory + "/" + project), "\(project)'s flag stays")
+        }
+        #expect(try client.ask("resume", [("project", .text(".x"))]).ok)
+        #expect(try client.ask("acquire", [("project", .text(".x"))]).ok)
+    }
+}

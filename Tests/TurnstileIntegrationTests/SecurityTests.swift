@@ -109,3 +109,98 @@ struct SecurityTests {
         #expect(try askAsNobody(daemon, #"{"op":"pause","project":"alpha"}"#).contains(#""paused":true"#))
     }
 }
+
+/// Rights are decided from the kernel's word and the running config: a peer whose credentials
+/// cannot be read is refused (never taken for root), and a reload that takes a uid out of
+/// `allow_uids` or `admin_uids` takes the rights away from its open connections too.
+@Suite("Peer rights", .timeLimit(.minutes(1)))
+struct PeerRightsTests {
+    @Test func aPeerWhoseCredentialsCannotBeReadIsRefused() throws {
+        guard ProcessInfo.processInfo.environment["TURNSTILE_TEST_SANITIZED"] == nil else { return }
+        let directory = try Daemon.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // An interposer that makes getsockopt(SO_PEERCRED) fail, as a sandbox or an exotic
+        // socket family would.
+        let source = directory + "/nocred.c"
+        try """
+            #define _GNU_SOURCE
+            #include <dlfcn.h>
+            #include <errno.h>
+            #include <sys/socket.h>
+            int getsockopt(int fd, int level, int name, void *value, socklen_t *length) {
+                static int (*real)(int, int, int, void *, socklen_t *);
+                if (level == SOL_SOCKET && name == SO_PEERCRED) { errno = EOPNOTSUPP; return -1; }
+                if (!real) real = (int (*)(int, int, int, void *, socklen_t *))dlsym(RTLD_NEXT, "getsockopt");
+                return real(fd, level, name, value, length);
+            }
+            """.write(toFile: source, atomically: true, encoding: .utf8)
+        let compiler = try ChildProcess(["/usr/bin/cc", "-shared", "-fPIC", "-o", directory + "/nocred.so", source, "-ldl"])
+        #expect(compiler.waitForExit(milliseconds: 60_000) == 0, "\(compiler.output)")
+        var environment = ProcessInfo.processInfo.environment
+        environment["LD_PRELOAD"] = directory + "/nocred.so"
+        let socket = directory + "/t.sock"
+        let daemon = try ChildProcess([Binaries.turnstiled, "--socket", socket, "--state-dir", directory + "/state"],
+                                      environment: environment)
+        defer {
+            daemon.signal(SIGKILL)
+            _ = daemon.waitForExit()
+        }
+        #expect(daemon.waitForOutput("turnstiled ready"))
+        let client = try TurnstileClient(socketPath: socket)
+        let answer = try client.call("hello", timeoutMilliseconds: 10_000)
+        #expect(answer.error == "forbidden", "\(answer.object)")
+        #expect(answer.string("message")?.contains("cannot read your credentials") == true)
+    }
+
+    @Test func aReloadTakesRightsAwayFromOpenConnections() throws {
+        let daemon = try Daemon(config: "socket_mode = \"0666\"\nallow_uids = [65534]\nadmin_uids = [65534]\n")
+        chmod(daemon.directory, 0o711)
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let nobody = try ChildProcess(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                       "/usr/bin/socat", "-", "UNIX-CONNECT:" + daemon.socketPath], stdin: fds[0])
+        close(fds[0])
+        defer {
+            close(fds[1])
+            nobody.signal(SIGKILL)
+            _ = nobody.waitForExit()
+        }
+        func say(_ line: String) { _ = (line + "\n").withCString { write(fds[1], $0, strlen($0)) } }
+        say(#"{"id":1,"op":"pause","project":"a"}"#)
+        #expect(nobody.waitForOutput(#""paused":true"#))
+        say(#"{"id":2,"op":"acquire","holder":"nobody"}"#)
+        #expect(nobody.waitForOutput(#""fence":"#))
+        let admin = try daemon.client()
+        try daemon.writeConfig("socket_mode = \"0666\"\nallow_uids = [65534]\n")
+        #expect(try admin.ask("reload").ok)
+        say(#"{"id":3,"op":"pause","project":"b"}"#)
+        #expect(nobody.waitForOutput(#""id":3,"ok":false,"error":"forbidden""#), "admin rights ended: \(nobody.output)")
+        try daemon.writeConfig("socket_mode = \"0666\"\n")
+        #expect(try admin.ask("reload").ok)
+        #expect(nobody.waitForOutput("may no longer connect"), "\(nobody.output)")
+        #expect(nobody.waitForExit() != nil, "the daemon closed the connection")
+        let status = try admin.ask("status")
+        #expect(status["global"]?.objectValue?["in_use"]?.numberValue?.int64 == 0, "its bound lease was released")
+    }
+
+    @Test func aConfigFileCreatedAfterStartIsReadByReload() throws {
+        let directory = try Daemon.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["XDG_CONFIG_HOME"] = directory + "/config"
+        let socket = directory + "/t.sock"
+        let daemon = try ChildProcess([Binaries.turnstiled, "--socket", socket, "--state-dir", directory + "/state"],
+                                      environment: environment)
+        defer {
+            daemon.signal(SIGKILL)
+            _ = daemon.waitForExit()
+        }
+        #expect(daemon.waitForOutput("turnstiled ready"))
+        let client = try TurnstileClient(socketPath: socket)
+        #expect(try client.call("status", timeoutMilliseconds: 10_000)["global"]?.objectValue?["limit"]?.numberValue?.int64 == 8)
+        try FileManager.default.createDirectory(atPath: directory + "/config/turnstile", withIntermediateDirectories: true)
+        try "[limits]\nglobal = 3\n".write(toFile: directory + "/config/turnstile/turnstile.toml", atomically: true, encoding: .utf8)
+        #expect(try client.call("reload", timeoutMilliseconds: 10_000).ok)
+        #expect(try client.call("status", timeoutMilliseconds: 10_000)["global"]?.objectValue?["limit"]?.numberValue?.int64 == 3)
+    }
+}

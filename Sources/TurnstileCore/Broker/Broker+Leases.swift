@@ -1,9 +1,13 @@
 extension Broker {
     /// Extends a lease: its deadline becomes now + ttl.
+    /// - Parameters:
+    ///   - sentBy: the latest instant the heartbeat can have been sent, when the caller knows it
+    ///     is earlier than `now` (the daemon read it only after a busy loop turn): a lease whose
+    ///     deadline had not passed by then is still alive. Nil means `now`.
     /// - Returns: the lease, or `notFound` if no live lease has the token (one whose deadline
     ///   has passed is expired here and now, even if the timer has not fired yet).
-    public mutating func heartbeat(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
-        guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
+    public mutating func heartbeat(_ token: LeaseToken, now: Instant, sentBy: Instant? = nil) -> Result<Lease, LeaseError> {
+        guard let fence = liveFence(token, now: now, sentBy: sentBy) else { return .failure(.notFound) }
         leases[fence]!.deadline = now.adding(milliseconds: leases[fence]!.ttlMilliseconds)
         leases[fence]!.lastHeartbeatAt = now
         return .success(leases[fence]!)
@@ -79,9 +83,9 @@ extension Broker {
 
     /// The fence of a live lease, expiring it on the spot if its deadline has passed (so an
     /// answer never depends on whether the timer happened to fire first).
-    mutating func liveFence(_ token: LeaseToken, now: Instant) -> UInt64? {
+    mutating func liveFence(_ token: LeaseToken, now: Instant, sentBy: Instant? = nil) -> UInt64? {
         guard let fence = tokens[token], let lease = leases[fence] else { return nil }
-        if lease.deadline <= now {
+        if lease.deadline <= min(now, sentBy ?? now) {
             endLease(fence, cause: .expired, now: now)
             dispatch(now: now)
             return nil

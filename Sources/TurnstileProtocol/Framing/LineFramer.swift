@@ -41,6 +41,15 @@ public struct LineFramer: Sendable {
         return bytes.withUnsafeBufferPointer { append($0, onLine: onLine) }
     }
 
+    /// The stream ended: delivers the unfinished last line, if any, as a line of its own (a
+    /// client that writes its last request without `\n` and closes is still answered).
+    public mutating func finish(onLine: (UnsafeBufferPointer<UInt8>) -> Bool) {
+        guard !partial.isEmpty else { return }
+        let line = partial
+        partial = []
+        _ = line.withUnsafeBufferPointer { deliver($0, onLine) }
+    }
+
     /// Feeds bytes and calls `onLine` for every complete line, without its terminator.
     /// - Parameter onLine: returns false to stop delivering; the rest becomes the backlog.
     public mutating func append(_ chunk: UnsafeBufferPointer<UInt8>,

@@ -1,0 +1,45 @@
+import CLibUV
+import TurnstileCore
+
+/// The end of every loop turn: the one place where what the turn decided leaves the daemon.
+///
+/// A libuv turn runs timers, then idle handles, then the poll's I/O callbacks (the input),
+/// then check handles. The commit is the check handle, so within a turn:
+/// 1. input read in this turn has been handled;
+/// 2. deadlines due are served (a heartbeat that arrived before its lease's deadline is not
+///    lost to a timer that fired first in the same turn);
+/// 3. the journal is written (durable before any answer that depends on it);
+/// 4. answers and events are handed to the kernel;
+/// 5. the deadline timer is re-armed and a due snapshot started.
+/// Callbacks that run before the poll (timers, idle turns) only ask for a commit: the active
+/// `commitSoon` idle handle makes the poll return at once, so the commit follows without delay.
+extension Server {
+    /// Makes sure this loop turn ends with a commit without waiting in the poll.
+    func requestCommit() {
+        guard !stopping else { return }
+        uv_idle_start(commitSoon, onCommitSoon)
+    }
+
+    /// The deadline timer fired: the deadlines are served at this turn's commit.
+    func deadlineReached() {
+        armedDeadline = nil
+        deadlineDue = true
+        requestCommit()
+    }
+
+    /// Commits the loop turn (see the type's comment).
+    func commit() {
+        if deadlineDue && !stopping {
+            deadlineDue = false
+            broker.tick(now: now)
+            processEffects()
+        }
+        store.flushJournal()
+        flushAll()
+        rearmDeadlineTimer()
+        if !stopping { store.compactIfDue(now: now) { broker.snapshot(now: now, wall: wall) } }
+        // The loop's time is that of this turn's poll: input read from here on was sent after it.
+        readHorizon = now
+        uv_idle_stop(commitSoon)
+    }
+}
