@@ -6,7 +6,7 @@ SWIFT         ?= swift
 TEST_TIMEOUT  ?= 2400
 FUZZ_SECONDS  ?= 600
 FUZZ_SHORT    ?= 45
-SOAK_MINUTES  ?= 10
+SOAK_MINUTES  ?= 30
 APT_PACKAGES  := libuv1-dev socat python3
 BENCH_PACKAGES := redis-server gnuplot-nox
 

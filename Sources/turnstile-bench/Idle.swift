@@ -12,7 +12,8 @@ struct Idle: ParsableCommand {
     @Option(help: "turnstile, floor or redis.") var target: Target = .turnstile
     @Option(name: .customLong("server-pid"), help: "The server's pid (its RSS is read from /proc).") var serverPID: Int32
     @Option(help: "Connections.") var connections = 10_000
-    @Option(help: "Seconds to hold them (heartbeating at once, then every 10 s) before measuring.") var seconds = 5.0
+    @Option(help: "Seconds to hold them (heartbeating at once, then every third of the ttl) before measuring.") var seconds = 5.0
+    @Option(name: .customLong("ttl-ms"), help: "The leases' ttl (Turnstile).") var ttlMilliseconds = 60_000
     @Flag(help: "Print one JSON line.") var json = false
 
     func run() throws {
@@ -26,7 +27,7 @@ struct Idle: ParsableCommand {
             descriptors.append(fd)
             let request: [UInt8]
             switch target {
-            case .turnstile: request = Array(#"{"op":"acquire","ttl_ms":60000}"#.utf8) + [0x0A]
+            case .turnstile: request = Array(#"{"op":"acquire","ttl_ms":\#(ttlMilliseconds)}"#.utf8) + [0x0A]
             case .floor: request = Array(#"{"op":"acquire"}"#.utf8) + [0x0A]
             case .redis: request = RESP.command(["EVALSHA", scripts!.acquireSHA, "3", "sem", "next", "held", "1000000"])
             }
@@ -37,6 +38,7 @@ struct Idle: ParsableCommand {
         }
         let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
         var nextBeat = monotonicNanoseconds()  // a first round at once: every lease heartbeated at least once
+        var lost = 0
         while monotonicNanoseconds() < deadline {
             var nothing = pollfd(fd: -1, events: 0, revents: 0)
             _ = poll(&nothing, 1, Int32(min(1000, (deadline - monotonicNanoseconds()) / 1_000_000)))
@@ -44,9 +46,9 @@ struct Idle: ParsableCommand {
                 for (fd, answer) in zip(descriptors, tokens) {
                     let token = answer.split(separator: "\"").drop { $0 != "lease" }.dropFirst(2).first.map(String.init) ?? ""
                     _ = writeAll(fd, Array(#"{"op":"heartbeat","lease":"\#(token)"}"#.utf8) + [0x0A])
-                    _ = readLine(fd)
+                    if readLine(fd)?.hasPrefix(#"{"ok":true"#) != true { lost += 1 }
                 }
-                nextBeat = monotonicNanoseconds() + 10_000_000_000
+                nextBeat = monotonicNanoseconds() + UInt64(ttlMilliseconds) * 1_000_000 / 3
             }
         }
         let after = ProcessStats.residentBytes(serverPID)
@@ -54,8 +56,9 @@ struct Idle: ParsableCommand {
         if json {
             print(#"{"workload":"idle","target":"\#(target.rawValue)","connections":\#(connections),"rss_before_kib":\#(before / 1024),"rss_after_kib":\#(after / 1024),"bytes_per_connection":\#(Int(perConnection))}"#)
         } else {
-            print("idle \(target.rawValue) c=\(connections): RSS \(before / 1024) KiB → \(after / 1024) KiB, \(Int(perConnection)) bytes per connection holding a lease")
+            print("idle \(target.rawValue) c=\(connections): RSS \(before / 1024) KiB → \(after / 1024) KiB, \(Int(perConnection)) bytes per connection holding a lease, \(lost) heartbeats failed")
         }
         for fd in descriptors { close(fd) }
+        if lost > 0 { throw ExitCode(1) }
     }
 }

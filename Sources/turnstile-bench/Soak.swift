@@ -4,10 +4,12 @@ import Glibc
 import ArgumentParser
 import TurnstileProtocol
 
-/// `soak` (what `make soak` runs): a daemon of its own under idle and contend load for
-/// minutes: N connections holding leases and heartbeating, 64 more contending for 8 permits;
-/// the daemon's RSS and descriptor count sampled every 10 s. Verdict: neither grows once
-/// the load is in place (the last third of the samples against the first third).
+/// `soak` (what `make soak` runs): a daemon of its own under idle, contend and telemetry load
+/// for minutes: N connections holding leases and heartbeating every third of their ttl, 64 more
+/// contending for 8 permits, and one client recording a completion for a new model every
+/// millisecond; the daemon's RSS and descriptor count sampled every 10 s. Verdict: neither
+/// grows once the load is in place (the last third of the samples against the first third),
+/// no holder lost its lease, and no record was refused.
 struct Soak: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Minutes of idle + contend load; RSS and fds must not grow.")
 
@@ -31,12 +33,16 @@ struct Soak: ParsableCommand {
         try Processes.waitForSocket(socket)
         let seconds = Int(minutes * 60)
         let idle = try Processes.start(["taskset", "-c", "1", tools.bench, "idle", "--socket", socket, "--server-pid", "\(daemon)",
-                                        "--connections", "\(connections)", "--seconds", "\(seconds + 30)"], logPath: work + "/idle.log")
+                                        "--connections", "\(connections)", "--ttl-ms", "30000", "--seconds", "\(seconds + 30)"],
+                                       logPath: work + "/idle.log")
         defer { Processes.stop(idle) }
         try waitForLeases(socket, connections)
         let contend = try Processes.start(["taskset", "-c", "1", tools.bench, "contend", "--socket", socket, "--connections", "64",
                                            "--limit", "8", "--seconds", "\(seconds)"], logPath: work + "/contend.log")
-        print("soak: \(connections) idle connections with leases, 64 contending for 8 permits, \(fixed(minutes, 1)) minutes")
+        let recorder = try Processes.start(["taskset", "-c", "1", tools.bench, "record-models", "--socket", socket,
+                                            "--seconds", "\(seconds)"], logPath: work + "/record.log")
+        print("soak: \(connections) idle connections with leases, 64 contending for 8 permits, a new model recorded every ms, "
+              + "\(fixed(minutes, 1)) minutes")
         var samples: [(resident: Int, descriptors: Int)] = []
         let end = monotonicNanoseconds() + UInt64(seconds) * 1_000_000_000
         while monotonicNanoseconds() < end {
@@ -47,8 +53,12 @@ struct Soak: ParsableCommand {
             fflush(nil)
         }
         Processes.wait(contend)
-        print(try Processes.output(["cat", work + "/contend.log"]).trimmingWhitespace())
+        let recorded = Processes.wait(recorder)
+        let held = Processes.wait(idle)
+        for log in ["contend", "record", "idle"] { print(try Processes.output(["cat", work + "/\(log).log"]).trimmingWhitespace()) }
+        print(try Processes.output(["du", "-sh", work + "/state"]).trimmingWhitespace())
         try verdict(samples)
+        if recorded != 0 || held != 0 { throw BenchError("a record was refused or a holder lost its lease") }
     }
 
     /// Waits until the idle clients hold their leases.
