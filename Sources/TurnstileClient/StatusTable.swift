@@ -28,7 +28,7 @@ public enum StatusTable {
                 out.append("  \(text(throttle["provider"])) for tenant \(text(throttle["tenant"])): \(duration(throttle["retry_after_ms"])) left")
             }
         }
-        let paused = status["paused"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        let paused = status["paused"]?.arrayValue?.compactMap(\.stringValue).map(TerminalText.safe) ?? []
         if !paused.isEmpty { out.append("PAUSED    " + paused.joined(separator: ", ")) }
         return out.joined(separator: "\n") + "\n"
     }
@@ -40,7 +40,7 @@ public enum StatusTable {
         var rows = [["PROJECT", "IN USE", "MENTION", "PAUSED", "FAILURES"]]
         for member in projects {
             let project = member.value.objectValue
-            rows.append([member.key, "\(text(project?["in_use"]))/\(limit(project?["limit"]))",
+            rows.append([TerminalText.safe(member.key), "\(text(project?["in_use"]))/\(limit(project?["limit"]))",
                          "\(text(project?["mention_in_use"]))/\(limit(project?["mention_limit"]))",
                          project?["paused"]?.boolValue == true ? "paused" : "-", text(project?["failures"])])
         }
@@ -55,7 +55,7 @@ public enum StatusTable {
         for member in models {
             let model = member.value.objectValue
             let limited = model?["subscription_limited"]?.boolValue == true
-            rows.append([member.key, "\(text(model?["in_use"]))/\(text(model?["limit"]))", text(model?["tier"]),
+            rows.append([TerminalText.safe(member.key), "\(text(model?["in_use"]))/\(text(model?["limit"]))", text(model?["tier"]),
                          model?["tools"]?.boolValue == true ? "yes" : "no",
                          limited ? "limited \(duration(model?["limited_for_ms"]))" : "ok"])
         }
@@ -104,7 +104,7 @@ public enum StatusTable {
 
     public static func text(_ value: JSONValue?) -> String {
         switch value {
-        case .string(let string)?: string
+        case .string(let string)?: TerminalText.safe(string)
         case .number(let number)?: number.text
         case .bool(let flag)?: flag ? "yes" : "no"
         default: "-"
@@ -125,8 +125,8 @@ public enum StatusTable {
 /// One line per `watch` event, for people: `granted fence=12 project=alpha mode=issue …`.
 public enum EventLine {
     public static func render(_ event: JSONObject) -> String {
-        let name = event["event"]?.stringValue ?? "?"
-        let fields = event.members.filter { $0.key != "event" }.map { "\($0.key)=\(StatusTable.text($0.value))" }
+        let name = TerminalText.safe(event["event"]?.stringValue ?? "?")
+        let fields = event.members.filter { $0.key != "event" }.map { "\(TerminalText.safe($0.key))=\(StatusTable.text($0.value))" }
         return ([name] + fields).joined(separator: " ")
     }
 }

@@ -84,4 +84,18 @@ struct StatusTableTests {
         #expect(Durations.describe(milliseconds: 192_000) == "3m12s")
         #expect(Durations.describe(milliseconds: 7_384_000) == "2h03m")
     }
+
+    @Test func controlCharactersFromTheDaemonAreEscapedNotPrinted() throws {
+        let hostile = #"""
+            {"ok":true,"global":{"limit":1,"in_use":1,"waiting":0},"projects":{"a\u001b[2Jb":{"limit":null,"in_use":1}},
+             "paused":["p\u009bq"],"leases":[{"fence":1,"project":"a\u001b[2Jb","holder":"h\u0007\r\n\u007f","mode":"any"}]}
+            """#
+        let table = StatusTable.render(try #require(try JSONParser.parse(Array(hostile.utf8)).objectValue))
+        #expect(!table.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 || $0.value == 0x7F || $0.value == 0x9B || $0.value == 0x0D })
+        #expect(table.contains(#"a\x1B[2Jb"#))
+        #expect(table.contains(#"h\x07\x0D\x0A\x7F"#))
+        #expect(table.contains(#"p\x9Bq"#))
+        let event = EventLine.render(try #require(try JSONParser.parse(Array(#"{"event":"granted","holder":"x\u001b]0;pwned\u0007"}"#.utf8)).objectValue))
+        #expect(event == #"granted holder=x\x1B]0;pwned\x07"#)
+    }
 }
