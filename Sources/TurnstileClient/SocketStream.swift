@@ -7,6 +7,9 @@ import TurnstileProtocol
 public enum ClientError: Error, Equatable, CustomStringConvertible {
     /// Nothing listens on the socket (or it cannot be reached).
     case unreachable(path: String, reason: String)
+    /// The socket is there but this user may not open it (its mode keeps others out): the
+    /// daemon's refusal, told as such rather than as "no daemon".
+    case forbidden(path: String)
     /// The daemon closed the connection.
     case closed
     /// No answer within the time allowed.
@@ -19,6 +22,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unreachable(let path, let reason): "no daemon at \(path) (\(reason)): start it with `turnstiled`"
+        case .forbidden(let path):
+            "forbidden: uid \(getuid()) may not use the turnstiled at \(path) (the socket's permissions keep it out; see socket_mode, allow_uids)"
         case .closed: "the daemon closed the connection"
         case .timedOut: "no answer from the daemon in time"
         case .protocolViolation(let what): "unexpected answer from the daemon: \(what)"
@@ -62,8 +67,10 @@ public final class SocketStream {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard result == 0 else {
-            let reason = String(cString: strerror(errno))
+            let code = errno
+            let reason = String(cString: strerror(code))
             Glibc.close(fd)
+            if code == EACCES || code == EPERM { throw .forbidden(path: path) }
             throw .unreachable(path: path, reason: reason)
         }
         return fd

@@ -150,7 +150,7 @@ public final class Server {
         try pauseFlags.start()
         rearmDeadlineTimer()
         logger.info("turnstiled ready", metadata: [
-            "socket": "\(settings.socketPath)", "state_dir": "\(settings.stateDirectory)",
+            "socket": "\(settings.socketPath)", "state_dir": "\(settings.stateDirectory)", "config": "\(settings.loadedConfigDescription)",
             "pause_dir": "\(settings.pauseDirectory)", "pid": "\(getpid())",
             "global": "\(settings.config.limits.global)", "fairness": "\(settings.config.limits.fairness.rawValue)",
         ])

@@ -22,9 +22,18 @@ public struct ServerSettings: Sendable {
     /// The pause flag directory.
     public var pauseDirectory: String
     /// The daemon's version string.
-    public var version = "0.1.0"
+    public var version = TurnstileVersion.current
     /// How holder processes are watched.
     public var processWatch = ProcessWatchMethod.pidfd
+
+    /// Which config file the running config came from, for the ready line.
+    public var loadedConfigDescription: String {
+        guard let configPath else { return "none (embedded defaults)" }
+        if configIsOptional && access(configPath, F_OK) != 0 {
+            return "none (embedded defaults; \(configPath) is read by reload once it exists)"
+        }
+        return configPath
+    }
 
     /// Resolves paths.
     /// - Parameters:

@@ -13,12 +13,14 @@ struct SocketOption: ParsableArguments {
     /// The socket path to use.
     var path: String { socket ?? DefaultPaths.socket(DefaultPaths.processEnvironment()) }
 
-    /// Connects, or exits 69 with a line saying how to start the daemon.
+    /// Connects, or exits 69 with a line saying how to start the daemon (1 if the socket's
+    /// permissions keep this user out: the daemon is there and refuses).
     func connect() throws -> TurnstileClient {
         do {
             return try TurnstileClient(socketPath: path)
         } catch {
             printError("turnstile: \(error)")
+            if case .forbidden = error { throw Exit.refused }
             throw Exit.unreachable
         }
     }

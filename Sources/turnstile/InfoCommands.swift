@@ -91,6 +91,7 @@ struct Record: ParsableCommand {
 
     func run() throws {
         guard let milliseconds = Durations.milliseconds(latency) else { throw ValidationError("--latency: not a duration") }
+        if let costUSD, !costUSD.isFinite { throw ValidationError("--cost-usd: not a finite number") }
         var fields: [(String, JSONValue)] = [("model", .text(model)), ("latency_ms", .integer(milliseconds)),
                                              ("success", .bool(success))]
         if let session { fields.append(("session_id", .text(session))) }
@@ -99,7 +100,8 @@ struct Record: ParsableCommand {
         var tokens: [(key: String, value: JSONValue)] = []
         if let inputTokens { tokens.append(("input", .integer(inputTokens))) }
         if let outputTokens { tokens.append(("output", .integer(outputTokens))) }
-        let total = totalTokens ?? ((inputTokens ?? 0) + (outputTokens ?? 0))
+        let (sum, overflow) = (inputTokens ?? 0).addingReportingOverflow(outputTokens ?? 0)
+        let total = totalTokens ?? (overflow ? UInt64.max : sum)
         if total > 0 { tokens.append(("total", .integer(total))) }
         if !tokens.isEmpty { fields.append(("tokens", .object(JSONObject(tokens)))) }
         if let costUSD { fields.append(("cost_usd", .number(JSONNumber(text: "\(costUSD)")))) }

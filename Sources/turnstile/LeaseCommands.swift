@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import TurnstileClient
 import TurnstileProtocol
@@ -9,7 +12,8 @@ struct PermitOptions: ParsableArguments {
     @Option(help: "The model as provider/model.") var model: String?
     @Option(help: "Fallback models, comma-separated provider/model.") var fallback: String?
     @Option(help: "Providers the work needs besides its model's, comma-separated.") var providers: String?
-    @Option(help: "The working tree: one lease per workspace at a time.") var workspace: String?
+    @Option(help: "The working tree: one lease per workspace at a time (relative paths and symlinks are resolved here).")
+    var workspace: String?
     @Option(help: "Whose provider throttles apply.") var tenant: String?
     @Option(help: "Priority under the priority policy.") var priority: Int?
     @Option(help: "Lease ttl (300ms, 30s, 5m…; default: the daemon's default_ttl_ms, 30s unless configured); heartbeats come at a third of it.")
@@ -26,7 +30,7 @@ struct PermitOptions: ParsableArguments {
         add("model", model)
         add("fallback", fallback)
         add("providers", providers)
-        add("workspace", workspace)
+        add("workspace", workspace.map(Self.resolved))
         add("tenant", tenant)
         add("holder", holder ?? defaultHolder)
         if let priority { fields.append(("priority", .integer(priority))) }
@@ -36,6 +40,19 @@ struct PermitOptions: ParsableArguments {
         }
         fields.append(("wait_ms", .integer(try waitMilliseconds())))
         return fields
+    }
+
+    /// A workspace as the daemon must see it: the same directory is the same lock whoever
+    /// names it and from wherever, so a relative path is made absolute against this process's
+    /// directory and symlinks are resolved (when the path exists; else it is only made absolute).
+    static func resolved(_ path: String) -> String {
+        if let real = realpath(path, nil) {
+            defer { free(real) }
+            return String(cString: real)
+        }
+        guard !path.hasPrefix("/"), let cwd = getcwd(nil, 0) else { return path }
+        defer { free(cwd) }
+        return String(cString: cwd) + "/" + path
     }
 
     /// `--wait` in milliseconds; absent means forever (the largest exact JSON integer).
@@ -54,6 +71,7 @@ struct Acquire: ParsableCommand {
     @OptionGroup var connection: SocketOption
     @OptionGroup var permit: PermitOptions
     @Option(help: "A process whose exit releases the lease (e.g. --pid $$).") var pid: Int32?
+    @Flag(help: "Print only the lease token (for TOKEN=$(turnstile acquire --token …)).") var token = false
 
     func run() throws {
         var fields = try permit.fields(holder: nil)
@@ -61,10 +79,16 @@ struct Acquire: ParsableCommand {
         if let pid { fields.append(("pid", .integer(pid))) }
         let answer = try connection.connect().request("acquire", fields)
         if !answer.ok && (answer.error == "unavailable" || answer.error == "timeout") {
-            printJSON(answer.object)
+            if token {
+                printError("turnstile: no permit: \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")
+            } else {
+                printJSON(answer.object)
+            }
             throw Exit.noPermit
         }
-        try finish(answer)
+        try finish(answer) { answer in
+            if token { printLine(answer.string("lease") ?? "") } else { printJSON(answer.object) }
+        }
     }
 }
 
@@ -77,7 +101,16 @@ struct Heartbeat: ParsableCommand {
     func run() throws {
         let client = try connection.connect()
         let fields: [(String, JSONValue)] = tokens.count == 1 ? [("lease", .text(tokens[0]))] : [("leases", .strings(tokens))]
-        try finish(client.request("heartbeat", fields))
+        let answer = try client.request("heartbeat", fields)
+        try finish(answer)
+        // One answer for several tokens succeeds as a whole; a token that failed inside it is
+        // a failure of the command all the same.
+        let results = answer["results"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        let failed = zip(tokens, results).filter { $0.1["ok"]?.boolValue != true }
+        for (token, result) in failed {
+            printError("turnstile: \(token.prefix(8))…: \(result["error"]?.stringValue ?? "error")")
+        }
+        if !failed.isEmpty { throw Exit.refused }
     }
 }
 
@@ -90,19 +123,42 @@ struct Release: ParsableCommand {
     func run() throws { try finish(connection.connect().request("release", [("lease", .text(token))])) }
 }
 
-/// `turnstile attach TOKEN`: binds a lease to this command's connection (useful mostly to
-/// test a token: the connection, and so the lease, ends when the command does).
+/// `turnstile attach TOKEN`: holds a lease from this process until interrupted. The lease is
+/// bound to this command's connection (and to `--pid`'s process), heartbeated at a third of
+/// its ttl, and released when SIGINT, SIGTERM or SIGHUP ends the command. It is how a shell
+/// takes over a detached lease for a while; it never returns on its own while the lease lives.
 struct Attach: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Bind a lease to a connection (and a process with --pid); it is released when that ends.")
+        abstract: "Hold a lease until interrupted: bind it here, heartbeat it, release it on SIGINT/SIGTERM/SIGHUP (exit 70 if it is lost).")
     @OptionGroup var connection: SocketOption
     @Argument(help: "The lease token.") var token: String
     @Option(help: "A process whose exit releases the lease.") var pid: Int32?
 
     func run() throws {
+        var stops = sigset_t()
+        sigemptyset(&stops)
+        for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&stops, signal) }
+        pthread_sigmask(SIG_BLOCK, &stops, nil)
+        let client = try connection.connect()
         var fields: [(String, JSONValue)] = [("lease", .text(token))]
         if let pid { fields.append(("pid", .integer(pid))) }
-        try finish(connection.connect().request("attach", fields))
+        let attached = try client.request("attach", fields)
+        try finish(attached, json: false)
+        let ttl = max(attached["ttl_ms"]?.numberValue?.int64 ?? 30_000, 300)
+        printError("turnstile: holding lease fence \(attached["fence"]?.numberValue?.text ?? "?") until interrupted")
+        while true {
+            var wait = timespec(tv_sec: Int(ttl / 3 / 1000), tv_nsec: Int(ttl / 3 % 1000) * 1_000_000)
+            let signal = sigtimedwait(&stops, nil, &wait)
+            if signal > 0 {
+                _ = try? client.call("release", [("lease", .text(token))], timeoutMilliseconds: 5_000)
+                return
+            }
+            let beat = try client.request("heartbeat", [("lease", .text(token))])
+            if !beat.ok {
+                printError("turnstile: the lease was lost: \(beat.error ?? "error")")
+                throw Exit.leaseLost
+            }
+        }
     }
 }
 

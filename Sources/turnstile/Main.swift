@@ -1,6 +1,7 @@
 import ArgumentParser
+import TurnstileProtocol
 
-/// `turnstile`: the everyday client of `turnstiled` (SPEC §8).
+/// `turnstile`: the everyday client of `turnstiled` (README, "The CLI").
 @main
 struct Turnstile: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,9 +12,43 @@ struct Turnstile: ParsableCommand {
             bad_request); 69 daemon unreachable; 70 lease lost while COMMAND ran; 75 no permit \
             within --wait; 1 the daemon refused a request.
             """,
+        version: TurnstileVersion.current,
         subcommands: [
             Run.self, Acquire.self, Heartbeat.self, Release.self, Attach.self, Revoke.self,
             Status.self, Watch.self, Metrics.self, Pause.self, Resume.self, Report.self, Throttle.self,
             Record.self, Performance.self, Usage.self, Reload.self,
         ])
+
+    /// Options every command shares may come before the command too (`turnstile --socket S
+    /// status`, as `git -C` and `etcdctl --endpoints` take theirs): they are moved after it.
+    static func main() {
+        main(GlobalOptions.movedAfterCommand(Array(CommandLine.arguments.dropFirst())))
+    }
+}
+
+/// The options every command shares, found before the command name.
+enum GlobalOptions {
+    /// Options that take a value, in both spellings (`--socket S`, `--socket=S`).
+    static let withValue = ["--socket"]
+
+    /// The arguments with the shared options that stand before the command moved to just
+    /// after it (where each command declares them); everything else keeps its place.
+    static func movedAfterCommand(_ arguments: [String]) -> [String] {
+        var leading: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if withValue.contains(argument), index + 1 < arguments.count {
+                leading += [argument, arguments[index + 1]]
+                index += 2
+            } else if withValue.contains(where: { argument.hasPrefix($0 + "=") }) {
+                leading.append(argument)
+                index += 1
+            } else {
+                break
+            }
+        }
+        guard !leading.isEmpty, index < arguments.count else { return arguments }
+        return [arguments[index]] + leading + arguments[(index + 1)...]
+    }
 }

@@ -16,24 +16,32 @@ struct Run: ParsableCommand {
             the lease for as long as its ttl allows.
 
             Exit codes: COMMAND's own (128+N if signal N ended it); 64 usage error; 69 daemon \
-            unreachable; 70 lease lost; 75 no permit within --wait (COMMAND never started).
+            unreachable; 70 lease lost; 75 (or --conflict-exit-code) no permit within --wait \
+            (COMMAND never started).
             """)
 
     @OptionGroup var connection: SocketOption
     @OptionGroup var permit: PermitOptions
     @Option(help: "How long COMMAND gets between SIGTERM and SIGKILL when the lease is lost.") var grace: String = "10s"
+    @Option(name: .customLong("conflict-exit-code"),
+            help: "The exit code when no permit comes within --wait (default 75), to tell it from COMMAND's own (flock -E).")
+    var conflictExitCode: Int32?
     @Argument(parsing: .postTerminator, help: "The command to run.") var command: [String]
 
     func validate() throws {
         if command.isEmpty { throw ValidationError("give the command to run after --") }
         if Durations.milliseconds(grace) == nil { throw ValidationError("--grace: not a duration: \(grace)") }
         if let ttl = permit.ttl, Durations.milliseconds(ttl) == nil { throw ValidationError("--ttl: not a duration: \(ttl)") }
+        if let conflictExitCode, !(0...255).contains(conflictExitCode) {
+            throw ValidationError("--conflict-exit-code: an exit code is 0 to 255")
+        }
     }
 
     func run() throws {
         let holder = permit.holder ?? String(command[0].split(separator: "/").last ?? Substring(command[0]))
         var runner = Runner(socketPath: connection.path, command: command, acquire: try permit.fields(holder: holder),
-                            graceMilliseconds: Int64(Durations.milliseconds(grace)!), waitDescription: permit.wait)
+                            graceMilliseconds: Int64(Durations.milliseconds(grace)!), waitDescription: permit.wait,
+                            noPermitExitCode: conflictExitCode ?? Exit.noPermit.rawValue)
         let code = try runner.run()
         throw ExitCode(code)
     }

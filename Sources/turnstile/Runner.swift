@@ -16,6 +16,8 @@ struct Runner {
     let acquire: [(String, JSONValue)]
     let graceMilliseconds: Int64
     let waitDescription: String?
+    /// The exit code when no permit came within `--wait` (75, or `--conflict-exit-code`).
+    let noPermitExitCode: Int32
 
     var client: TurnstileClient?
     var signals: Int32 = -1
@@ -30,7 +32,8 @@ struct Runner {
     var killAt: Int64?
 
     init(socketPath: String, command: [String], acquire: [(String, JSONValue)], graceMilliseconds: Int64,
-         waitDescription: String?) {
+         waitDescription: String?, noPermitExitCode: Int32 = Exit.noPermit.rawValue) {
+        self.noPermitExitCode = noPermitExitCode
         self.socketPath = socketPath
         self.command = command
         self.acquire = acquire
@@ -46,6 +49,7 @@ struct Runner {
             client = try TurnstileClient(socketPath: socketPath)
         } catch {
             printError("turnstile: \(error)")
+            if case .forbidden = error { return Exit.refused.rawValue }
             return Exit.unreachable.rawValue
         }
         if let code = try waitForPermit() { return code }
@@ -104,7 +108,9 @@ struct Runner {
                     queued = message
                     continue
                 }
-                guard message["id"]?.numberValue?.int64 == Int64(id) else { continue }
+                // A refusal of the connection itself (forbidden, too_many) has no id.
+                let refusesConnection = message["id"] == nil && message["ok"]?.boolValue == false
+                guard refusesConnection || message["id"]?.numberValue?.int64 == Int64(id) else { continue }
                 let answer = Answer(message)
                 if answer.ok {
                     lease = message
@@ -120,7 +126,7 @@ struct Runner {
                     printError("turnstile: \(answer.error ?? "error"): \(answer.message ?? "")")
                 }
                 switch answer.error {
-                case "timeout", "unavailable": return Exit.noPermit.rawValue
+                case "timeout", "unavailable": return noPermitExitCode
                 case "bad_request": return Exit.usage.rawValue
                 default: return Exit.refused.rawValue
                 }

@@ -20,7 +20,8 @@ struct Turnstiled: ParsableCommand {
             ~/.local/state/turnstile), pause flags in <state dir>/pause, and the config file \
             $XDG_CONFIG_HOME/turnstile/turnstile.toml if it exists. TURNSTILE_SOCKET names the socket. \
             SIGTERM or SIGINT stop it gracefully (exit 0); SIGHUP reloads the config.
-            """)
+            """,
+        version: TurnstileVersion.current)
 
     @Option(help: "The TOML config file.") var config: String?
     @Option(help: "The Unix socket path.") var socket: String?
@@ -31,6 +32,8 @@ struct Turnstiled: ParsableCommand {
     @Option(name: .customLong("process-watch"),
             help: "How holder processes are watched: pidfd (at once; the default, with poll as fallback) or poll (every 100 ms).")
     var processWatch: String = ProcessWatchMethod.pidfd.rawValue
+    @Option(name: .customLong("check-config"), help: "Validate this config file and exit: 0 if valid, 64 with the error if not.")
+    var checkConfig: String?
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel.lowercased()) != nil else {
@@ -42,6 +45,16 @@ struct Turnstiled: ParsableCommand {
     }
 
     func run() throws {
+        if let checkConfig {
+            switch ConfigFile.load(checkConfig) {
+            case .success:
+                print("\(checkConfig): valid")
+                return
+            case .failure(let error):
+                report("invalid config: \(error)")
+                throw ExitCode(64)
+            }
+        }
         let level = Logger.Level(rawValue: logLevel.lowercased())!
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -73,8 +86,12 @@ struct Turnstiled: ParsableCommand {
     }
 
     private func fail(_ message: String) -> Never {
+        report(message)
+        Glibc.exit(1)
+    }
+
+    private func report(_ message: String) {
         let line = "turnstiled: \(message)\n"
         _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
-        Glibc.exit(1)
     }
 }
