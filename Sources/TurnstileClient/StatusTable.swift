@@ -90,7 +90,7 @@ public enum StatusTable {
     }
 
     /// Left-aligned columns, two spaces apart, indented by two.
-    static func columns(_ rows: [[String]]) -> [String] {
+    public static func columns(_ rows: [[String]]) -> [String] {
         var widths = [Int](repeating: 0, count: rows.map(\.count).max() ?? 0)
         for row in rows { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
         return rows.map { row in

@@ -6,24 +6,35 @@ import TurnstileProtocol
 struct Pause: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Pause a project: its acquires wait (admin).")
     @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
     @Argument(help: "The project.") var project: String
 
-    func run() throws { try finish(connection.connect().request("pause", [("project", .text(project))])) }
+    func run() throws {
+        try finish(connection.connect().request("pause", [("project", .text(project))]), output) { _ in
+            ["paused \(TerminalText.safe(project))"]
+        }
+    }
 }
 
 /// `turnstile resume PROJECT` (admin).
 struct Resume: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Resume a project and re-arm its circuit breaker (admin).")
     @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
     @Argument(help: "The project.") var project: String
 
-    func run() throws { try finish(connection.connect().request("resume", [("project", .text(project))])) }
+    func run() throws {
+        try finish(connection.connect().request("resume", [("project", .text(project))]), output) { answer in
+            ["resumed \(TerminalText.safe(project))" + (answer["was_paused"]?.boolValue == false ? " (it was not paused)" : "")]
+        }
+    }
 }
 
 /// `turnstile throttle PROVIDER --retry-after 30s | --retry-after-header VALUE` (admin).
 struct Throttle: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Record that a provider rate-limited a tenant (admin).")
     @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
     @Argument(help: "The provider.") var provider: String
     @Option(help: "The tenant (default local).") var tenant: String?
     @Option(name: .customLong("retry-after"), help: "How long (30s, 2m…).") var retryAfter: String?
@@ -42,7 +53,10 @@ struct Throttle: ParsableCommand {
             fields.append(("retry_after_ms", .integer(milliseconds)))
         }
         if let header { fields.append(("retry_after", .text(header))) }
-        try finish(connection.connect().request("throttle", fields))
+        try finish(connection.connect().request("throttle", fields), output) { answer in
+            let left = answer["retry_after_ms"].map { " for \(HumanLines.duration($0))" } ?? ""
+            return ["throttled \(TerminalText.safe(provider)) for tenant \(TerminalText.safe(tenant ?? "local"))\(left)"]
+        }
     }
 }
 
@@ -50,6 +64,7 @@ struct Throttle: ParsableCommand {
 struct Reload: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Make the daemon re-read its config (admin).")
     @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
 
-    func run() throws { try finish(connection.connect().request("reload")) }
+    func run() throws { try finish(connection.connect().request("reload"), output) { _ in ["reloaded"] } }
 }

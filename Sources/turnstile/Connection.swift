@@ -58,12 +58,20 @@ extension TurnstileClient {
     }
 }
 
-/// Prints an answer: JSON on stdout when it succeeded, the daemon's message on stderr (and
-/// a failure exit: 64 for a request the daemon found malformed, a usage error like any other,
-/// else 1) when not.
-func finish(_ answer: Answer, json: Bool = true, onSuccess: (Answer) -> Void = { printJSON($0.object) }) throws {
+/// Prints an answer: when it succeeded, the daemon's JSON with `--json`, else the command's
+/// human lines; when not, the daemon's message on stderr and a failure exit (64 for a request
+/// the daemon found malformed, a usage error like any other, else 1).
+func finish(_ answer: Answer, _ output: OutputOptions, human: (Answer) -> [String]) throws {
+    try finish(answer) { answer in
+        if output.json { printJSON(answer.object) } else { for line in human(answer) { printLine(line) } }
+    }
+}
+
+/// Prints an answer as `onSuccess` says when it succeeded; the daemon's message on stderr and
+/// a failure exit when not.
+func finish(_ answer: Answer, onSuccess: (Answer) -> Void) throws {
     if answer.ok {
-        if json { onSuccess(answer) }
+        onSuccess(answer)
         return
     }
     printError("turnstile: \(answer.error ?? "error"): \(answer.message ?? "")")

@@ -27,7 +27,7 @@ struct Watch: ParsableCommand {
 
     func run() throws {
         let client = try connection.connect()
-        try finish(client.request("watch"), json: false)
+        try finish(client.request("watch")) { _ in }
         while true {
             let event: JSONObject?
             do {
@@ -57,11 +57,12 @@ struct Metrics: ParsableCommand {
 struct Performance: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show model telemetry: completions, success rate, latency, limits.")
     @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
     @Option(help: "One model (provider/model or bare name).") var model: String?
 
     func run() throws {
         let fields: [(String, JSONValue)] = model.map { [("model", .text($0))] } ?? []
-        try finish(connection.connect().request("performance", fields))
+        try finish(connection.connect().request("performance", fields), output, human: HumanLines.performance)
     }
 }
 
@@ -69,15 +70,19 @@ struct Performance: ParsableCommand {
 struct Usage: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show a session's token, cost and message sums.")
     @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
     @Argument(help: "The session id.") var session: String
 
-    func run() throws { try finish(connection.connect().request("usage", [("session_id", .text(session))])) }
+    func run() throws {
+        try finish(connection.connect().request("usage", [("session_id", .text(session))]), output, human: HumanLines.usage)
+    }
 }
 
 /// `turnstile record --model M --latency D (--success | --no-success) …`.
 struct Record: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Record a completed model call for telemetry.")
     @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
     @Option(help: "The model (provider/model or bare name).") var model: String
     @Option(help: "How long the call took (e.g. 850ms).") var latency: String
     @Flag(inversion: .prefixedNo, help: "Whether the call succeeded.") var success: Bool
@@ -105,7 +110,7 @@ struct Record: ParsableCommand {
         if total > 0 { tokens.append(("total", .integer(total))) }
         if !tokens.isEmpty { fields.append(("tokens", .object(JSONObject(tokens)))) }
         if let costUSD { fields.append(("cost_usd", .number(JSONNumber(text: "\(costUSD)")))) }
-        try finish(connection.connect().request("record", fields))
+        try finish(connection.connect().request("record", fields), output) { _ in ["recorded"] }
     }
 }
 
@@ -116,9 +121,11 @@ struct Report: ParsableCommand {
     @Argument(help: "The project.") var project: String
     @Argument(help: "The agent's name (project-meta or project-meta-<suffix> count).") var agent: String
     @Flag(inversion: .prefixedNo, help: "Whether the run succeeded.") var success: Bool
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
-        try finish(connection.connect().request("report", [("project", .text(project)), ("agent", .text(agent)),
-                                                           ("success", .bool(success))]))
+        let answer = try connection.connect().request("report", [("project", .text(project)), ("agent", .text(agent)),
+                                                                ("success", .bool(success))])
+        try finish(answer, output) { [HumanLines.report($0, project: TerminalText.safe(project))] }
     }
 }

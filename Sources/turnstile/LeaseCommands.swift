@@ -72,6 +72,7 @@ struct Acquire: ParsableCommand {
     @OptionGroup var permit: PermitOptions
     @Option(help: "A process whose exit releases the lease (e.g. --pid $$).") var pid: Int32?
     @Flag(help: "Print only the lease token (for TOKEN=$(turnstile acquire --token …)).") var token = false
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         var fields = try permit.fields(holder: nil)
@@ -79,15 +80,15 @@ struct Acquire: ParsableCommand {
         if let pid { fields.append(("pid", .integer(pid))) }
         let answer = try connection.connect().request("acquire", fields)
         if !answer.ok && (answer.error == "unavailable" || answer.error == "timeout") {
-            if token {
+            if output.json { printJSON(answer.object) } else {
                 printError("turnstile: no permit: \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")
-            } else {
-                printJSON(answer.object)
             }
             throw Exit.noPermit
         }
         try finish(answer) { answer in
-            if token { printLine(answer.string("lease") ?? "") } else { printJSON(answer.object) }
+            if token { printLine(answer.string("lease") ?? "") } else if output.json { printJSON(answer.object) } else {
+                printLine(HumanLines.granted(answer))
+            }
         }
     }
 }
@@ -96,13 +97,14 @@ struct Acquire: ParsableCommand {
 struct Heartbeat: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Extend leases by their ttl.")
     @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
     @Argument(help: "Lease tokens.") var tokens: [String]
 
     func run() throws {
         let client = try connection.connect()
         let fields: [(String, JSONValue)] = tokens.count == 1 ? [("lease", .text(tokens[0]))] : [("leases", .strings(tokens))]
         let answer = try client.request("heartbeat", fields)
-        try finish(answer)
+        try finish(answer, output) { HumanLines.heartbeat($0, tokens: tokens) }
         // One answer for several tokens succeeds as a whole; a token that failed inside it is
         // a failure of the command all the same.
         let results = answer["results"]?.arrayValue?.compactMap(\.objectValue) ?? []
@@ -118,9 +120,14 @@ struct Heartbeat: ParsableCommand {
 struct Release: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Give a lease back.")
     @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
     @Argument(help: "The lease token.") var token: String
 
-    func run() throws { try finish(connection.connect().request("release", [("lease", .text(token))])) }
+    func run() throws {
+        try finish(connection.connect().request("release", [("lease", .text(token))]), output) { answer in
+            ["released after \(HumanLines.duration(answer["held_ms"]))"]
+        }
+    }
 }
 
 /// `turnstile attach TOKEN`: holds a lease from this process until interrupted. The lease is
@@ -143,7 +150,7 @@ struct Attach: ParsableCommand {
         var fields: [(String, JSONValue)] = [("lease", .text(token))]
         if let pid { fields.append(("pid", .integer(pid))) }
         let attached = try client.request("attach", fields)
-        try finish(attached, json: false)
+        try finish(attached) { _ in }
         let ttl = max(attached["ttl_ms"]?.numberValue?.int64 ?? 30_000, 300)
         printError("turnstile: holding lease fence \(attached["fence"]?.numberValue?.text ?? "?") until interrupted")
         while true {
@@ -166,6 +173,7 @@ struct Attach: ParsableCommand {
 struct Revoke: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Take a lease away (admin).")
     @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
     @Option(help: "The lease's fence.") var fence: UInt64?
     @Argument(help: "The lease token.") var token: String?
 
@@ -175,6 +183,8 @@ struct Revoke: ParsableCommand {
 
     func run() throws {
         let field: (String, JSONValue) = fence.map { ("fence", .integer($0)) } ?? ("lease", .text(token!))
-        try finish(connection.connect().request("revoke", [field]))
+        try finish(connection.connect().request("revoke", [field]), output) { _ in
+            ["revoked" + (fence.map { " fence \($0)" } ?? "")]
+        }
     }
 }

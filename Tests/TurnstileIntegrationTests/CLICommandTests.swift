@@ -17,7 +17,7 @@ struct CLICommandTests {
 
     @Test func acquireHeartbeatReleaseAndRevoke() throws {
         let daemon = try Daemon()
-        let acquired = try Self.cli(daemon, ["acquire", "--project", "alpha", "--mode", "issue", "--holder", "sh", "--ttl", "10s"])
+        let acquired = try Self.cli(daemon, ["acquire", "--json", "--project", "alpha", "--mode", "issue", "--holder", "sh", "--ttl", "10s"])
         #expect(acquired.exitCode == 0)
         let answer = try Self.json(acquired)
         let token = try #require(answer["lease"]?.stringValue)
@@ -25,13 +25,13 @@ struct CLICommandTests {
         let status = try daemon.client().ask("status")
         #expect(status["leases"]?.arrayValue?.first?.objectValue?["bound"]?.boolValue == false, "acquire takes a detached lease")
         #expect(try Self.cli(daemon, ["heartbeat", token]).exitCode == 0)
-        let beat = try Self.cli(daemon, ["heartbeat", token, String(repeating: "0", count: 32)])
+        let beat = try Self.cli(daemon, ["heartbeat", "--json", token, String(repeating: "0", count: 32)])
         #expect(try Self.json(beat)["results"]?.arrayValue?.count == 2)
         #expect(try Self.cli(daemon, ["release", token]).exitCode == 0)
         let again = try Self.cli(daemon, ["release", token])
         #expect(again.exitCode == 1)
         #expect(again.output.contains("turnstile: not_found"))
-        let second = try Self.json(try Self.cli(daemon, ["acquire"]))
+        let second = try Self.json(try Self.cli(daemon, ["acquire", "--json"]))
         #expect(try Self.cli(daemon, ["revoke", "--fence", "\(second["fence"]!.numberValue!.text)"]).exitCode == 0)
         #expect(try Self.cli(daemon, ["revoke", "--fence", "9999"]).exitCode == 1)
     }
@@ -42,7 +42,7 @@ struct CLICommandTests {
         let held = try client.ask("acquire")
         var environment = ProcessInfo.processInfo.environment
         environment["TURNSTILE_SOCKET"] = daemon.socketPath
-        let waiting = try ChildProcess([Binaries.turnstile, "acquire", "--holder", "patient"], environment: environment)
+        let waiting = try ChildProcess([Binaries.turnstile, "acquire", "--json", "--holder", "patient"], environment: environment)
         var queued: Int64? = 0
         for _ in 0..<10_000 where queued != 1 {
             queued = try client.ask("status")["global"]?.objectValue?["waiting"]?.numberValue?.int64
@@ -64,9 +64,9 @@ struct CLICommandTests {
     @Test func acquireWithPidAndARefusal() throws {
         let daemon = try Daemon(config: "[limits]\nglobal = 1\n")
         let sleeper = try ChildProcess(["sleep", "600"])
-        let bound = try Self.json(try Self.cli(daemon, ["acquire", "--pid", "\(sleeper.pid)"]))
+        let bound = try Self.json(try Self.cli(daemon, ["acquire", "--json", "--pid", "\(sleeper.pid)"]))
         #expect(bound["ok"]?.boolValue == true)
-        let refused = try Self.cli(daemon, ["acquire", "--wait", "0"])
+        let refused = try Self.cli(daemon, ["acquire", "--json", "--wait", "0"])
         #expect(refused.exitCode == 75)
         #expect(try Self.json(refused)["reason"]?.stringValue == "global")
         let watcher = try daemon.client()
@@ -156,7 +156,7 @@ struct CLICommandTests {
         #expect(try Self.cli(daemon, ["pause", "alpha"]).exitCode == 0)
         #expect(FileManager.default.fileExists(atPath: daemon.pauseDirectory + "/alpha"))
         #expect(try Self.cli(daemon, ["resume", "alpha"]).exitCode == 0)
-        let report = try Self.json(try Self.cli(daemon, ["report", "beta", "project-meta", "--no-success"]))
+        let report = try Self.json(try Self.cli(daemon, ["report", "--json", "beta", "project-meta", "--no-success"]))
         #expect(report["tripped"]?.boolValue == true)
         #expect(try Self.cli(daemon, ["pause", "__global__"]).exitCode == 64)
         try daemon.writeConfig("[limits]\nglobal = 3\n")
@@ -169,16 +169,16 @@ struct CLICommandTests {
 
     @Test func throttleRecordPerformanceUsageMetrics() throws {
         let daemon = try Daemon()
-        let throttled = try Self.json(try Self.cli(daemon, ["throttle", "openai", "--retry-after", "30s"]))
+        let throttled = try Self.json(try Self.cli(daemon, ["throttle", "--json", "openai", "--retry-after", "30s"]))
         #expect(throttled["retry_after_ms"]?.numberValue?.int64 == 30_000)
         #expect(try Self.cli(daemon, ["throttle", "openai", "--retry-after-header", "5"]).exitCode == 0)
         #expect(try Self.cli(daemon, ["throttle", "openai"]).exitCode == 64, "needs one of the two")
         let recorded = try Self.cli(daemon, ["record", "--model", "zai/glm-5", "--latency", "850ms", "--success",
                                              "--session", "s1", "--input-tokens", "20", "--output-tokens", "10", "--cost-usd", "0.5"])
         #expect(recorded.exitCode == 0)
-        let performance = try Self.json(try Self.cli(daemon, ["performance", "--model", "zai/glm-5"]))
+        let performance = try Self.json(try Self.cli(daemon, ["performance", "--json", "--model", "zai/glm-5"]))
         #expect(performance["models"]?.arrayValue?.first?.objectValue?["avg_latency_ms"]?.numberValue?.double == 850)
-        let usage = try Self.json(try Self.cli(daemon, ["usage", "s1"]))
+        let usage = try Self.json(try Self.cli(daemon, ["usage", "--json", "s1"]))
         #expect(usage["usage"]?.objectValue?["totals"]?.objectValue?["total_tokens"]?.numberValue?.int64 == 30)
         let metrics = try Self.cli(daemon, ["metrics"])
         #expect(metrics.output.contains("turnstile_throttles_active 1"))

@@ -153,3 +153,37 @@ struct CLIShellConventionsTests {
                 "\(daemon.log)")
     }
 }
+
+/// Commands print a short line for people by default and the daemon's answer with `--json`.
+@Suite("CLI human output", .timeLimit(.minutes(1)))
+struct CLIHumanOutputTests {
+    func lines(_ daemon: Daemon, _ arguments: [String]) throws -> String {
+        let process = try CLIRunTests.finished(daemon, arguments)
+        #expect(process.exitCode == 0, "\(arguments): \(process.output)")
+        return process.output
+    }
+
+    @Test func eachCommandSaysWhatHappenedInOneLine() throws {
+        let daemon = try Daemon()
+        let acquired = try lines(daemon, ["acquire", "--holder", "sh", "--ttl", "10s", "--model", "anthropic/claude-opus-4"])
+        let token = String(acquired.prefix(32))
+        #expect(acquired.hasPrefix(token + " fence 1 ttl 10s model anthropic/claude-opus-4 (primary)"), "\(acquired)")
+        #expect(!acquired.contains("{"), "not JSON")
+        #expect(try lines(daemon, ["heartbeat", token]) == "extended: ttl 10s\n")
+        #expect(try lines(daemon, ["pause", "alpha"]) == "paused alpha\n")
+        #expect(try lines(daemon, ["resume", "alpha"]) == "resumed alpha\n")
+        #expect(try lines(daemon, ["resume", "alpha"]) == "resumed alpha (it was not paused)\n")
+        #expect(try lines(daemon, ["throttle", "openai", "--retry-after", "30s"]) == "throttled openai for tenant local for 30s\n")
+        #expect(try lines(daemon, ["report", "beta", "project-meta", "--no-success"]) == "beta: 1 failures in a row\n")
+        #expect(try lines(daemon, ["record", "--model", "zai/glm-5", "--latency", "850ms", "--success", "--session", "s1",
+                                   "--input-tokens", "10", "--output-tokens", "5"]) == "recorded\n")
+        let usage = try lines(daemon, ["usage", "s1"])
+        #expect(usage.hasPrefix("total: 1 messages, 10 in / 5 out tokens"), "\(usage)")
+        let performance = try lines(daemon, ["performance"])
+        #expect(performance.contains("MODEL") && performance.contains("zai/glm-5") && performance.contains("100%"), "\(performance)")
+        #expect(try lines(daemon, ["reload"]) == "reloaded\n")
+        #expect(try lines(daemon, ["release", token]).hasPrefix("released after "))
+        let json = try lines(daemon, ["pause", "--json", "gamma"])
+        #expect(json.hasPrefix("{") && json.contains(#""paused":true"#), "\(json)")
+    }
+}
