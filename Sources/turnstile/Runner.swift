@@ -81,17 +81,46 @@ struct Runner {
         return lost == nil ? code : Exit.leaseLost.rawValue
     }
 
-    /// Sends the acquire and waits for its answer, saying after a second what it waits on.
+    /// Sends the acquire and waits for its answer, saying after a second what it waits on. A
+    /// daemon that goes away meanwhile (restarted: it answers `shutting_down`, or it is simply
+    /// gone) is waited for and asked again, for what is left of `--wait`.
     /// - Returns: an exit code if COMMAND must not start.
     private mutating func waitForPermit() throws -> Int32? {
+        let started = SocketStream.monotonicMilliseconds()
+        let waitMilliseconds = acquire.last { $0.0 == "wait_ms" }?.1.numberValue?.int64 ?? 0
+        var fields = acquire
+        while true {
+            switch askForPermit(fields, startedAt: started) {
+            case .decided(let code): return code
+            case .daemonGone:
+                let left = waitMilliseconds - (SocketStream.monotonicMilliseconds() - started)
+                guard left > 0 else {
+                    printError("turnstile: no permit\(waitDescription.map { " within \($0)" } ?? ""): the daemon went away")
+                    return noPermitExitCode
+                }
+                printError("turnstile: the daemon went away while waiting for a permit; waiting for it to come back")
+                if let code = waitForDaemon(until: SocketStream.monotonicMilliseconds() + left) { return code }
+                fields = acquire.filter { $0.0 != "wait_ms" } + [("wait_ms", .integer(max(0, waitMilliseconds - (SocketStream.monotonicMilliseconds() - started))))]
+            }
+        }
+    }
+
+    /// How one acquire on one connection ended.
+    private enum PermitOutcome {
+        /// Granted (nil) or refused with this exit code.
+        case decided(Int32?)
+        /// The daemon closed the connection or is shutting down: ask again once it is back.
+        case daemonGone
+    }
+
+    /// One acquire on the current connection.
+    private mutating func askForPermit(_ fields: [(String, JSONValue)], startedAt started: Int64) -> PermitOutcome {
         let id: Int
         do {
-            id = try client!.send("acquire", acquire + [("notify", .bool(true))])
+            id = try client!.send("acquire", fields + [("notify", .bool(true))])
         } catch {
-            printError("turnstile: \(error)")
-            return Exit.unreachable.rawValue
+            return .daemonGone
         }
-        let started = SocketStream.monotonicMilliseconds()
         var queued: JSONObject?
         var told = false
         while true {
@@ -102,7 +131,7 @@ struct Runner {
             let timeout: Int32 = told || queued == nil ? 1000 : Int32(max(0, 1000 - (SocketStream.monotonicMilliseconds() - started)))
             switch waitForInput(timeout: timeout, watchChild: false) {
             case .signal(let number):
-                if [SIGINT, SIGTERM, SIGHUP].contains(number) { return 128 + number }
+                if [SIGINT, SIGTERM, SIGHUP].contains(number) { return .decided(128 + number) }
             case .message(let message):
                 if message["event"]?.stringValue == "queued" {
                     queued = message
@@ -111,30 +140,52 @@ struct Runner {
                 // A refusal of the connection itself (forbidden, too_many) has no id.
                 let refusesConnection = message["id"] == nil && message["ok"]?.boolValue == false
                 guard refusesConnection || message["id"]?.numberValue?.int64 == Int64(id) else { continue }
-                let answer = Answer(message)
-                if answer.ok {
-                    lease = message
-                    token = answer.string("lease") ?? ""
-                    ttlMilliseconds = message["ttl_ms"]?.numberValue?.int64 ?? ttlMilliseconds
-                    return nil
-                }
-                switch answer.error {
-                case "timeout", "unavailable":
-                    let within = waitDescription.map { Durations.milliseconds($0) == 0 ? " now" : " within \($0)" } ?? ""
-                    printError("turnstile: no permit\(within): \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")
-                default:
-                    printError("turnstile: \(answer.error ?? "error"): \(answer.message ?? "")")
-                }
-                switch answer.error {
-                case "timeout", "unavailable": return noPermitExitCode
-                case "bad_request": return Exit.usage.rawValue
-                default: return Exit.refused.rawValue
-                }
+                return decide(Answer(message))
             case .disconnected:
-                printError("turnstile: the daemon closed the connection while waiting for a permit")
-                return Exit.unreachable.rawValue
+                return .daemonGone
             case .timeout, .childChanged: continue
             }
         }
+    }
+
+    /// What an acquire's answer means for COMMAND.
+    private mutating func decide(_ answer: Answer) -> PermitOutcome {
+        if answer.ok {
+            lease = answer.object
+            token = answer.string("lease") ?? ""
+            ttlMilliseconds = answer.object["ttl_ms"]?.numberValue?.int64 ?? ttlMilliseconds
+            return .decided(nil)
+        }
+        switch answer.error {
+        case "shutting_down":
+            return .daemonGone
+        case "timeout", "unavailable":
+            let within = waitDescription.map { Durations.milliseconds($0) == 0 ? " now" : " within \($0)" } ?? ""
+            printError("turnstile: no permit\(within): \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")
+            return .decided(noPermitExitCode)
+        case "bad_request":
+            printError("turnstile: bad_request: \(answer.message ?? "")")
+            return .decided(Exit.usage.rawValue)
+        default:
+            printError("turnstile: \(answer.error ?? "error"): \(answer.message ?? "")")
+            return .decided(Exit.refused.rawValue)
+        }
+    }
+
+    /// Connects again, every 100 ms until `deadline`, staying interruptible.
+    /// - Returns: an exit code if the wait must end (a stop signal, or the deadline passed).
+    private mutating func waitForDaemon(until deadline: Int64) -> Int32? {
+        client = nil
+        while SocketStream.monotonicMilliseconds() < deadline {
+            if let fresh = try? TurnstileClient(socketPath: socketPath) {
+                client = fresh
+                return nil
+            }
+            if case .signal(let number) = waitForInput(timeout: 100, watchChild: false), [SIGINT, SIGTERM, SIGHUP].contains(number) {
+                return 128 + number
+            }
+        }
+        printError("turnstile: no permit\(waitDescription.map { " within \($0)" } ?? ""): the daemon did not come back")
+        return noPermitExitCode
     }
 }

@@ -187,3 +187,32 @@ struct CLIHumanOutputTests {
         #expect(json.hasPrefix("{") && json.contains(#""paused":true"#), "\(json)")
     }
 }
+
+/// A `turnstile run` waiting for a permit waits on across a daemon restart, SIGTERM or SIGKILL:
+/// it connects again and asks again for what is left of its `--wait`, and COMMAND runs once.
+@Suite("A waiting run across daemon restarts", .timeLimit(.minutes(1)))
+struct WaitingRunRestartTests {
+    @Test(arguments: ["SIGTERM", "SIGKILL"])
+    func aWaitingRunSurvivesARestart(how: String) throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 1\n")
+        let token = try #require(try daemon.client().ask("acquire", [("detach", .bool(true)), ("ttl_ms", .integer(60_000))]).string("lease"))
+        let marks = daemon.directory + "/ran"
+        let waiter = try CLIRunTests.turnstile(daemon, ["run", "--holder", "waiter", "--", "sh", "-c", "echo ran >> \(marks)"])
+        func waiting() throws -> Bool {
+            let deadline = SocketStream.monotonicMilliseconds() + 10_000
+            while SocketStream.monotonicMilliseconds() < deadline {
+                let status = try daemon.client().ask("status")
+                if status["global"]?.objectValue?["waiting"]?.numberValue?.int64 == 1 { return true }
+            }
+            return false
+        }
+        #expect(try waiting(), "the run waits behind the held permit")
+        if how == "SIGTERM" { daemon.stop() } else { daemon.crash() }
+        try daemon.start()
+        #expect(try waiting(), "after the restart it waits again: \(waiter.output)")
+        #expect(try daemon.client().ask("release", [("lease", .text(token))]).ok, "the restored lease is released")
+        _ = waiter.waitForExit()
+        #expect(waiter.exitCode == 0, "\(waiter.output)")
+        #expect(try String(contentsOfFile: marks, encoding: .utf8) == "ran\n", "COMMAND ran once")
+    }
+}
