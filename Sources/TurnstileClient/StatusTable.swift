@@ -1,10 +1,29 @@
 import TurnstileProtocol
 
 /// Renders the daemon's `status` answer as the readable table `turnstile status` prints:
-/// limits and use, projects, models, leases (holder, age, last heartbeat), waiters and
-/// their reasons, paused projects, throttles. Pure: the same answer gives the same text.
+/// limits and use, projects, models, leases (holder, age, last heartbeat), waiters summed by
+/// reason, mode and project and then listed, paused projects, throttles. Pure: the same
+/// answer gives the same text.
 public enum StatusTable {
-    public static func render(_ status: JSONObject) -> String {
+    /// Which leases and waiters the lists show (the summary counts every waiter).
+    public struct Filter: Sendable {
+        public var project: String?
+        public var mode: String?
+        /// Only the waiters: no lease list.
+        public var waitingOnly = false
+
+        public init(project: String? = nil, mode: String? = nil, waitingOnly: Bool = false) {
+            self.project = project
+            self.mode = mode
+            self.waitingOnly = waitingOnly
+        }
+
+        func admits(_ entry: JSONObject) -> Bool {
+            (project == nil || entry["project"]?.stringValue == project) && (mode == nil || entry["mode"]?.stringValue == mode)
+        }
+    }
+
+    public static func render(_ status: JSONObject, filter: Filter = Filter()) -> String {
         var out: [String] = []
         let server = status["server"]?.objectValue
         let global = status["global"]?.objectValue
@@ -19,8 +38,8 @@ public enum StatusTable {
         out.append("MODES     " + modes.joined(separator: " · "))
         appendProjects(status, to: &out)
         appendModels(status, to: &out)
-        appendLeases(status, to: &out)
-        appendWaiting(status, to: &out)
+        if !filter.waitingOnly { appendLeases(status, filter, to: &out) }
+        appendWaiting(status, filter, to: &out)
         let throttles = status["throttles"]?.arrayValue?.compactMap(\.objectValue) ?? []
         if !throttles.isEmpty {
             out.append("THROTTLES")
@@ -62,8 +81,8 @@ public enum StatusTable {
         out += columns(rows)
     }
 
-    private static func appendLeases(_ status: JSONObject, to out: inout [String]) {
-        let leases = status["leases"]?.arrayValue?.compactMap(\.objectValue) ?? []
+    private static func appendLeases(_ status: JSONObject, _ filter: Filter, to out: inout [String]) {
+        let leases = (status["leases"]?.arrayValue?.compactMap(\.objectValue) ?? []).filter(filter.admits)
         out.append("LEASES" + (leases.isEmpty ? "    none" : ""))
         guard !leases.isEmpty else { return }
         var rows = [["FENCE", "PROJECT", "MODE", "MODEL", "HOLDER", "PID", "AGE", "HEARTBEAT", "EXPIRES", "STATE"]]
@@ -77,16 +96,28 @@ public enum StatusTable {
         out += columns(rows)
     }
 
-    private static func appendWaiting(_ status: JSONObject, to out: inout [String]) {
-        let waiting = status["waiting"]?.arrayValue?.compactMap(\.objectValue) ?? []
+    private static func appendWaiting(_ status: JSONObject, _ filter: Filter, to out: inout [String]) {
+        let all = status["waiting"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        guard !all.isEmpty else { return }
+        out.append("WAITING   \(all.count) · " + summary(all))
+        let waiting = all.filter(filter.admits)
         guard !waiting.isEmpty else { return }
-        out.append("WAITING")
         var rows = [["POS", "PROJECT", "MODE", "MODEL", "HOLDER", "PRIORITY", "REASON", "WAITED"]]
         for waiter in waiting {
             rows.append([text(waiter["position"]), text(waiter["project"]), text(waiter["mode"]), text(waiter["model"]),
                          text(waiter["holder"]), text(waiter["priority"]), text(waiter["reason"]), duration(waiter["waited_ms"])])
         }
         out += columns(rows)
+    }
+
+    /// "by reason: global 180, workspace_lock 20 · by mode: … · by project: …", most first.
+    static func summary(_ waiting: [JSONObject]) -> String {
+        ["reason", "mode", "project"].map { key in
+            var counts: [String: Int] = [:]
+            for waiter in waiting { counts[text(waiter[key]), default: 0] += 1 }
+            let sorted = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            return "by \(key): " + sorted.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        }.joined(separator: " · ")
     }
 
     /// Left-aligned columns, two spaces apart, indented by two.
@@ -122,11 +153,24 @@ public enum StatusTable {
     }
 }
 
-/// One line per `watch` event, for people: `granted fence=12 project=alpha mode=issue …`.
+/// One line per `watch` event, for people: `granted fence=12 project=alpha mode=issue …`;
+/// a value with a space, `=` or a quote is double-quoted.
 public enum EventLine {
     public static func render(_ event: JSONObject) -> String {
         let name = TerminalText.safe(event["event"]?.stringValue ?? "?")
-        let fields = event.members.filter { $0.key != "event" }.map { "\(TerminalText.safe($0.key))=\(StatusTable.text($0.value))" }
+        let fields = event.members.filter { $0.key != "event" }.map { member -> String in
+            let raw = member.value.stringValue ?? StatusTable.text(member.value)
+            return "\(TerminalText.safe(member.key))=\(TerminalText.safe(quoted(raw)))"
+        }
         return ([name] + fields).joined(separator: " ")
     }
+
+    /// A value as one shell-like word: as is when it is plain, else in double quotes with `"`
+    /// and `\` escaped, so `holder="a cause=x"` cannot be read as two fields.
+    static func quoted(_ value: String) -> String {
+        let plain = !value.isEmpty && value.unicodeScalars.allSatisfy { !" =\"\\'".unicodeScalars.contains($0) }
+        if plain { return value }
+        return "\"" + value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
+    }
 }
+

@@ -10,11 +10,15 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show limits, use, leases, waiters, pauses and throttles.")
     @OptionGroup var connection: SocketOption
     @Flag(help: "Print the daemon's status answer as JSON.") var json = false
+    @Option(help: "List only this project's leases and waiters.") var project: String?
+    @Option(help: "List only this mode's leases and waiters.") var mode: String?
+    @Flag(help: "List only the waiters.") var waiting = false
 
     func run() throws {
         let answer = try connection.connect().request("status")
+        let filter = StatusTable.Filter(project: project, mode: mode, waitingOnly: waiting)
         try finish(answer) { answer in
-            if json { printJSON(answer.object) } else { print(StatusTable.render(answer.object), terminator: "") }
+            if json { printJSON(answer.object) } else { print(StatusTable.render(answer.object, filter: filter), terminator: "") }
         }
     }
 }

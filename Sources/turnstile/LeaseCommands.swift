@@ -188,3 +188,45 @@ struct Revoke: ParsableCommand {
         }
     }
 }
+
+/// `turnstile park TOKEN`: frees a lease's capacity but keeps its workspace lock (a run
+/// paused for a human); `unpark` takes the capacity back.
+struct Park: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Free a lease's capacity but keep its workspace lock.")
+    @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
+    @Argument(help: "The lease token.") var token: String
+
+    func run() throws {
+        try finish(connection.connect().request("park", [("lease", .text(token))]), output) { answer in
+            ["parked fence \(HumanLines.text(answer["fence"])): its capacity is free, its workspace kept"]
+        }
+    }
+}
+
+/// `turnstile unpark TOKEN [--wait D]`: takes a parked lease's capacity back, waiting like
+/// `acquire` (exit 75 if none within `--wait`).
+struct Unpark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Take a parked lease's capacity back, waiting like acquire (exit 75 if none within --wait).")
+    @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
+    @Argument(help: "The lease token.") var token: String
+    @Option(help: "How long to wait for the capacity (default: forever; 0: do not wait).") var wait: String?
+
+    func run() throws {
+        var waitMilliseconds: UInt64 = 9_007_199_254_740_991
+        if let wait {
+            guard let value = Durations.milliseconds(wait) else { throw ValidationError("--wait: not a duration: \(wait)") }
+            waitMilliseconds = value
+        }
+        let answer = try connection.connect().request("unpark", [("lease", .text(token)), ("wait_ms", .integer(waitMilliseconds))])
+        if !answer.ok && (answer.error == "unavailable" || answer.error == "timeout") {
+            if output.json { printJSON(answer.object) } else {
+                printError("turnstile: no capacity: \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")
+            }
+            throw Exit.noPermit
+        }
+        try finish(answer, output) { [HumanLines.granted($0)] }
+    }
+}

@@ -39,7 +39,7 @@ struct StatusTableTests {
           FENCE  PROJECT  MODE   MODEL                    HOLDER   PID   AGE    HEARTBEAT  EXPIRES  STATE
           12     alpha    issue  anthropic/claude-opus-4  agent-1  4711  3m12s  4s ago     in 26s   bound
           13     alpha    issue  -                        -        -     850ms  850ms ago  in 29s   detached,parked
-        WAITING
+        WAITING   1 · by reason: project 1 · by mode: time 1 · by project: alpha 1
           POS  PROJECT  MODE  MODEL  HOLDER  PRIORITY  REASON   WAITED
           1    alpha    time  -      cron-3  0         project  41s
         THROTTLES
@@ -97,5 +97,26 @@ struct StatusTableTests {
         #expect(table.contains(#"p\x9Bq"#))
         let event = EventLine.render(try #require(try JSONParser.parse(Array(#"{"event":"granted","holder":"x\u001b]0;pwned\u0007"}"#.utf8)).objectValue))
         #expect(event == #"granted holder=x\x1B]0;pwned\x07"#)
+    }
+
+    @Test func watchLinesQuoteValuesThatCouldReadAsTwoFields() throws {
+        let event = try #require(try JSONParser.parse(Array(#"{"event":"released","fence":3,"holder":"a cause=x","project":"p\"q","cause":"released"}"#.utf8)).objectValue)
+        #expect(EventLine.render(event) == #"released fence=3 holder="a cause=x" project="p\"q" cause=released"#)
+    }
+
+    @Test func theWaitingSummaryCountsByReasonModeAndProjectAndFiltersTheLists() throws {
+        func waiter(_ project: String, _ mode: String, _ reason: String) -> String {
+            #"{"project":"\#(project)","mode":"\#(mode)","reason":"\#(reason)","position":1,"waited_ms":5}"#
+        }
+        let waiting = [waiter("a", "time", "global"), waiter("a", "issue", "global"), waiter("b", "time", "workspace_lock")]
+        let text = #"{"ok":true,"global":{"limit":1,"in_use":1,"waiting":3},"leases":[{"fence":1,"project":"b","mode":"any"}],"waiting":["# + waiting.joined(separator: ",") + "]}"
+        let status = try #require(try JSONParser.parse(Array(text.utf8)).objectValue)
+        let all = StatusTable.render(status)
+        #expect(all.contains("WAITING   3 · by reason: global 2, workspace_lock 1 · by mode: time 2, issue 1 · by project: a 2, b 1"), "\(all)")
+        let onlyA = StatusTable.render(status, filter: .init(project: "a", waitingOnly: true))
+        #expect(!onlyA.contains("LEASES"))
+        #expect(onlyA.contains("WAITING   3 ·"), "the summary counts every waiter")
+        #expect(onlyA.split(separator: "\n").filter { $0.hasPrefix("  1 ") }.count == 2, "\(onlyA)")
+        #expect(!onlyA.contains("workspace_lock  "), "b's waiter is not listed")
     }
 }

@@ -140,7 +140,7 @@ struct CLICommandTests {
               1  alpha  issue  anthropic/claude-opus-4  agent-1  -  ~  ~ ago  in ~  bound
               2  alpha  issue  -  -  -  ~  ~ ago  in ~  bound
               3  beta  any  -  -  -  ~  ~ ago  in ~  detached,parked
-            WAITING
+            WAITING  1 · by reason: project 1 · by mode: time 1 · by project: alpha 1
               POS  PROJECT  MODE  MODEL  HOLDER  PRIORITY  REASON  WAITED
               1  alpha  time  -  cron-3  0  project  ~
             THROTTLES

@@ -188,6 +188,23 @@ struct CLIHumanOutputTests {
     }
 }
 
+/// `park` and `unpark` from the shell.
+@Suite("CLI park and unpark", .timeLimit(.minutes(1)))
+struct CLIParkTests {
+    @Test func parkFreesTheCapacityAndUnparkTakesItBackWaitingLikeAcquire() throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 1\n")
+        let token = try #require(try daemon.client().ask("acquire", [("detach", .bool(true)), ("workspace", .text("/w"))]).string("lease"))
+        let parked = try CLIRunTests.finished(daemon, ["park", token])
+        #expect(parked.exitCode == 0 && parked.output.hasPrefix("parked fence 1"), "\(parked.output)")
+        let other = try #require(try daemon.client().ask("acquire", [("detach", .bool(true))]).string("lease"), "its capacity is free")
+        let refused = try CLIRunTests.finished(daemon, ["unpark", "--wait", "0", token])
+        #expect(refused.exitCode == 75, "\(refused.output)")
+        #expect(try daemon.client().ask("release", [("lease", .text(other))]).ok)
+        let unparked = try CLIRunTests.finished(daemon, ["unpark", token])
+        #expect(unparked.exitCode == 0 && unparked.output.hasPrefix(token + " fence 1"), "the same token and fence: \(unparked.output)")
+    }
+}
+
 /// A `turnstile run` waiting for a permit waits on across a daemon restart, SIGTERM or SIGKILL:
 /// it connects again and asks again for what is left of its `--wait`, and COMMAND runs once.
 @Suite("A waiting run across daemon restarts", .timeLimit(.minutes(1)))
