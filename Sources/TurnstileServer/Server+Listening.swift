@@ -19,6 +19,7 @@ extension Server {
     /// when no daemon answers on it, mode 0600 from birth (umask), then the configured mode
     /// and group.
     func listen() throws {
+        if let passed = settings.systemd?.passedSocket { return try listen(onPassedSocket: passed) }
         let path = settings.socketPath
         guard path.utf8.count <= Self.socketPathBytesMax else {
             throw StartupError(description: "socket path is \(path.utf8.count) bytes; at most \(Self.socketPathBytesMax) fit in a Unix socket address: \(path)")
@@ -43,6 +44,17 @@ extension Server {
             }
         }
         try check(uv_listen(UVHandle.stream(pipe), 511, onNewConnection), "uv_listen(\(path))")
+    }
+
+    /// Socket activation: listens on the socket systemd created and passed (its path, mode and
+    /// group are the `.socket` unit's business, and it outlives the daemon, so the daemon
+    /// neither changes nor removes it).
+    private func listen(onPassedSocket fd: Int32) throws {
+        let pipe = UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1)
+        try check(uv_pipe_init(loop, pipe, 0), "uv_pipe_init")
+        listener = pipe
+        try check(uv_pipe_open(pipe, fd), "uv_pipe_open(fd \(fd) from systemd)")
+        try check(uv_listen(UVHandle.stream(pipe), 511, onNewConnection), "uv_listen(fd \(fd) from systemd)")
     }
 
     /// Creates the socket's directory (0700) if missing, and refuses a directory others may

@@ -61,6 +61,8 @@ public final class Server {
     /// Whether debug lines are logged (checked before building their metadata).
     let debugLogging: Bool
     var stopping = false
+    /// The last `STATUS=` sent to systemd (Server+Systemd).
+    var lastStatusLine = ""
     let startedAt: Instant
 
     /// Prepares the daemon: restores saved state and resolves the pause flags, but opens no
@@ -154,6 +156,7 @@ public final class Server {
             "pause_dir": "\(settings.pauseDirectory)", "pid": "\(getpid())",
             "global": "\(settings.config.limits.global)", "fairness": "\(settings.config.limits.fairness.rawValue)",
         ])
+        notifyReady()
         uv_run(loop, UV_RUN_DEFAULT)
         uv_loop_close(loop)
         logger.info("turnstiled stopped")
@@ -176,7 +179,8 @@ public final class Server {
         }
         if let listener { uv_close(UVHandle.handle(listener), onHandleClosedFree) }
         listener = nil
-        unlink(settings.socketPath)
+        if settings.systemd?.passedSocket == nil { unlink(settings.socketPath) }
+        settings.systemd?.notify("STOPPING=1")
         if lockFileDescriptor >= 0 { close(lockFileDescriptor) }
         for connection in connections.values { closeNow(connection) }
         if let halfClosedTimer { uv_close(UVHandle.handle(halfClosedTimer), onHandleClosedFree) }

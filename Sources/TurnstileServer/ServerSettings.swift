@@ -25,6 +25,8 @@ public struct ServerSettings: Sendable {
     public var version = TurnstileVersion.current
     /// How holder processes are watched.
     public var processWatch = ProcessWatchMethod.pidfd
+    /// What systemd passed: a listening socket, a notification socket (both optional).
+    public var systemd: Systemd?
 
     /// Which config file the running config came from, for the ready line.
     public var loadedConfigDescription: String {

@@ -157,6 +157,7 @@ func onPauseRescanTick(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
     guard let timer else { return }
     let server = Server.of(timer.pointee.loop)
     server.syncPauseFlags()
+    server.reportStatusToSystemd()
     server.requestCommit()
 }
 

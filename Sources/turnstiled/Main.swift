@@ -78,6 +78,11 @@ struct Turnstiled: ParsableCommand {
                                       environment: environment)
         settings.processWatch = ProcessWatchMethod(rawValue: processWatch)!
         do {
+            settings.systemd = try Systemd.fromEnvironment()
+        } catch {
+            fail("\(error)")
+        }
+        do {
             let server = try Server(settings: settings, logger: logger)
             try server.run()
         } catch {

@@ -351,22 +351,27 @@ struct ExampleTests {
 
     // MARK: - examples/systemd
 
-    @Test func theSystemdUnitStartsReloadsAndRestartsTheDaemon() throws {
-        let unit = try String(contentsOfFile: Self.examples + "/systemd/turnstiled.service", encoding: .utf8)
-        let lines = unit.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.hasPrefix("#") }
-        func value(_ key: String) -> String? {
+    @Test func theSystemdUnitsActivateNotifyReloadAndRestartTheDaemon() throws {
+        func lines(_ file: String) throws -> [String] {
+            let unit = try String(contentsOfFile: Self.examples + "/systemd/" + file, encoding: .utf8)
+            return unit.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.hasPrefix("#") }
+        }
+        let service = try lines("turnstile.service"), socket = try lines("turnstile.socket")
+        func value(_ key: String, in lines: [String]) -> String? {
             lines.first { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
         }
-        #expect(lines.contains("[Service]") && lines.contains("[Install]"))
-        #expect(value("Type") == "simple")
-        let start = try #require(value("ExecStart"))
+        #expect(service.contains("[Service]") && service.contains("[Install]"))
+        #expect(value("Type", in: service) == "notify", "the daemon sends READY=1")
+        let start = try #require(value("ExecStart", in: service))
         #expect(start.split(separator: " ").first?.hasSuffix("/turnstiled") == true, "\(start)")
-        #expect(value("ExecReload") == "/bin/kill -HUP $MAINPID")
-        #expect(value("Restart") == "on-failure")
-        #expect(value("KillSignal") == "SIGTERM")
-        #expect(value("WantedBy") == "default.target", "a user unit")
-        let files = try FileManager.default.contentsOfDirectory(atPath: Self.examples + "/systemd")
-        #expect(!files.contains { $0.hasSuffix(".socket") }, "the daemon does not support socket activation")
+        #expect(value("ExecReload", in: service) == "/bin/kill -HUP $MAINPID")
+        #expect(value("Restart", in: service) == "on-failure")
+        #expect(value("KillSignal", in: service) == "SIGTERM")
+        #expect(value("Requires", in: service) == "turnstile.socket")
+        #expect(value("WantedBy", in: service) == "default.target", "a user unit")
+        #expect(value("ListenStream", in: socket) == "%t/turnstile.sock", "where clients look by default")
+        #expect(value("SocketMode", in: socket) == "0600")
+        #expect(value("WantedBy", in: socket) == "sockets.target")
         let readme = try String(contentsOfFile: Self.examples + "/systemd/README.md", encoding: .utf8)
         #expect(readme.contains("socket activation") && readme.contains("loginctl enable-linger")
                 && readme.contains("TURNSTILE_SOCKET"))

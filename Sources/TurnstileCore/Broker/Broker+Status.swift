@@ -1,4 +1,7 @@
 extension Broker {
+    /// Permits in use now (parked leases hold none).
+    public var permitsInUse: Int { occupancy.global }
+
     /// Builds the status picture at `now`. Each waiter's reason is what blocks it now.
     public func status(now: Instant) -> BrokerStatus {
         let modes = Mode.rotation.map { mode in
