@@ -8,9 +8,13 @@ FUZZ_SECONDS  ?= 600
 FUZZ_SHORT    ?= 45
 SOAK_MINUTES  ?= 30
 APT_PACKAGES  := libuv1-dev socat python3
+PREFIX        ?= /usr/local
+DESTDIR       ?=
+STATIC_BUILD  := .build-static
 BENCH_PACKAGES := redis-server gnuplot-nox
 
-.PHONY: deps bench-deps build release test test-unit fuzz fuzz-short fuzz-build test-asan run bench soak clean
+.PHONY: deps bench-deps build release static install uninstall test test-unit test-install fuzz fuzz-short fuzz-build \
+	test-asan run bench soak clean
 
 # Installs what is missing, and only that; never fails when everything is there already.
 define install_missing
@@ -37,9 +41,50 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-# Every test: unit, protocol, integration (real binaries, real sockets, real processes), then
-# a short libFuzzer run seeded from protocol/vectors.
-test: test-unit fuzz-short
+# Both executables with the Swift runtime and Foundation linked in: they need libuv and the C and
+# C++ runtimes only, so they run on a host without a Swift toolchain. Plus the man page generator.
+static: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_BUILD) --product turnstiled
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_BUILD) --product turnstile
+	$(SWIFT) build -c release --scratch-path $(STATIC_BUILD) --product generate-manual
+
+# Installs under $(DESTDIR)$(PREFIX): the binaries, turnstile(1), turnstiled(8), turnstile.toml(5),
+# bash, zsh and fish completions, and the systemd user units (ExecStart= set to the binary here).
+install: static
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+		$(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d \
+		$(DESTDIR)$(PREFIX)/lib/systemd/user
+	install -m 0755 -s $(STATIC_BUILD)/release/turnstiled $(STATIC_BUILD)/release/turnstile $(DESTDIR)$(PREFIX)/bin/
+	$(STATIC_BUILD)/release/generate-manual $(STATIC_BUILD)/release/turnstile --section 1 -o $(DESTDIR)$(PREFIX)/share/man/man1
+	$(STATIC_BUILD)/release/generate-manual $(STATIC_BUILD)/release/turnstiled --section 8 -o $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0644 Sources/turnstiled/man/turnstile.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	for tool in turnstile turnstiled; do \
+		$(STATIC_BUILD)/release/$$tool --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$tool && \
+		$(STATIC_BUILD)/release/$$tool --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$tool && \
+		$(STATIC_BUILD)/release/$$tool --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$tool.fish \
+		|| exit 1; \
+	done
+	sed 's|%h/.local/bin/turnstiled|$(PREFIX)/bin/turnstiled|' examples/systemd/turnstile.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/user/turnstile.service
+	install -m 0644 examples/systemd/turnstile.socket $(DESTDIR)$(PREFIX)/lib/systemd/user/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/turnstiled $(DESTDIR)$(PREFIX)/bin/turnstile \
+		$(DESTDIR)$(PREFIX)/share/man/man1/turnstile*.1 $(DESTDIR)$(PREFIX)/share/man/man8/turnstiled.8 \
+		$(DESTDIR)$(PREFIX)/share/man/man5/turnstile.toml.5 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/turnstile $(DESTDIR)$(PREFIX)/share/bash-completion/completions/turnstiled \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_turnstile $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_turnstiled \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/turnstile.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/turnstiled.fish \
+		$(DESTDIR)$(PREFIX)/lib/systemd/user/turnstile.service $(DESTDIR)$(PREFIX)/lib/systemd/user/turnstile.socket
+
+# Every test: unit, protocol, integration (real binaries, real sockets, real processes), an
+# install into a temporary DESTDIR checked file by file with the toolchain out of reach, then a
+# short libFuzzer run seeded from protocol/vectors.
+test: test-unit test-install fuzz-short
+
+test-install:
+	bash Tests/install/check-install.sh
 
 test-unit: deps
 	$(SWIFT) build --build-tests
@@ -84,4 +129,4 @@ soak: bench-deps
 	.build/release/turnstile-bench soak --minutes $(SOAK_MINUTES) --connections 5000
 
 clean:
-	rm -rf .build .build-fuzz .build-asan .build-prof bench-results
+	rm -rf .build .build-fuzz .build-asan .build-prof .build-static bench-results

@@ -62,7 +62,9 @@ let package = Package(
                 "TurnstileServer", "TurnstileProtocol", "TurnstileConfigFile",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // turnstile.toml(5), installed by `make install` beside the generated pages.
+            exclude: ["man"]
         ),
         .executableTarget(
             name: "turnstile",

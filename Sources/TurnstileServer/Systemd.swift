@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLibUV
 
 /// What systemd hands a service it starts, read from the environment the way `sd_listen_fds`
 /// and `sd_notify` read it, without libsystemd (README, "Installing"):
