@@ -48,7 +48,7 @@ done
 # The toolchain's directory (/opt/swift/usr here), hidden under an empty tmpfs for the binaries.
 toolchain=$(dirname "$(dirname "$(readlink -f "$(command -v swiftc)")")")
 hidden() {
-    unshare --mount --propagation private sh -c 'mount -t tmpfs none "$0" && exec "$@"' "$toolchain" "$@"
+    exec unshare --mount --propagation private sh -c 'mount -t tmpfs none "$0" && exec "$@"' "$toolchain" "$@"
 }
 check "the toolchain is really hidden in the namespace" \
     sh -c "! unshare --mount --propagation private sh -c 'mount -t tmpfs none \"\$0\" && test -e \"\$0/bin/swiftc\"' '$toolchain'"
@@ -59,7 +59,8 @@ for tool in turnstiled turnstile; do
 done
 
 socket="$work/t.sock"
-hidden "$prefix/bin/turnstiled" --socket "$socket" --state-dir "$work/state" --log-level warning 2>"$work/daemon.log" &
+# In a background subshell that `hidden` replaces by exec: $! is the daemon itself.
+(hidden "$prefix/bin/turnstiled" --socket "$socket" --state-dir "$work/state" --log-level warning 2>"$work/daemon.log") &
 daemon=$!
 for _ in $(seq 1 200); do [ -S "$socket" ] && break; sleep 0.05; done
 check "the installed turnstile runs a command under the installed daemon" \
