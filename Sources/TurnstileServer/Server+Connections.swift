@@ -186,8 +186,8 @@ extension Server {
             return
         }
         // What waited for this write may hold a grant made earlier in this round of events:
-        // its journal record goes first, as at the end of every iteration.
-        store.flushJournal()
+        // its records are saved first, as at the end of every iteration.
+        commitStorage()
         flush(connection)
         outputProgressed(on: connection)
     }
@@ -292,10 +292,10 @@ extension Server {
         iterationEnded()
     }
 
-    /// End of a loop iteration: journal first (a grant is recorded before its answer leaves),
-    /// then answers, then the deadline timer and any due snapshot.
+    /// End of a loop iteration: records first (a grant is saved before its answer leaves, or
+    /// taken back: Server+Storage), then answers, then the deadline timer and any due snapshot.
     func iterationEnded() {
-        store.flushJournal()
+        commitStorage()
         flushAll()
         rearmDeadlineTimer()
         if !stopping { store.compactIfDue(now: now) { broker.snapshot(now: now, wall: wall) } }

@@ -14,11 +14,11 @@ extension Server {
     /// 1.44 silently truncates longer ones.
     static let socketPathBytesMax = 107
 
-    /// Opens the socket safely (SPEC §6): a directory only its owner can write, an exclusive
-    /// lock beside the socket so two daemons cannot both start, a stale socket replaced only
-    /// when no daemon answers on it, mode 0600 from birth (umask), then the configured mode
-    /// and group.
-    func listen() throws {
+    /// Every check on the socket path that can refuse the start (SPEC §6), made before the
+    /// state directory is touched: the path fits in a socket address, its directory only its
+    /// owner can write, an exclusive lock beside the socket so two daemons cannot both start,
+    /// and a socket file there is stale (no daemon answers on it; it is removed) and nothing else.
+    func prepareListening() throws {
         let path = settings.socketPath
         guard path.utf8.count <= Self.socketPathBytesMax else {
             throw StartupError(description: "socket path is \(path.utf8.count) bytes; at most \(Self.socketPathBytesMax) fit in a Unix socket address: \(path)")
@@ -26,6 +26,12 @@ extension Server {
         try prepareSocketDirectory(for: path)
         try takeLock(path + ".lock")
         try removeStaleSocket(path)
+    }
+
+    /// Opens the socket (after `prepareListening`): mode 0600 from birth (umask), then the
+    /// configured mode and group.
+    func listen() throws {
+        let path = settings.socketPath
         let pipe = UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1)
         try check(uv_pipe_init(loop, pipe, 0), "uv_pipe_init")
         listener = pipe
