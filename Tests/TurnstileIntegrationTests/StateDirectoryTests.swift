@@ -170,6 +170,19 @@ struct DamagedStateTests {
         #expect(daemon.logShows("restoring from the journal alone"))
     }
 
+    @Test func anUnreadableJournalSegmentIsNamedAndTheRestRestored() throws {
+        let daemon = try Daemon()
+        let token = try daemon.client().ask("acquire", [("detach", .bool(true)), ("ttl_ms", .integer(60_000))])["lease"]!
+        daemon.crash()
+        // A directory where a segment should be: reading it fails (EISDIR), as an I/O error would.
+        let unreadable = daemon.stateDirectory + "/journal-99999.ndjson"
+        try FileManager.default.createDirectory(atPath: unreadable, withIntermediateDirectories: false)
+        try daemon.start()
+        #expect(daemon.logShows("cannot read a journal segment"))
+        #expect(daemon.log.contains(unreadable), "named")
+        #expect(try daemon.client().ask("heartbeat", [("lease", token)]).ok)
+    }
+
     @Test func aJournalRecordFailingItsChecksumIsDroppedAloneAndNamed() throws {
         let daemon = try Daemon()
         let client = try daemon.client()

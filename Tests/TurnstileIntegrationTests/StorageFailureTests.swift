@@ -96,6 +96,7 @@ struct StorageFailureTests {
         Self.fill(state + "/filler")
         let refusal = try #require(try Self.acquireUntilStorageFails(client))
         #expect(refusal.error == "unavailable" && refusal["reason"]?.stringValue == "storage", "\(refusal.object)")
+        #expect(Self.schemaProblems(refusal).isEmpty, "\(Self.schemaProblems(refusal))")
         #expect(daemon.process.waitForOutput("storage failed"))
         #expect(try client.ask("release", [("lease", released["lease"]!)]).ok, "releases are served")
         #expect(try client.ask("heartbeat", [("lease", kept["lease"]!)]).ok, "heartbeats are served")
@@ -114,6 +115,7 @@ struct StorageFailureTests {
         #expect(try after.ask("heartbeat", [("lease", kept["lease"]!)]).ok)
         #expect(try after.ask("heartbeat", [("lease", later["lease"]!)]).ok, "the lease granted after recovery survives")
         #expect(try Self.inUse(after) == 2, "exactly those two")
+        #expect(!daemon.process.output.contains("dropped a journal record"), "no torn record was left in the journal")
     }
 
     @Test func aFileSizeLimitFailsWritesInsteadOfKillingTheDaemon() throws {
@@ -128,5 +130,18 @@ struct StorageFailureTests {
         #expect(daemon.process.terminatingSignal == nil)
         #expect(try client.ask("heartbeat", [("lease", held["lease"]!)]).ok, "still serving")
         #expect(try client.ask("status").ok)
+        // The write that crossed the limit was partial: the segment was cut back to its last
+        // complete batch, so the next start reads every record it holds and no torn one.
+        try daemon.crashAndRestart()
+        #expect(try daemon.client().ask("heartbeat", [("lease", held["lease"]!)]).ok)
+        #expect(!daemon.process.output.contains("dropped a journal record"), "\(daemon.process.output)")
+    }
+
+    /// Problems of a failure answer against `protocol/schema/error.json`.
+    static func schemaProblems(_ answer: Answer) -> [String] {
+        let path = Binaries.packageRoot + "/protocol/schema/error.json"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let schema = try? JSONParser.parse(text).objectValue else { return ["no schema at \(path)"] }
+        return SchemaValidator.problems(.object(answer.object), schema)
     }
 }
