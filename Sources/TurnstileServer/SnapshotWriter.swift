@@ -27,20 +27,39 @@ struct StateFile: Encodable {
 /// The one way snapshots reach the disk, from the loop or the thread pool: one at a time,
 /// and never an older journal segment's snapshot over a newer one (a background snapshot
 /// that finishes after the final one at stop is dropped, not renamed over it).
+///
+/// The snapshot it replaces is kept as `state.json.prev`, and the journal segments after the
+/// one that covers stay: if `state.json` is ever found unusable, the previous snapshot and
+/// those segments still hold every lease (StateLoader).
 final class SnapshotWriter: @unchecked Sendable {
     private let lock = NSLock()
+    /// The segment the current `state.json` covers.
     private var newestSegment: UInt64?
 
-    /// Encodes and writes `state` as the snapshot covering journal segments up to `segment`.
-    /// - Returns: false if a snapshot of a later segment was already written.
-    @discardableResult
-    func write(_ path: String, _ state: BrokerSnapshot, segment: UInt64) throws -> Bool {
+    /// Records which segment the snapshot found at start covers (before any write).
+    func adopt(segment: UInt64?) {
         lock.lock()
         defer { lock.unlock() }
-        if let newestSegment, newestSegment > segment { return false }
-        try writeAtomically(path, try StateFile(journalSegment: segment, state: state).encoded())
         newestSegment = segment
-        return true
+    }
+
+    /// Encodes and writes `state` as the snapshot covering journal segments up to `segment`,
+    /// keeping the one it replaces as `<path>.prev`.
+    /// - Returns: nil if a snapshot of a later segment was already written (nothing was);
+    ///   else the segment the kept previous snapshot covers (segments up to it are no longer
+    ///   needed by either snapshot), if known.
+    func write(_ path: String, _ state: BrokerSnapshot, segment: UInt64) throws -> UInt64?? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let newestSegment, newestSegment > segment { return nil }
+        let bytes = try StateFile(journalSegment: segment, state: state).encoded()
+        // A crash between the two renames leaves only `.prev`, which the next start reads.
+        if rename(path, path + ".prev") != 0 && errno != ENOENT {
+            throw StartupError(description: "cannot keep the previous snapshot \(path).prev: \(String(cString: strerror(errno)))")
+        }
+        try writeAtomically(path, bytes)
+        defer { newestSegment = segment }
+        return .some(newestSegment)
     }
 }
 
@@ -53,7 +72,8 @@ final class SnapshotJob: @unchecked Sendable {
     let state: BrokerSnapshot
     let segment: UInt64
     var error: String?
-    var written = false
+    /// Set when written: the segment the kept previous snapshot covers, if known.
+    var replaced: UInt64??
 
     init(writer: SnapshotWriter, path: String, state: BrokerSnapshot, segment: UInt64) {
         self.writer = writer
@@ -65,7 +85,7 @@ final class SnapshotJob: @unchecked Sendable {
     /// Runs on a worker thread.
     func perform() {
         do {
-            written = try writer.write(path, state, segment: segment)
+            replaced = try writer.write(path, state, segment: segment)
         } catch {
             self.error = "\(error)"
         }

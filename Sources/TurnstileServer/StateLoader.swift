@@ -8,8 +8,8 @@ import TurnstileCore
 /// Reads the state directory back at start (PROTOCOL.md, "State and storage"), one record at
 /// a time: a lease, breaker count or journal line that cannot be used is dropped alone, with a
 /// log line naming it, and the rest is restored. An unusable `state.json` (empty, not JSON) is
-/// moved aside and the journal segments and the fence file are replayed without it, so no
-/// lease they hold is lost. Every number read is checked: a fence high-water mark too close
+/// moved aside and the previous snapshot (`state.json.prev`, kept by SnapshotWriter), the
+/// journal segments after it and the fence file are used instead, so no lease is lost. Every number read is checked: a fence high-water mark too close
 /// to 2^64 to keep rising refuses the start (fences never go backwards, so it is not reset).
 struct StateLoader {
     /// Highest fence floor the daemon starts from: above it the reservation arithmetic and the
@@ -26,6 +26,8 @@ struct StateLoader {
         var fenceFloor: UInt64 = 0
         /// The last journal segment found (or the one the snapshot covers).
         var segment: UInt64 = 0
+        /// The segment `state.json` covers, when it was usable.
+        var snapshotSegment: UInt64?
     }
 
     /// Reads the fence file, the snapshot and the journal segments after it.
@@ -34,11 +36,16 @@ struct StateLoader {
         var loaded = Loaded()
         loaded.fenceFloor = readFenceFile()
         var covered: UInt64?
-        if let file = readSnapshot() {
+        if let file = readSnapshot(directory + "/state.json") {
             loaded.snapshot = file.snapshot
             covered = file.journalSegment
-            loaded.segment = file.journalSegment ?? 0
+            loaded.snapshotSegment = file.journalSegment
+        } else if access(directory + "/state.json.prev", F_OK) == 0, let file = readSnapshot(directory + "/state.json.prev") {
+            logger.warning("restoring from the previous snapshot and the journal after it", metadata: ["file": "\(directory)/state.json.prev"])
+            loaded.snapshot = file.snapshot
+            covered = file.journalSegment
         }
+        loaded.segment = covered ?? 0
         for number in StateStore.journalSegments(in: directory) where covered.map({ number > $0 }) ?? true {
             replay(number, into: &loaded.snapshot)
             loaded.segment = max(loaded.segment, number)
@@ -72,9 +79,9 @@ struct StateLoader {
         }
     }
 
-    /// The snapshot, record by record; nil if there is none or it is unusable as a whole.
-    private func readSnapshot() -> SavedState? {
-        let path = directory + "/state.json"
+    /// A snapshot, record by record; nil if there is none or it is unusable as a whole (then it
+    /// is moved aside).
+    private func readSnapshot(_ path: String) -> SavedState? {
         switch readFile(path, bytesMax: 1 << 30) {
         case .success(let bytes):
             do {
@@ -84,13 +91,13 @@ struct StateLoader {
                 }
                 return file
             } catch {
-                logger.error("the state file is corrupt; moved aside, restoring from the journal alone",
+                logger.error("the state file is corrupt; moved aside, restoring without it",
                              metadata: ["file": "\(path)", "error": "\(bytes.isEmpty ? "empty file" : describe(error))"])
                 moveAside(path)
                 return nil
             }
         case .failure(let failure) where !failure.missing:
-            logger.error("cannot read the state file; restoring from the journal alone",
+            logger.error("cannot read the state file; restoring without it",
                          metadata: ["file": "\(path)", "error": "\(failure)"])
             return nil
         case .failure:

@@ -86,6 +86,7 @@ final class StateStore {
             logger.warning("journal segment numbers start again from 1", metadata: ["was": "\(loaded.segment)"])
         }
         journalSegmentAtLoad = loaded.segment
+        writer.adopt(segment: loaded.snapshotSegment)
         return loaded
     }
 
@@ -138,7 +139,9 @@ final class StateStore {
             // lease, breaker and throttle records are idempotent; telemetry events may count
             // twice, which is all this path (a damaged or hand-made file) can cost.
             journalSegmentAtLoad = 0
-            try writer.write(snapshotPath, state, segment: 0)
+            writer.adopt(segment: nil)
+            _ = try writer.write(snapshotPath, state, segment: 0)
+            unlink(snapshotPath + ".prev")
             deleteSegments(through: UInt64.max)
             journal.discardPending()
             try journal.open(Self.journalPath(directory, 1), number: 1)
@@ -146,9 +149,9 @@ final class StateStore {
             _ = journal.commit()
             let finished = journal.segment == 0 ? journalSegmentAtLoad : journal.segment
             try journal.open(Self.journalPath(directory, finished + 1), number: finished + 1)
-            try writer.write(snapshotPath, state, segment: finished)
+            let replaced = try writer.write(snapshotPath, state, segment: finished)
             journal.discardPending()
-            deleteSegments(through: finished)
+            if let replaced, let covered = replaced { deleteSegments(through: covered) }
         }
         if let problem = reserveFences(above: fenceHighWater) { throw StartupError(description: problem) }
         failure = nil
@@ -182,14 +185,15 @@ final class StateStore {
     /// The loop background snapshots are queued on (set by the server).
     var loopOfJournal: UnsafeMutablePointer<uv_loop_t>?
 
-    /// A background snapshot finished: drop the journal segments it covers.
+    /// A background snapshot finished: drop the journal segments neither it nor the previous
+    /// snapshot needs.
     func snapshotFinished(_ job: SnapshotJob) {
         snapshotInFlight = false
         if let error = job.error {
             logger.error("snapshot failed; the journal keeps everything", metadata: ["error": "\(error)"])
             return
         }
-        if job.written { deleteSegments(through: job.segment) }
+        if let replaced = job.replaced, let covered = replaced { deleteSegments(through: covered) }
     }
 
     private func deleteSegments(through number: UInt64) {
