@@ -50,6 +50,7 @@ struct StateLoader {
             replay(number, into: &loaded.snapshot)
             loaded.segment = max(loaded.segment, number)
         }
+        dropImpossibleBreakerCounts(&loaded.snapshot)
         let leaseFences = loaded.snapshot.leases.map(\.fence).max() ?? 0
         loaded.fenceFloor = max(loaded.fenceFloor, loaded.snapshot.fenceHighWater, leaseFences)
         guard loaded.fenceFloor <= Self.fenceFloorMax else {
@@ -58,6 +59,19 @@ struct StateLoader {
                                + "check the fence file, state.json and the journal segments")
         }
         return loaded
+    }
+
+    /// Most consecutive failures a saved breaker count may hold: counting on from more could
+    /// overflow, and no real project fails this often.
+    static let breakerFailuresMax = Int(Int32.max)
+
+    /// Drops breaker counts no daemon could have saved (negative, or too large to count on).
+    private func dropImpossibleBreakerCounts(_ snapshot: inout BrokerSnapshot) {
+        for (project, state) in snapshot.breaker where !(0...Self.breakerFailuresMax).contains(state.failures) {
+            logger.error("dropped an impossible circuit-breaker count",
+                         metadata: ["project": "\(project)", "failures": "\(state.failures)"])
+            snapshot.breaker[project] = nil
+        }
     }
 
     private func readFenceFile() -> UInt64 {

@@ -126,6 +126,21 @@ struct DamagedStateTests {
         #expect(try daemon.client().ask("heartbeat", [("lease", second["lease"]!)]).ok, "the journal after it is replayed")
     }
 
+    @Test func anImpossibleBreakerCountIsDroppedNotCountedOnFrom() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        _ = try client.ask("report", [("project", .text("p")), ("agent", .text("project-meta")), ("success", .bool(false))])
+        #expect(daemon.stop() == 0)
+        let path = daemon.stateDirectory + "/state.json"
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        text.replace(#/"failures":1/#, with: #""failures":9223372036854775807"#)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        try daemon.start()
+        #expect(daemon.logShows("dropped an impossible circuit-breaker count"))
+        let report = try daemon.client().ask("report", [("project", .text("p")), ("agent", .text("project-meta")), ("success", .bool(false))])
+        #expect(report.int("count") == 1, "counting starts again instead of overflowing")
+    }
+
     @Test func oneBadLeaseIsDroppedAloneAndNamed() throws {
         let daemon = try Daemon(config: "[limits]\nglobal = 3\n")
         let client = try daemon.client()
