@@ -60,14 +60,15 @@ struct StorageFailureTests {
     }
 
     /// Acquires (and releases) until an acquire is refused for storage.
-    static func acquireUntilStorageFails(_ client: TurnstileClient) throws -> Answer? {
-        for _ in 0..<2000 {
+    /// - Returns: the refusal and how many acquires were granted before it.
+    static func acquireUntilStorageFails(_ client: TurnstileClient) throws -> (refusal: Answer, granted: Int)? {
+        for attempt in 0..<2000 {
             let answer = try client.ask("acquire", [("detach", .bool(true)), ("ttl_ms", .integer(60_000))])
             if answer.ok {
                 _ = try client.ask("release", [("lease", answer["lease"]!)])
                 continue
             }
-            return answer
+            return (answer, attempt)
         }
         return nil
     }
@@ -89,16 +90,26 @@ struct StorageFailureTests {
         try #require(mount("tmpfs", state, "tmpfs", 0, "size=128k,mode=0700") == 0, "mount: \(String(cString: strerror(errno)))")
         let daemon = try Run(directory: directory, stateDirectory: state)
         let client = try daemon.client()
+        let watcher = try daemon.client()
+        #expect(try watcher.ask("watch").ok)
         let released = try client.ask("acquire", [("detach", .bool(true)), ("ttl_ms", .integer(60_000))])
         let kept = try client.ask("acquire", [("detach", .bool(true)), ("ttl_ms", .integer(60_000))])
         #expect(released.ok && kept.ok)
 
         Self.fill(state + "/filler")
-        let refusal = try #require(try Self.acquireUntilStorageFails(client))
+        let (refusal, grantedBefore) = try #require(try Self.acquireUntilStorageFails(client))
         #expect(refusal.error == "unavailable" && refusal["reason"]?.stringValue == "storage", "\(refusal.object)")
         #expect(Self.schemaProblems(refusal).isEmpty, "\(Self.schemaProblems(refusal))")
         #expect(daemon.process.waitForOutput("storage failed"))
         #expect(try client.ask("release", [("lease", released["lease"]!)]).ok, "releases are served")
+        // Watchers saw a `granted` for every acquire answered granted, and none for the one
+        // taken back: count them up to the `released` of the release just made.
+        var grantedEvents = 0
+        while let event = try watcher.event(), !(event["event"]?.stringValue == "released"
+                                                   && event["fence"]?.numberValue?.int64 == released.int("fence")) {
+            if event["event"]?.stringValue == "granted" { grantedEvents += 1 }
+        }
+        #expect(grantedEvents == 2 + grantedBefore, "no granted event for a withdrawn grant")
         #expect(try client.ask("heartbeat", [("lease", kept["lease"]!)]).ok, "heartbeats are served")
         #expect(try Self.inUse(client) == 1, "status is served and no withdrawn grant holds a slot")
         let again = try client.ask("acquire", [("detach", .bool(true)), ("wait_ms", .integer(5_000))])
@@ -125,7 +136,7 @@ struct StorageFailureTests {
         let daemon = try Run(directory: directory, stateDirectory: directory + "/state", fileSizeBlocks: 24)
         let client = try daemon.client()
         let held = try client.ask("acquire", [("detach", .bool(true)), ("ttl_ms", .integer(60_000))])
-        let refusal = try #require(try Self.acquireUntilStorageFails(client))
+        let (refusal, _) = try #require(try Self.acquireUntilStorageFails(client))
         #expect(refusal["reason"]?.stringValue == "storage", "\(refusal.object)")
         #expect(daemon.process.terminatingSignal == nil)
         #expect(try client.ask("heartbeat", [("lease", held["lease"]!)]).ok, "still serving")
