@@ -8,7 +8,8 @@ import TurnstileCore
 /// 1. input read in this turn has been handled;
 /// 2. deadlines due are served (a heartbeat that arrived before its lease's deadline is not
 ///    lost to a timer that fired first in the same turn);
-/// 3. the journal is written (durable before any answer that depends on it);
+/// 3. the turn's records are written (a grant is saved before its answer leaves, or taken back
+///    and answered `storage`: Server+Storage);
 /// 4. answers and events are handed to the kernel;
 /// 5. the deadline timer is re-armed and a due snapshot started.
 /// Callbacks that run before the poll (timers, idle turns) only ask for a commit: the active
@@ -34,7 +35,7 @@ extension Server {
             broker.tick(now: now)
             processEffects()
         }
-        store.flushJournal()
+        commitStorage()
         flushAll()
         rearmDeadlineTimer()
         if !stopping { store.compactIfDue(now: now) { broker.snapshot(now: now, wall: wall) } }

@@ -189,10 +189,8 @@ extension Server {
             closeNow(connection)
             return
         }
-        // What waited for this write may hold a grant made earlier in this round of events:
-        // its journal record goes first, as at the end of every iteration.
-        store.flushJournal()
-        flush(connection)
+        // The rest of its output leaves at this turn's commit, after the turn's records.
+        scheduleFlush(connection)
         outputProgressed(on: connection)
     }
 

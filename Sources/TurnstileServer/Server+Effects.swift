@@ -8,39 +8,29 @@ extension Server {
     /// Loops until the outbox stays empty (a process found dead while being watched feeds
     /// the broker again).
     func processEffects() {
-        var granted = false
         while !broker.effects.isEmpty {
             broker.drainEffects(into: &effectsBuffer)
             // Through the buffer's storage: each effect is borrowed, not copied (an array's
             // iterator copies every element, and a lease is a dozen fields).
             effectsBuffer.withUnsafeBufferPointer { effects in
-                for index in effects.indices {
-                    if case .leaseGranted = effects[index] { granted = true }
-                    apply(effects[index])
-                }
+                for index in effects.indices { apply(effects[index]) }
             }
             for pid in processes.takeExitedBeforeWatch() { broker.processExited(pid, now: now) }
-        }
-        if granted {
-            do {
-                try store.reserveFences(above: broker.fenceHighWater)
-            } catch {
-                logger.critical("cannot save the fence reservation; stopping", metadata: ["error": "\(error)"])
-                stop(reason: "fence reservation failed")
-            }
         }
     }
 
     private func apply(_ effect: Effect) {
         switch effect {
         case .granted(let ticket, let lease):
-            answer(ticket) { id in { Answers.granted(&$0, id: id, lease) } }
+            guard let connection = connections[ticket.client], let pending = connection.forget(ticket.request) else { return }
+            sendGrant(to: connection, id: pending.id.map { ArraySlice($0) }, lease)
+            closeIfDone(connection)
         case .failed(let ticket, let failure):
             answer(ticket) { id in { w in Self.writeFailure(&w, id: id, failure) } }
         case .leaseGranted(let lease):
             store.journalGrant(lease)
             if debugLogging { logger.debug("granted", metadata: leaseMetadata(lease)) }
-            broadcast { Answers.watchLease(&$0, name: "granted", lease) }
+            broadcastGrant(lease)
         case .leaseEnded(let lease, let cause):
             leaseEnded(lease, cause)
         case .leaseChanged(let lease):

@@ -18,7 +18,7 @@ extension Server {
         let connection = context.connection
         switch outcome {
         case .granted(let lease):
-            send(to: connection) { Answers.granted(&$0, id: context.id, lease) }
+            sendGrant(to: connection, id: context.id, lease)
         case .refused(let refusal):
             if debugLogging { logger.debug("refused", metadata: ["reason": "\(refusal.reason.rawValue)", "detail": "\(refusal.detail)"]) }
             send(to: connection) { Answers.refused(&$0, id: context.id, refusal) }

@@ -14,12 +14,13 @@ extension Server {
     /// 1.44 silently truncates longer ones.
     static let socketPathBytesMax = 107
 
-    /// Opens the socket safely (SPEC §6): a directory only its owner can write, an exclusive
-    /// lock beside the socket so two daemons cannot both start, a stale socket replaced only
-    /// when no daemon answers on it, mode 0600 from birth (umask), then the configured mode
-    /// and group.
-    func listen() throws {
-        if let passed = settings.systemd?.passedSocket { return try listen(onPassedSocket: passed) }
+    /// Every check on the socket path that can refuse the start (protocol/PROTOCOL.md §2.1), made before the
+    /// state directory is touched: the path fits in a socket address, its directory only its
+    /// owner can write, an exclusive lock beside the socket so two daemons cannot both start,
+    /// and a socket file there is stale (no daemon answers on it; it is removed) and nothing else.
+    func prepareListening() throws {
+        // A socket passed by systemd is systemd's: nothing to check, lock or remove.
+        guard settings.systemd?.passedSocket == nil else { return }
         let path = settings.socketPath
         guard path.utf8.count <= Self.socketPathBytesMax else {
             throw StartupError(description: "socket path is \(path.utf8.count) bytes; at most \(Self.socketPathBytesMax) fit in a Unix socket address: \(path)")
@@ -27,6 +28,13 @@ extension Server {
         try prepareSocketDirectory(for: path)
         try takeLock(path + ".lock")
         try removeStaleSocket(path)
+    }
+
+    /// Opens the socket (after `prepareListening`): mode 0600 from birth (umask), then the
+    /// configured mode and group.
+    func listen() throws {
+        if let passed = settings.systemd?.passedSocket { return try listen(onPassedSocket: passed) }
+        let path = settings.socketPath
         let pipe = UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1)
         try check(uv_pipe_init(loop, pipe, 0), "uv_pipe_init")
         listener = pipe

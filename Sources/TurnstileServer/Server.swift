@@ -17,7 +17,8 @@ public final class Server {
     let logger: Logger
     let loop: UnsafeMutablePointer<uv_loop_t>
     var broker: Broker
-    let store: StateStore
+    /// Set in `init` once the socket checks passed (they come first: Server+Listening).
+    var store: StateStore!
     var listener: UnsafeMutablePointer<uv_pipe_t>?
     var lockFileDescriptor: Int32 = -1
     let deadlineTimer: UnsafeMutablePointer<uv_timer_t>
@@ -58,6 +59,10 @@ public final class Server {
     var armedDeadline: Instant?
     /// The broker's effects, drained into this reused array.
     var effectsBuffer: [Effect] = []
+    /// This turn's grants until they are saved (Server+Storage).
+    var uncommitted = UncommittedGrants()
+    /// Runs while the state directory does not take writes, to try again.
+    var storageRetryTimer: UnsafeMutablePointer<uv_timer_t>?
     /// Whether debug lines are logged (checked before building their metadata).
     let debugLogging: Bool
     var stopping = false
@@ -65,11 +70,16 @@ public final class Server {
     var lastStatusLine = ""
     let startedAt: Instant
 
-    /// Prepares the daemon: restores saved state and resolves the pause flags, but opens no
-    /// socket yet.
+    /// Prepares the daemon: checks the socket path and takes its lock, takes the state
+    /// directory's lock, restores saved state and resolves the pause flags, but opens no
+    /// socket yet. Every check that can refuse the start comes before the state directory is
+    /// read or written, so a daemon that refuses to start never touches another's state.
     /// - Throws: a description of what stops the daemon from starting.
     public init(settings: ServerSettings, logger: Logger) throws {
         turnstile_ignore_sigpipe()
+        // Past a file size limit (`ulimit -f`) a write must fail with EFBIG, which the state
+        // store handles, instead of killing the daemon.
+        signal(SIGXFSZ, SIG_IGN)
         _ = turnstile_unblock_stop_signals()
         Self.raiseDescriptorLimit()
         self.settings = settings
@@ -83,9 +93,10 @@ public final class Server {
         backlogTurns = .allocate(capacity: 1)
         readBuffer = .allocate(byteCount: 65_536, alignment: 16)
         startedAt = Instant(milliseconds: uv_now(loop))
-        store = try StateStore(directory: settings.stateDirectory, logger: logger)
-        store.loopOfJournal = loop
         broker = Broker(config: settings.config, random: KernelRandom())
+        try prepareListening()
+        store = try StateStore(directory: settings.stateDirectory, socketPath: settings.socketPath, logger: logger)
+        store.loopOfJournal = loop
         uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
         processes = ProcessWatch(server: self)
         pauseFlags = try PauseDirectory(path: settings.pauseDirectory, server: self)
@@ -125,14 +136,17 @@ public final class Server {
     /// Restores leases, fences, breaker counts, throttles and telemetry from the state
     /// directory, then saves a fresh snapshot.
     private func restoreState() throws {
-        let saved = store.load(telemetryTTLSeconds: settings.config.telemetry.subscriptionLimitTTLSeconds)
+        let saved = try store.load(telemetryTTLSeconds: settings.config.telemetry.subscriptionLimitTTLSeconds)
         let rejected = broker.restore(saved.snapshot, fenceFloor: saved.fenceFloor, now: now, wall: wall)
-        for record in rejected { logger.warning("dropped a saved lease that could not be restored", metadata: ["fence": "\(record.fence)"]) }
+        for record in rejected {
+            logger.warning("dropped a saved lease that could not be restored",
+                           metadata: ["fence": "\(record.fence)",
+                                      "why": "bad token, duplicate fence or token, workspace already locked, or ttl out of range"])
+        }
         if broker.leaseCount > 0 { logger.info("restored leases", metadata: ["count": "\(broker.leaseCount)"]) }
-        try store.reserveFences(above: broker.fenceHighWater)
         syncPauseFlags()
         processEffects()
-        try store.writeSnapshot(broker.snapshot(now: now, wall: wall), now: now)
+        try store.writeSnapshot(broker.snapshot(now: now, wall: wall), fenceHighWater: broker.fenceHighWater, now: now)
     }
 
     /// Opens the socket, starts the handles and runs the loop until a stop signal.
@@ -170,9 +184,11 @@ public final class Server {
         logger.info("stopping", metadata: ["reason": "\(reason)"])
         broker.shutDown()
         processEffects()
+        commitStorage()
         flushAll()
+        stopStorageRetries()
         do {
-            try store.writeSnapshot(broker.snapshot(now: now, wall: wall), now: now)
+            try store.writeSnapshot(broker.snapshot(now: now, wall: wall), fenceHighWater: broker.fenceHighWater, now: now)
             try store.releaseFenceReservation(highWater: broker.fenceHighWater)
         } catch {
             logger.error("could not save state", metadata: ["error": "\(error)"])

@@ -1,17 +1,24 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CLibUV
 import Foundation
 import Logging
 import TurnstileCore
 import TurnstileProtocol
 
-/// The state directory (SPEC §5): a snapshot (`state.json`), the journal of changes since
-/// it (`journal-N.ndjson`, appended before any answer leaves, so a crashed daemon loses no
-/// grant it announced), and the fence reservation (`fence`, fsynced, so fences keep rising
-/// even across a power cut).
+/// The state directory (PROTOCOL.md, "State and storage"): a snapshot (`state.json`), the
+/// journal of changes since it (`journal-N.ndjson`, appended before any answer leaves, so a
+/// crashed daemon loses no grant it announced), the fence reservation (`fence`, fsynced, so
+/// fences keep rising even across a power cut), and the `lock` that makes one daemon its owner.
 ///
 /// Snapshots are written atomically (temp file, fsync, rename, fsync of the directory): at
 /// start and stop on the loop, in between on libuv's thread pool when the journal grows or
-/// a minute has passed with changes. A corrupt snapshot is moved aside with a log line.
+/// a minute has passed with changes.
+///
+/// A write that a grant depends on (the journal batch, the fence reservation) that fails puts
+/// the store in the failed state (`failure` is set): the batch is kept and `commit` tries it
+/// again until it succeeds; meanwhile the server answers no grant as granted.
 final class StateStore {
     /// Fences reserved per fsync of the `fence` file.
     static let fenceBlock: UInt64 = 1 << 20
@@ -19,137 +26,99 @@ final class StateStore {
     static let journalBytesMax = 8 << 20
     /// Longest time changes wait in the journal before a snapshot.
     static let snapshotIntervalMilliseconds: UInt64 = 60_000
+    /// Segment numbers above this (only a damaged or hand-made file has them) are started
+    /// again from 1 at start, so that adding to them can never overflow.
+    static let segmentNumberMax = UInt64.max / 2
 
     let directory: String
     private let logger: Logger
+    private let lock: StateDirectoryLock
+    private let journal = Journal()
     private var fenceReserved: UInt64 = 0
-    private var segment: UInt64 = 0
-    private var journalFD: Int32 = -1
-    private var pending = JSONWriter(capacity: 4096)
-    private var journalBytes = 0
     private var lastSnapshotAt: Instant?
     private var snapshotInFlight = false
     /// Serialises every snapshot write, on the loop or the thread pool.
     private let writer = SnapshotWriter()
+    /// Why the last commit failed; nil while the directory takes writes.
+    private(set) var failure: String?
 
     private var snapshotPath: String { directory + "/state.json" }
     private var fencePath: String { directory + "/fence" }
-    private func journalPath(_ number: UInt64) -> String { directory + "/journal-\(number).ndjson" }
+    static func journalPath(_ directory: String, _ number: UInt64) -> String { directory + "/journal-\(number).ndjson" }
 
-    /// Creates the directory (0700) if missing.
-    init(directory: String, logger: Logger) throws {
+    /// Creates the directory (0700) if missing, takes its lock, and removes temporary files
+    /// that a killed daemon left. Nothing else in the directory is touched here.
+    /// - Throws: a `StartupError` if the directory cannot be made or another daemon owns it.
+    init(directory: String, socketPath: String, logger: Logger) throws {
         self.directory = directory
         self.logger = logger
         guard makeDirectories(directory, mode: 0o700) else {
             throw StartupError(description: "cannot create the state directory \(directory): \(String(cString: strerror(errno)))")
         }
+        lock = try StateDirectoryLock(directory: directory, socketPath: socketPath)
+        removeLeftovers()
     }
 
-    /// The saved state and the durable fence floor.
-    struct Loaded {
-        var snapshot: BrokerSnapshot
-        var fenceFloor: UInt64
-    }
-
-    /// The snapshot file's layout.
-    private struct StateFile: Codable {
-        var version = 1
-        var journalSegment: UInt64
-        var state: BrokerSnapshot
-
-        enum CodingKeys: String, CodingKey {
-            case version, state
-            case journalSegment = "journal_segment"
+    /// Temporary files (`*.tmp-*`) of atomic writes a killed daemon did not finish.
+    private func removeLeftovers() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.contains(".tmp-") {
+            if unlink(directory + "/" + name) == 0 { logger.info("removed a leftover temporary file", metadata: ["file": "\(name)"]) }
         }
     }
 
-    /// Reads the snapshot and replays the journal after it.
-    /// - Parameter telemetryTTLSeconds: how long a replayed limit error flags its model.
-    func load(telemetryTTLSeconds: UInt64) -> Loaded {
-        var snapshot = BrokerSnapshot(fenceHighWater: 0, leases: [], breaker: [:], throttles: [], telemetry: nil)
-        var fenceFloor: UInt64 = 0
-        switch readFile(fencePath, bytesMax: 64) {
-        case .success(let bytes):
-            if let value = UInt64(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
-                fenceFloor = value
-            } else {
-                logger.error("the fence file is corrupt; fences will jump ahead to stay unique", metadata: ["file": "\(fencePath)"])
-                moveAside(fencePath)
-                fenceFloor = UInt64(1) << 40
-            }
-        case .failure: break
-        }
-        switch readFile(snapshotPath, bytesMax: 1 << 30) {
-        case .success(let bytes):
-            do {
-                let file = try JSONDecoder().decode(StateFile.self, from: Data(bytes))
-                snapshot = file.state
-                segment = file.journalSegment
-            } catch {
-                logger.error("the state file is corrupt; moved aside, starting empty", metadata: ["file": "\(snapshotPath)", "error": "\(error)"])
-                moveAside(snapshotPath)
-            }
-        case .failure(let failure) where !failure.missing:
-            logger.error("cannot read the state file", metadata: ["file": "\(snapshotPath)", "error": "\(failure)"])
-        case .failure: break
-        }
-        for number in journalSegments() where number > segment {
-            replay(journalPath(number), into: &snapshot, ttlSeconds: telemetryTTLSeconds)
-            segment = max(segment, number)
-        }
-        fenceFloor = max(fenceFloor, snapshot.fenceHighWater, snapshot.leases.map(\.fence).max() ?? 0)
-        return Loaded(snapshot: snapshot, fenceFloor: fenceFloor)
-    }
-
-    private func journalSegments() -> [UInt64] {
+    /// The journal segment numbers present, in order.
+    static func journalSegments(in directory: String) -> [UInt64] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         return names.compactMap { name -> UInt64? in
             guard name.hasPrefix("journal-"), name.hasSuffix(".ndjson") else { return nil }
-            return UInt64(name.dropFirst("journal-".count).dropLast(".ndjson".count))
+            let digits = name.dropFirst("journal-".count).dropLast(".ndjson".count)
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+            return UInt64(digits)
         }.sorted()
     }
 
-    /// Applies one journal file to a snapshot; a torn or unreadable line is skipped.
-    private func replay(_ path: String, into snapshot: inout BrokerSnapshot, ttlSeconds: UInt64) {
-        guard case .success(let bytes) = readFile(path, bytesMax: 1 << 30) else { return }
-        var leases = Dictionary(snapshot.leases.map { ($0.fence, $0) }, uniquingKeysWith: { $1 })
-        var telemetry = snapshot.telemetry ?? TelemetrySummary(windowSeconds: 3600, exportedAt: WallTime(unixMilliseconds: 0),
-                                                               modelPerformances: [])
-        var skipped = 0
-        let decoder = JSONDecoder()
-        for line in bytes.split(separator: 0x0A) where !line.isEmpty {
-            guard let record = try? decoder.decode(JournalRecord.self, from: Data(line)) else {
-                skipped += 1
-                continue
-            }
-            switch record {
-            case .grant(let lease), .change(let lease):
-                leases[lease.fence] = lease
-                snapshot.fenceHighWater = max(snapshot.fenceHighWater, lease.fence)
-            case .end(let fence): leases[fence] = nil
-            case .breaker(let project, let state): snapshot.breaker[project] = state.failures > 0 ? state : nil
-            case .throttle(let throttle):
-                snapshot.throttles.removeAll { $0.tenant == throttle.tenant && $0.provider == throttle.provider && $0.until <= throttle.until }
-                snapshot.throttles.append(throttle)
-            case .record(let event):
-                telemetry.events.append(event)
-                if SubscriptionLimitDetector.isLimit(error: event.error, status: event.status) {
-                    telemetry.subscriptionLimits[Telemetry.modelKey(event.model)] =
-                        event.completedAt.adding(milliseconds: Int64(clamping: ttlSeconds) &* 1000)
-                }
-            }
+    /// Reads the snapshot and replays the journal after it.
+    /// - Throws: a `StartupError` if the saved fences cannot keep rising.
+    func load(telemetryTTLSeconds: UInt64) throws -> StateLoader.Loaded {
+        let loaded = try StateLoader(directory: directory, logger: logger, telemetryTTLSeconds: telemetryTTLSeconds).load()
+        if loaded.segment > Self.segmentNumberMax {
+            logger.warning("journal segment numbers start again from 1", metadata: ["was": "\(loaded.segment)"])
         }
-        if skipped > 0 { logger.warning("skipped unreadable journal lines", metadata: ["file": "\(path)", "lines": "\(skipped)"]) }
-        snapshot.leases = leases.values.sorted { $0.fence < $1.fence }
-        snapshot.telemetry = telemetry
+        journalSegmentAtLoad = loaded.segment
+        writer.adopt(segment: loaded.snapshotSegment)
+        return loaded
     }
 
+    private var journalSegmentAtLoad: UInt64 = 0
+
     /// Makes sure fences up to past `highWater` are durably reserved.
-    func reserveFences(above highWater: UInt64) throws {
-        guard highWater + Self.fenceBlock / 2 > fenceReserved else { return }
-        let reserved = highWater + Self.fenceBlock
-        try writeAtomically(fencePath, Array("\(reserved)\n".utf8))
+    /// - Returns: nil, or why the reservation could not be written.
+    private func reserveFences(above highWater: UInt64) -> String? {
+        let (half, overflowHalf) = highWater.addingReportingOverflow(Self.fenceBlock / 2)
+        guard overflowHalf || half > fenceReserved else { return nil }
+        let (reserved, overflow) = highWater.addingReportingOverflow(Self.fenceBlock)
+        guard !overflow else { return "fences are exhausted (high-water \(highWater))" }
+        do {
+            try writeAtomically(fencePath, Array("\(reserved)\n".utf8))
+        } catch {
+            return "cannot save the fence reservation: \(error)"
+        }
         fenceReserved = reserved
+        return nil
+    }
+
+    /// Makes the loop turn's changes durable before its answers leave: the fence reservation
+    /// (when the high-water mark nears it), then the journal batch. On the healthy path with
+    /// nothing to write this makes no system call.
+    /// - Returns: true if everything is written (the store is healthy).
+    func commit(fenceHighWater: UInt64) -> Bool {
+        if let problem = reserveFences(above: fenceHighWater) ?? journal.commit() {
+            failure = problem
+            return false
+        }
+        failure = nil
+        return true
     }
 
     /// At a clean stop: the snapshot holds the exact high-water mark, so the reservation can
@@ -159,189 +128,97 @@ final class StateStore {
         fenceReserved = highWater
     }
 
-    /// Writes a snapshot now, on the calling thread, and starts a new journal segment.
+    /// Writes a snapshot now, on the calling thread, and starts a new journal segment: at
+    /// start (after the restore) and at stop. A snapshot holds everything, so records the
+    /// journal could not take are no longer needed once it is written.
     /// - Parameter now: starts the interval before the next background snapshot.
-    func writeSnapshot(_ state: BrokerSnapshot, now: Instant) throws {
-        flushJournal()
-        let finished = segment
-        try openJournal(segment + 1)
-        try writer.write(snapshotPath, try encode(state, segment: finished), segment: finished)
-        deleteSegments(through: finished)
-        journalBytes = 0
+    func writeSnapshot(_ state: BrokerSnapshot, fenceHighWater: UInt64, now: Instant) throws {
+        if journalSegmentAtLoad > Self.segmentNumberMax {
+            // Renumbering: the snapshot says it covers segment 0, then the old segments go.
+            // A crash between the two replays them over a snapshot that already holds them:
+            // lease, breaker and throttle records are idempotent; telemetry events may count
+            // twice, which is all this path (a damaged or hand-made file) can cost.
+            journalSegmentAtLoad = 0
+            writer.adopt(segment: nil)
+            _ = try writer.write(snapshotPath, state, segment: 0)
+            unlink(snapshotPath + ".prev")
+            deleteSegments(through: UInt64.max)
+            journal.discardPending()
+            try journal.open(Self.journalPath(directory, 1), number: 1)
+        } else {
+            _ = journal.commit()
+            let finished = journal.segment == 0 ? journalSegmentAtLoad : journal.segment
+            try journal.open(Self.journalPath(directory, finished + 1), number: finished + 1)
+            let replaced = try writer.write(snapshotPath, state, segment: finished)
+            journal.discardPending()
+            if let replaced, let covered = replaced { deleteSegments(through: covered) }
+        }
+        if let problem = reserveFences(above: fenceHighWater) { throw StartupError(description: problem) }
+        failure = nil
         lastSnapshotAt = now
     }
 
-    /// Starts a background snapshot if the journal is large or changes are a minute old.
+    /// Starts a background snapshot if the journal is large or changes are a minute old (and
+    /// the directory takes writes): the state is taken here as a value, encoded and written
+    /// on the thread pool.
     func compactIfDue(now: Instant, _ makeSnapshot: () -> BrokerSnapshot) {
-        guard !snapshotInFlight, journalBytes > 0 else { return }
+        guard failure == nil, !snapshotInFlight, journal.segmentBytes > 0 || journal.hasPending else { return }
         let age = lastSnapshotAt.map { now.milliseconds(since: $0) } ?? UInt64.max
-        guard journalBytes >= Self.journalBytesMax || age >= Self.snapshotIntervalMilliseconds else { return }
+        guard journal.segmentBytes >= Self.journalBytesMax || age >= Self.snapshotIntervalMilliseconds else { return }
         lastSnapshotAt = now
-        let finished = segment
+        let finished = journal.segment
+        let (next, overflow) = finished.addingReportingOverflow(1)
+        guard !overflow, journal.commit() == nil else { return }
         do {
-            flushJournal()
-            try openJournal(segment + 1)
-            journalBytes = 0
-            let job = SnapshotJob(writer: writer, path: snapshotPath, bytes: try encode(makeSnapshot(), segment: finished),
-                                  segment: finished)
-            let request = UnsafeMutablePointer<uv_work_t>.allocate(capacity: 1)
-            request.pointee.data = Unmanaged.passRetained(job).toOpaque()
-            snapshotInFlight = true
-            uv_queue_work(loopOfJournal, request, onSnapshotWork, onSnapshotWritten)
+            try journal.open(Self.journalPath(directory, next), number: next)
         } catch {
             logger.error("cannot start a snapshot", metadata: ["error": "\(error)"])
+            return
         }
+        let job = SnapshotJob(writer: writer, path: snapshotPath, state: makeSnapshot(), segment: finished)
+        let request = UnsafeMutablePointer<uv_work_t>.allocate(capacity: 1)
+        request.pointee.data = Unmanaged.passRetained(job).toOpaque()
+        snapshotInFlight = true
+        uv_queue_work(loopOfJournal, request, onSnapshotWork, onSnapshotWritten)
     }
 
     /// The loop background snapshots are queued on (set by the server).
     var loopOfJournal: UnsafeMutablePointer<uv_loop_t>?
 
-    /// A background snapshot finished: drop the journal segments it covers.
+    /// A background snapshot finished: drop the journal segments neither it nor the previous
+    /// snapshot needs.
     func snapshotFinished(_ job: SnapshotJob) {
         snapshotInFlight = false
         if let error = job.error {
             logger.error("snapshot failed; the journal keeps everything", metadata: ["error": "\(error)"])
             return
         }
-        if job.written { deleteSegments(through: job.segment) }
-    }
-
-    private func encode(_ state: BrokerSnapshot, segment: UInt64) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(StateFile(journalSegment: segment, state: state)))
-    }
-
-    private func openJournal(_ number: UInt64) throws {
-        if journalFD >= 0 { Glibc.close(journalFD) }
-        journalFD = open(journalPath(number), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard journalFD >= 0 else {
-            throw StartupError(description: "cannot open the journal \(journalPath(number)): \(String(cString: strerror(errno)))")
-        }
-        segment = number
+        if let replaced = job.replaced, let covered = replaced { deleteSegments(through: covered) }
     }
 
     private func deleteSegments(through number: UInt64) {
-        for old in journalSegments() where old <= number { unlink(journalPath(old)) }
+        for old in Self.journalSegments(in: directory) where old <= number && old != journal.segment {
+            unlink(Self.journalPath(directory, old))
+        }
     }
 
-    // Journal records: appended to a buffer, written once per loop iteration.
+    // Journal records: appended to the batch, written once per loop turn by `commit`.
 
-    func journalGrant(_ lease: Lease) { JournalRecord.writeLease(&pending, change: false, lease) }
-    func journalChange(_ lease: Lease) { JournalRecord.writeLease(&pending, change: true, lease) }
-    func journalEnd(_ lease: Lease) { JournalRecord.writeEnd(&pending, fence: lease.fence) }
+    func journalGrant(_ lease: Lease) { journal.append { JournalRecord.writeLease(&$0, change: false, lease) } }
+    func journalChange(_ lease: Lease) { journal.append { JournalRecord.writeLease(&$0, change: true, lease) } }
+    func journalEnd(_ lease: Lease) { journalEnd(fence: lease.fence) }
+    func journalEnd(fence: UInt64) { journal.append { JournalRecord.writeEnd(&$0, fence: fence) } }
     func journalBreaker(project: String, state: CircuitBreaker.ProjectState) {
-        JournalRecord.writeBreaker(&pending, project: project, state: state)
+        journal.append { JournalRecord.writeBreaker(&$0, project: project, state: state) }
     }
     func journalThrottle(tenant: String, provider: String, until: WallTime) {
-        JournalRecord.writeThrottle(&pending, tenant: tenant, provider: provider, until: until)
+        journal.append { JournalRecord.writeThrottle(&$0, tenant: tenant, provider: provider, until: until) }
     }
-    func journalRecord(_ event: CompletionEvent) { JournalRecord.writeEvent(&pending, event) }
+    func journalRecord(_ event: CompletionEvent) { journal.append { JournalRecord.writeEvent(&$0, event) } }
 
-    /// Writes the buffered records with one `write` (before the iteration's answers).
-    func flushJournal() {
-        guard !pending.isEmpty, journalFD >= 0 else { return }
-        let total = pending.count
-        var offset = 0
-        pending.withBytes { bytes in
-            while offset < total {
-                let written = write(journalFD, bytes.baseAddress! + offset, total - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    logger.critical("cannot write the journal", metadata: ["error": "\(String(cString: strerror(errno)))"])
-                    return
-                }
-                offset += written
-            }
-        }
-        journalBytes += total
-        pending.removeAll(keepingCapacityUpTo: 1 << 20)
-    }
-
+    /// Closes the journal and gives up the directory.
     func close() {
-        if journalFD >= 0 { Glibc.close(journalFD) }
-        journalFD = -1
-    }
-
-    private func moveAside(_ path: String) {
-        rename(path, path + ".corrupt-\(Int(Date().timeIntervalSince1970))")
-    }
-}
-
-/// The one way snapshots reach the disk, from the loop or the thread pool: one at a time,
-/// and never an older journal segment's snapshot over a newer one (a background snapshot
-/// that finishes after the final one at stop is dropped, not renamed over it).
-final class SnapshotWriter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var newestSegment: UInt64?
-
-    /// Writes `bytes` as the snapshot covering journal segments up to `segment`.
-    /// - Returns: false if a snapshot of a later segment was already written.
-    @discardableResult
-    func write(_ path: String, _ bytes: [UInt8], segment: UInt64) throws -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if let newestSegment, newestSegment > segment { return false }
-        try writeAtomically(path, bytes)
-        newestSegment = segment
-        return true
-    }
-}
-
-/// A snapshot written on the thread pool: only its own fields (and the locked writer) are
-/// touched there.
-final class SnapshotJob: @unchecked Sendable {
-    let writer: SnapshotWriter
-    let path: String
-    let bytes: [UInt8]
-    let segment: UInt64
-    var error: String?
-    var written = false
-
-    init(writer: SnapshotWriter, path: String, bytes: [UInt8], segment: UInt64) {
-        self.writer = writer
-        self.path = path
-        self.bytes = bytes
-        self.segment = segment
-    }
-
-    /// Runs on a worker thread.
-    func perform() {
-        do {
-            written = try writer.write(path, bytes, segment: segment)
-        } catch {
-            self.error = "\(error)"
-        }
-    }
-}
-
-/// Writes a file atomically and durably: temp file, write, fsync, rename, fsync the directory.
-func writeAtomically(_ path: String, _ bytes: [UInt8]) throws {
-    // A name of its own, so two writers of one file never share a temporary.
-    let temporary = path + ".tmp-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw StartupError(description: "cannot write \(temporary): \(String(cString: strerror(errno)))") }
-    var offset = 0
-    let failure: String? = bytes.withUnsafeBytes { buffer in
-        while offset < buffer.count {
-            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                return String(cString: strerror(errno))
-            }
-            offset += written
-        }
-        return fsync(fd) == 0 ? nil : String(cString: strerror(errno))
-    }
-    Glibc.close(fd)
-    if let failure { throw StartupError(description: "cannot write \(temporary): \(failure)") }
-    guard rename(temporary, path) == 0 else {
-        throw StartupError(description: "cannot rename \(temporary): \(String(cString: strerror(errno)))")
-    }
-    let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-    let dirFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if dirFD >= 0 {
-        fsync(dirFD)
-        Glibc.close(dirFD)
+        journal.close()
+        lock.release()
     }
 }

@@ -87,17 +87,26 @@ extension Broker {
         fenceHighWater = max(fenceHighWater, snapshot.fenceHighWater, fenceFloor,
                              leases.keys.max() ?? 0)
         breaker.importState(snapshot.breaker)
+        // Wall times come from a file: differences are checked, never trapped on.
         for throttle in snapshot.throttles where throttle.until > wall {
-            let remaining = UInt64(throttle.until.unixMilliseconds - wall.unixMilliseconds)
+            let remaining = Self.millisecondsLeft(until: throttle.until, from: wall)
             throttles.record(.init(tenant: throttle.tenant, provider: throttle.provider),
                              retryAfterMilliseconds: remaining, now: now)
         }
         if let summary = snapshot.telemetry {
             for flag in telemetry.importSummary(summary, now: wall) {
-                let remaining = UInt64(max(0, flag.expiresAt.unixMilliseconds - wall.unixMilliseconds))
+                let remaining = Self.millisecondsLeft(until: flag.expiresAt, from: wall)
                 modelFlags[flag.model] = now.adding(milliseconds: remaining)
             }
         }
         return rejected
+    }
+
+    /// Milliseconds from `wall` to `end`: 0 if `end` has passed, `UInt64.max` if the
+    /// difference does not fit (a damaged file).
+    static func millisecondsLeft(until end: WallTime, from wall: WallTime) -> UInt64 {
+        let (difference, overflow) = end.unixMilliseconds.subtractingReportingOverflow(wall.unixMilliseconds)
+        if overflow { return end > wall ? UInt64.max : 0 }
+        return difference > 0 ? UInt64(difference) : 0
     }
 }

@@ -1,0 +1,37 @@
+extension Broker {
+    /// Takes back a grant whose record could not be saved (PROTOCOL.md, "State and storage"):
+    /// the daemon answers its acquire `unavailable` with reason `storage` instead, so nobody
+    /// ever learns of the lease. A new lease is removed from every index without counting as
+    /// granted or ended; an unparked lease is parked again. Waiters are dispatched into the
+    /// freed capacity as after any release (a slot is never left free while a waiter fits);
+    /// while the state directory cannot be written those grants are taken back in turn, so
+    /// each such waiter is answered `storage` too.
+    /// - Parameters:
+    ///   - fence: the lease whose grant is taken back.
+    ///   - isNew: whether the grant created the lease (else it was an unpark).
+    /// - Returns: false if no live lease has the fence.
+    @discardableResult
+    public mutating func withdrawGrant(fence: UInt64, isNew: Bool, now: Instant) -> Bool {
+        defer { debugCheckInvariants(now: now) }
+        guard let lease = leases[fence] else { return false }
+        guard isNew else {
+            guard !lease.parked else { return true }
+            leases[fence]!.parked = true
+            occupancy.give(lease.request, model: lease.model)
+            effects.append(.leaseChanged(leases[fence]!))
+            dispatch(now: now)
+            return true
+        }
+        leases[fence] = nil
+        tokens[lease.token] = nil
+        if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
+        if let workspace = lease.request.workspace, occupancy.workspaces[workspace] == fence {
+            occupancy.workspaces[workspace] = nil
+        }
+        if let client = lease.client { leasesByClient[client]?.remove(fence) }
+        if let pid = lease.pid { unbindProcess(pid, fence: fence) }
+        if metrics.admittedTotal > 0 { metrics.admittedTotal -= 1 }
+        dispatch(now: now)
+        return true
+    }
+}
