@@ -76,7 +76,7 @@ extension Broker {
     /// Records a completed model call; a subscription-limit error flags its model as full.
     public mutating func record(_ event: CompletionEvent, now: Instant) {
         guard let flag = telemetry.record(event) else { return }
-        let ttl = UInt64(max(0, flag.expiresAt.unixMilliseconds - event.completedAt.unixMilliseconds))
+        let ttl = UInt64(max(0, flag.expiresAt.milliseconds(since: event.completedAt)))
         let end = now.adding(milliseconds: ttl)
         modelFlags[flag.model] = max(end, modelFlags[flag.model] ?? end)
     }

@@ -48,7 +48,7 @@ public struct Telemetry: Sendable {
         var flag: Flag?
         if !event.success || event.error != nil || event.status != nil,
            SubscriptionLimitDetector.isLimit(error: event.error, status: event.status) {
-            let expiry = event.completedAt.adding(milliseconds: Int64(clamping: subscriptionLimitTTLSeconds) &* 1000)
+            let expiry = event.completedAt.adding(milliseconds: Self.milliseconds(seconds: subscriptionLimitTTLSeconds))
             limits[event.model] = expiry
             flag = Flag(model: event.model, expiresAt: expiry)
         }
@@ -73,14 +73,16 @@ public struct Telemetry: Sendable {
         var latencySum: Double = 0
         for event in events[key] ?? [] where event.completedAt > cutoff {
             if event.success {
-                snapshot.successfulCompletions += 1
+                snapshot.successfulCompletions = snapshot.successfulCompletions.addingSaturated(1)
                 latencySum += Double(event.latencyMilliseconds)
             } else {
-                snapshot.failedCompletions += 1
+                snapshot.failedCompletions = snapshot.failedCompletions.addingSaturated(1)
             }
             snapshot.lastEventAt = event.completedAt
         }
-        let total = snapshot.successfulCompletions + snapshot.failedCompletions
+        // Counts are bounded by the events kept, and the latency sum of at most that many
+        // 64-bit latencies stays far inside a double's range: nothing here can overflow.
+        let total = snapshot.successfulCompletions.addingSaturated(snapshot.failedCompletions)
         if snapshot.successfulCompletions > 0 {
             snapshot.averageLatencyMilliseconds = latencySum / Double(snapshot.successfulCompletions)
         }
@@ -104,13 +106,7 @@ public struct Telemetry: Sendable {
         var byModel: [String: ModelUsage] = [:]
         for (model, list) in events {
             for event in list where event.sessionID == session && event.completedAt > cutoff {
-                var usage = byModel[model, default: ModelUsage()]
-                usage.inputTokens += event.tokens.input
-                usage.outputTokens += event.tokens.output
-                usage.totalTokens += event.tokens.total
-                usage.costUSD += event.costUSD
-                usage.messageCount += 1
-                byModel[model] = usage
+                byModel[model, default: ModelUsage()].add(event)
             }
         }
         var totals = ModelUsage()
@@ -166,6 +162,11 @@ public struct Telemetry: Sendable {
     }
 
     private func cutoff(_ now: WallTime) -> WallTime {
-        now.adding(milliseconds: -(Int64(clamping: windowSeconds) &* 1000))
+        now.adding(milliseconds: -Self.milliseconds(seconds: windowSeconds))
+    }
+
+    /// Seconds as milliseconds, saturating at `Int64.max` (whose negation is still in range).
+    private static func milliseconds(seconds: UInt64) -> Int64 {
+        Int64(clamping: seconds).multipliedSaturated(by: 1000)
     }
 }
