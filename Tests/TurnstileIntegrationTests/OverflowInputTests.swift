@@ -29,3 +29,24 @@ struct OverflowInputTests {
         #expect(daemon.process?.waitForExit(milliseconds: 0) == nil)
     }
 }
+
+extension OverflowInputTests {
+    @Test func hostileRetryAfterIsRefusedOrClampedAndTheDaemonLives() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let week: Int64 = 604_800_000
+        for text in ["Sun Nov  6 08:49:37 300000000", "Sunday, 06-Nov-99999999999 08:49:37 GMT", "1e400", "-1",
+                     "Sun, 06 Nov 99999999999999999999 08:49:37 GMT"] {
+            let answer = try client.ask("throttle", [("provider", .text("p")), ("retry_after", .text(text))])
+            #expect(answer.error == "bad_request" && answer.string("field") == "retry_after", "\(text): \(answer.object)")
+        }
+        for text in ["99999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+            let answer = try client.ask("throttle", [("provider", .text("p")), ("retry_after", .text(text))])
+            #expect(answer.ok && answer.int("retry_after_ms") == week, "\(text): \(answer.object)")
+        }
+        let number = try client.ask("throttle", [("provider", .text("q")),
+                                                 ("retry_after", .number(JSONNumber(text: "1e400")))])
+        #expect(number.error == "bad_request" && number.string("field") == "retry_after")
+        #expect(try daemon.client().ask("status").ok, "still alive")
+    }
+}

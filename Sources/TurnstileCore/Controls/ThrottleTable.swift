@@ -71,22 +71,24 @@ public enum RetryAfter: Sendable, Equatable {
     /// than a plan, and a throttle cannot be lifted early.
     public static let millisecondsMax: UInt64 = 7 * 86_400_000
 
-    /// The delay in milliseconds, relative to `wall` for an HTTP date (a date in the past is 0).
+    /// The delay in milliseconds, relative to `wall` for an HTTP date (a date in the past is
+    /// 0), clamped to `millisecondsMax`: a provider asking for longer, in seconds however many
+    /// digits long or in a date however far ahead, gets the longest throttle.
     /// - Returns: nil if the header is neither a whole number of seconds nor an HTTP date.
     public func delayMilliseconds(wall: WallTime) -> UInt64? {
         switch self {
         case .milliseconds(let ms):
-            return ms
+            return min(ms, Self.millisecondsMax)
         case .header(let text):
             let trimmed = text.trimmingWhitespace()
             if !trimmed.isEmpty, trimmed.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
-                guard let seconds = UInt64(trimmed) else { return nil }
-                let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
-                return overflow ? UInt64.max : ms
+                // More digits than a UInt64 holds is still "longer than the longest throttle".
+                let seconds = UInt64(trimmed) ?? UInt64.max
+                return min(seconds.multipliedSaturated(by: 1000), Self.millisecondsMax)
             }
             guard let date = CivilTime.parseHTTPDate(trimmed) else { return nil }
-            let delta = date.unixMilliseconds - wall.unixMilliseconds
-            return delta > 0 ? UInt64(delta) : 0
+            let delta = date.milliseconds(since: wall)
+            return delta > 0 ? min(UInt64(delta), Self.millisecondsMax) : 0
         }
     }
 }
