@@ -66,6 +66,7 @@ struct Turnstiled: ParsableCommand {
                                       stateDirectory: stateDirectory, pauseDirectory: pauseDirectory,
                                       environment: environment)
         settings.processWatch = ProcessWatchMethod(rawValue: processWatch)!
+        if let conflict = settings.directoryConflict { fail("invalid directories: \(conflict)") }
         do {
             let server = try Server(settings: settings, logger: logger)
             try server.run()

@@ -50,3 +50,42 @@ extension OverflowInputTests {
         #expect(try daemon.client().ask("status").ok, "still alive")
     }
 }
+
+extension OverflowInputTests {
+    /// Starts `turnstiled` with extra arguments and expects it to refuse to start.
+    func refusesToStart(config: String, _ arguments: [String] = []) throws -> (code: Int32?, output: String) {
+        let directory = try Daemon.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try config.write(toFile: directory + "/t.toml", atomically: true, encoding: .utf8)
+        let process = try ChildProcess([Binaries.turnstiled, "--config", directory + "/t.toml",
+                                        "--socket", directory + "/t.sock"]
+                                       + (arguments.isEmpty ? ["--state-dir", directory + "/state"] : arguments))
+        guard process.waitForExit(milliseconds: 10_000) != nil else {
+            process.signal(SIGKILL)
+            _ = process.waitForExit()
+            return (nil, process.output)
+        }
+        return (process.exitCode, process.output)
+    }
+
+    @Test func aConfigPastANumericBoundIsRefusedAtStart() throws {
+        let result = try refusesToStart(config: "[limits]\nglobal = 4000000000000000000\nfairness = \"proportional\"\n")
+        #expect(result.code != nil && result.code != 0, "\(result.output)")
+        #expect(result.output.contains("t.toml:2: limits.global: must be a whole number from 0 to 1000000"), "\(result.output)")
+    }
+
+    @Test func thePauseDirectoryCannotBeTheStateDirectory() throws {
+        let inFile = try refusesToStart(config: "state_dir = \"/tmp/tsd-x/s\"\npause_dir = \"/tmp/tsd-x/s/\"\n")
+        #expect(inFile.code != nil && inFile.code != 0)
+        #expect(inFile.output.contains("t.toml:2: pause_dir: pause_dir and state_dir are the same directory"), "\(inFile.output)")
+        let scratch = try Daemon.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let byFlags = try refusesToStart(config: "", ["--state-dir", scratch + "/s", "--pause-dir", scratch + "//s/."])
+        #expect(byFlags.code != nil && byFlags.code != 0)
+        #expect(byFlags.output.contains("pause_dir and state_dir are the same directory"), "\(byFlags.output)")
+        let mixed = try refusesToStart(config: "pause_dir = \"\(scratch)\"\n", ["--state-dir", scratch + "/inner"])
+        #expect(mixed.code != nil && mixed.code != 0)
+        #expect(mixed.output.contains("is inside pause_dir"), "\(mixed.output)")
+        #expect(!FileManager.default.fileExists(atPath: scratch + "/inner"), "refused before creating anything")
+    }
+}

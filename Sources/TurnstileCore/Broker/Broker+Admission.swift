@@ -81,11 +81,17 @@ extension Broker {
     }
 
     /// A quoted mode's share of the global limit: `floor(global × quota / (time + issue))`;
-    /// nil for the exempt modes.
+    /// nil for the exempt modes. The product is taken at double width, so it cannot overflow
+    /// whatever the limits (the quotient is at most `global`, as `quota ≤ time + issue`).
     func fairShare(_ mode: Mode) -> Int? {
-        guard let quota = config.limits.quota(of: mode) else { return nil }
-        let quotas = config.limits.time + config.limits.issue
-        return quotas > 0 ? config.limits.global * quota / quotas : 0
+        let limits = config.limits
+        guard let quota = limits.quota(of: mode) else { return nil }
+        let global = UInt(max(limits.global, 0))
+        // Two non-negative Ints sum to at most 2^64 − 2: exact in a UInt.
+        let quotas = UInt(max(limits.time, 0)) + UInt(max(limits.issue, 0))
+        guard quotas > 0 else { return 0 }
+        let share = quotas.dividingFullWidth(global.multipliedFullWidth(by: UInt(max(quota, 0)))).quotient
+        return Int(share)
     }
 
     /// The first free candidate, primary first. A candidate is free when its pool is under its
