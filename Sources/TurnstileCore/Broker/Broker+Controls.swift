@@ -4,6 +4,7 @@ extension Broker {
     /// - Returns: whether it was newly paused, or a bad project name (`__global__` included:
     ///   it is never paused).
     public mutating func pause(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
+        liftEndedBlocks(now: now)
         if let problem = Self.pausableProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
         guard paused.insert(project).inserted else { return .success(false) }
         effects.append(.paused(project: project))
@@ -13,6 +14,7 @@ extension Broker {
     /// Resumes a project and re-arms its circuit breaker; its waiters are granted if they fit.
     /// - Returns: whether it was paused.
     public mutating func resume(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
+        liftEndedBlocks(now: now)
         if let problem = Self.pausableProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
         breaker.rearm(project: project)
         guard paused.remove(project) != nil else { return .success(false) }
@@ -26,6 +28,7 @@ extension Broker {
     /// (at start, on reload, and when the directory changes). Names that are not valid
     /// project names are ignored.
     public mutating func syncPaused(_ projects: Set<String>, now: Instant) {
+        liftEndedBlocks(now: now)
         let wanted = projects.filter { Self.pausableProblem($0) == nil }
         for project in wanted.subtracting(paused).sorted() {
             paused.insert(project)
@@ -52,6 +55,7 @@ extension Broker {
     @discardableResult
     public mutating func throttle(provider: String, tenant: String, retryAfterMilliseconds: UInt64,
                                   now: Instant) -> UInt64 {
+        liftEndedBlocks(now: now)
         let key = ThrottleTable.Key(tenant: tenant, provider: provider)
         let end = throttles.record(key, retryAfterMilliseconds: retryAfterMilliseconds, now: now)
         let remaining = end.milliseconds(since: now)
@@ -62,6 +66,7 @@ extension Broker {
     /// Records a `project-meta` run's outcome; a trip pauses the project.
     public mutating func report(project: String, agent: String, success: Bool,
                                 now: Instant) -> Result<CircuitBreaker.Outcome, LeaseError> {
+        liftEndedBlocks(now: now)
         if let problem = Names.projectNameProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
         let outcome = breaker.report(project: project, agent: agent, success: success)
         if outcome.tripped {
@@ -75,6 +80,7 @@ extension Broker {
 
     /// Records a completed model call; a subscription-limit error flags its model as full.
     public mutating func record(_ event: CompletionEvent, now: Instant) {
+        liftEndedBlocks(now: now)
         guard let flag = telemetry.record(event) else { return }
         let ttl = UInt64(max(0, flag.expiresAt.milliseconds(since: event.completedAt)))
         let end = now.adding(milliseconds: ttl)
@@ -96,6 +102,7 @@ extension Broker {
     /// a lowered limit (no new grant happens until use is back under it). Waiters are
     /// re-checked at once.
     public mutating func reload(_ newConfig: TurnstileConfig, now: Instant) {
+        liftEndedBlocks(now: now)
         config = newConfig
         models = ModelTable(providers: newConfig.providers, models: newConfig.models)
         projectCaps = Dictionary(newConfig.projects.map { ($0.name, $0) }, uniquingKeysWith: { $1 })

@@ -42,7 +42,7 @@ extension Broker {
         var pools = models.configuredPools
         var seen = Set(pools)
         for pool in occupancy.pools.keys.sorted() where seen.insert(pool).inserted { pools.append(pool) }
-        let flagged = modelFlags.filter { $0.value > now }.keys.compactMap { ModelKey(parsing: $0) }
+        let flagged = modelFlags.active(now: now).compactMap { ModelKey(parsing: $0) }
         for pool in flagged.sorted() where seen.insert(pool).inserted { pools.append(pool) }
         return pools.map { pool in
             let traits = models.traits(of: pool)

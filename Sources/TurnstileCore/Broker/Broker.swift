@@ -26,7 +26,7 @@ public struct Broker: Sendable {
     /// Paused projects.
     public internal(set) var paused: Set<String> = []
     /// Subscription-limit flags by model string (bare or `provider/model`), monotonic end.
-    var modelFlags: [String: Instant] = [:]
+    var modelFlags = FlagTable()
     /// The project circuit breaker.
     public internal(set) var breaker: CircuitBreaker
     /// Model telemetry.

@@ -22,6 +22,9 @@ public struct ThrottleTable: Sendable {
     }
 
     private var until: [Key: Instant] = [:]
+    /// No throttle ends before this (exact after `expire`; nil when there are none), so that
+    /// every broker call can tell in O(1) whether one may have ended.
+    public private(set) var earliestEnd: Instant?
 
     public init() {}
 
@@ -32,7 +35,12 @@ public struct ThrottleTable: Sendable {
         let proposed = now.adding(milliseconds: retryAfterMilliseconds)
         let current = until[key].flatMap { $0 > now ? $0 : nil }
         let end = max(proposed, current ?? proposed)
-        if end > now { until[key] = end } else { until[key] = nil }
+        if end > now {
+            until[key] = end
+            earliestEnd = min(earliestEnd ?? end, end)
+        } else {
+            until[key] = nil
+        }
         return end
     }
 
@@ -45,13 +53,12 @@ public struct ThrottleTable: Sendable {
     /// Forgets throttles that have ended.
     /// - Returns: true if any ended (the broker then dispatches).
     public mutating func expire(now: Instant) -> Bool {
-        let ended = until.filter { $0.value <= now }.map(\.key)
-        for key in ended { until[key] = nil }
-        return !ended.isEmpty
+        let before = until.count
+        until = until.filter { $0.value > now }
+        earliestEnd = until.values.min()
+        return until.count != before
     }
 
-    /// The earliest end among throttles in force.
-    public var nextEnd: Instant? { until.values.min() }
 
     /// Throttles in force, sorted by tenant then provider, for status.
     public func active(now: Instant) -> [(key: Key, remainingMilliseconds: UInt64)] {
