@@ -14,6 +14,10 @@ enum MetricsText {
         func gauge(_ name: String, _ help: String, _ value: Int, _ labels: [(String, String)] = []) {
             registry.makeGauge(descriptor: describe(name, help), labels: labels).set(Double(value))
         }
+        // Durations are in seconds, Prometheus's base unit (promtool refuses `_ms` names).
+        func seconds(_ name: String, _ help: String, milliseconds: Double) {
+            registry.makeGauge(descriptor: describe(name, help), labels: []).set(milliseconds / 1000)
+        }
         func counter(_ name: String, _ help: String, _ value: UInt64) {
             registry.makeCounter(descriptor: describe(name, help), labels: []).increment(by: Int64(clamping: value))
         }
@@ -54,9 +58,10 @@ enum MetricsText {
         counter("timed_out_total", "Waits that timed out.", metrics.timedOutTotal)
         counter("dispatch_checks_total", "Admission checks made on queued waiters (one per group of alike waiters).",
                 metrics.dispatchChecksTotal)
-        gauge("wait_avg_ms", "Mean wait of the last 1000 grants (immediate grants count as 0).",
-              Int(metrics.averageWaitMilliseconds))
-        gauge("wait_p95_ms", "95th percentile wait of the last 1000 grants.", Int(metrics.p95WaitMilliseconds))
+        seconds("wait_avg_seconds", "Mean wait of the last 1000 grants, in seconds (immediate grants count as 0).",
+                milliseconds: Double(metrics.averageWaitMilliseconds))
+        seconds("wait_p95_seconds", "95th percentile wait of the last 1000 grants, in seconds.",
+                milliseconds: Double(metrics.p95WaitMilliseconds))
         gauge("connections", "Open client connections.", server.connections)
         gauge("uptime_seconds", "Seconds since the daemon started.", Int(server.uptimeMilliseconds / 1000))
         var bytes: [UInt8] = []

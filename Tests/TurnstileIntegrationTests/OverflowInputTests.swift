@@ -89,3 +89,21 @@ extension OverflowInputTests {
         #expect(!FileManager.default.fileExists(atPath: scratch + "/inner"), "refused before creating anything")
     }
 }
+
+extension OverflowInputTests {
+    @Test func cancelTellsApartIdsBeyondSixtyFourBits() throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 0\n")
+        let raw = try RawConnection(daemon)
+        try raw.send(#"{"id":18446744073709551616,"op":"acquire","wait_ms":60000}"# + "\n")
+        try raw.send(#"{"id":18446744073709551617,"op":"acquire","wait_ms":60000}"# + "\n")
+        try raw.send(#"{"id":"c","op":"cancel","target":18446744073709551616}"# + "\n")
+        let cancelAnswer = try raw.receive()
+        #expect(cancelAnswer?["id"]?.stringValue == "c" && cancelAnswer?["ok"]?.boolValue == true)
+        let cancelled = try raw.receive()
+        #expect(cancelled?["error"]?.stringValue == "cancelled")
+        #expect(cancelled?["id"]?.numberValue?.text == "18446744073709551616", "the one named, not its double twin")
+        try raw.send(#"{"id":"d","op":"cancel","target":1.8446744073709551617e19}"# + "\n")
+        #expect(try raw.receive()?["ok"]?.boolValue == true, "the other, by another spelling of its value")
+        #expect(try raw.receive()?["id"]?.numberValue?.text == "18446744073709551617")
+    }
+}

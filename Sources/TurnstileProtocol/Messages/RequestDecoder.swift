@@ -4,6 +4,13 @@ import TurnstileCore
 /// range. The daemon answers its errors as they are: `unknown_op`, or `bad_request` with the
 /// `field`.
 public enum RequestDecoder {
+    /// Most elements of a heartbeat's `leases`: as many lease tokens as one line can hold.
+    /// The shortest such line is `{"op":"heartbeat","leases":[]}` (30 bytes) plus 35 bytes
+    /// per token (34 for the quoted token, one for its comma, one comma fewer than tokens):
+    /// (65,536 − 29) / 35 = 1,871. A longer array can only hold non-tokens, each answered with
+    /// an error; bounding it keeps the answer within a connection's output bound.
+    public static let heartbeatLeasesMax = (LineFramer.lineBytesMax - 29) / 35
+
     /// Decodes a request from a scanned line (the daemon's path).
     /// - Parameters:
     ///   - view: the line's top-level object.
@@ -114,7 +121,9 @@ public enum RequestDecoder {
             throw fields.fail("lease", "heartbeat needs lease (a token) or leases (an array of tokens)")
         }
         guard let array = value.arrayValue else { throw fields.fail("leases", "leases must be an array of tokens") }
-        if array.count > 4096 { throw RequestError(.tooMany, field: "leases", "at most 4096 leases per heartbeat") }
+        if array.count > heartbeatLeasesMax {
+            throw RequestError(.tooMany, field: "leases", "at most \(heartbeatLeasesMax) leases per heartbeat")
+        }
         let tokens = array.map { element -> TokenArgument in
             guard let text = element.stringValue, let token = LeaseToken(hex: text) else {
                 return .invalid("not a lease token (32 hex digits)")
