@@ -44,11 +44,18 @@ public enum ConfigParser {
             config.circuitBreaker.onTrip = try breaker.string("on_trip")
         }
         if let telemetry = try reader.table("telemetry") {
-            try telemetry.allowOnly(["window_secs", "subscription_limit_ttl_secs"])
+            try telemetry.allowOnly(["window_secs", "subscription_limit_ttl_secs", "max_models", "max_events_per_model",
+                                     "max_sessions"])
             if let window = try telemetry.int("window_secs", min: 1, max: ConfigBounds.secondsMax) { config.telemetry.windowSeconds = UInt64(window) }
             if let ttl = try telemetry.int("subscription_limit_ttl_secs", min: 0, max: ConfigBounds.secondsMax) {
                 config.telemetry.subscriptionLimitTTLSeconds = UInt64(ttl)
             }
+            let bounds = config.telemetry.bounds
+            config.telemetry.bounds = Telemetry.Bounds(
+                models: try telemetry.int("max_models", min: 1, max: ConfigBounds.telemetryCountMax) ?? bounds.models,
+                eventsPerModel: try telemetry.int("max_events_per_model", min: 1, max: ConfigBounds.telemetryCountMax)
+                    ?? bounds.eventsPerModel,
+                sessions: try telemetry.int("max_sessions", min: 1, max: ConfigBounds.telemetryCountMax) ?? bounds.sessions)
         }
         config.projects = try readProjects(reader)
         config.providers = try readProviders(reader)

@@ -110,7 +110,8 @@ extension Server {
     /// `metrics`: Prometheus text.
     func metrics(_ context: RequestContext) {
         let at = now
-        let text = MetricsText.render(broker.status(now: at), server: serverInfo(at))
+        let text = MetricsText.render(broker.status(now: at), server: serverInfo(at),
+                                      telemetryEvictions: broker.telemetry.evictions)
         succeed(context) { $0.key("text"); $0.string(text) }
     }
 

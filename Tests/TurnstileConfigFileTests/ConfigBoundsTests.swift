@@ -16,6 +16,8 @@ struct ConfigBoundsTests {
         ("server", "", "max_waiters", "10000001"),
         ("circuit_breaker", "", "threshold", "1000001"),
         ("telemetry", "", "window_secs", "31622401"), ("telemetry", "", "subscription_limit_ttl_secs", "31622401"),
+        ("telemetry", "", "max_models", "10000001"), ("telemetry", "", "max_events_per_model", "10000001"),
+        ("telemetry", "", "max_sessions", "0"),
         ("[projects]", "name = \"a\"\n", "max", "1000001"), ("[projects]", "name = \"a\"\n", "max_mention", "1000001"),
         ("[models]", "name = \"m\"\n", "concurrency_limit", "1000001"),
     ]
@@ -35,6 +37,14 @@ struct ConfigBoundsTests {
             #expect(error.line == toml.split(separator: "\n").count, "\(error)")
             #expect(error.message.contains("from"), "\(error)")
         }
+    }
+
+    @Test func telemetryBoundsAreRead() throws {
+        let config = try ConfigParser.parse("[telemetry]\nmax_models = 5\nmax_events_per_model = 6\nmax_sessions = 7\n",
+                                            file: "t.toml")
+        #expect(config.telemetry.bounds == Telemetry.Bounds(models: 5, eventsPerModel: 6, sessions: 7))
+        #expect(try ConfigParser.parse("", file: "t.toml").telemetry.bounds
+            == Telemetry.Bounds(models: 1000, eventsPerModel: 10_000, sessions: 10_000))
     }
 
     @Test func theLargestValuesAreAcceptedAndProportionalFairnessComputesWithThem() throws {

@@ -81,10 +81,19 @@ extension Broker {
     /// Records a completed model call; a subscription-limit error flags its model as full.
     public mutating func record(_ event: CompletionEvent, now: Instant) {
         liftEndedBlocks(now: now)
-        guard let flag = telemetry.record(event) else { return }
+        let evictedBefore = telemetry.evictions.models
+        let raised = telemetry.record(event)
+        if telemetry.evictions.models != evictedBefore { forgetFlagsOfEvictedModels() }
+        guard let flag = raised else { return }
         let ttl = UInt64(max(0, flag.expiresAt.milliseconds(since: event.completedAt)))
         let end = now.adding(milliseconds: ttl)
         modelFlags[flag.model] = max(end, modelFlags[flag.model] ?? end)
+    }
+
+    /// Drops the limiter's flags of models telemetry has evicted, so they stay bounded too.
+    private mutating func forgetFlagsOfEvictedModels() {
+        let telemetry = self.telemetry
+        modelFlags.retain { telemetry.knows(model: $0) }
     }
 
     /// The telemetry snapshot of one model, or of every model.
@@ -108,7 +117,9 @@ extension Broker {
         projectCaps = Dictionary(newConfig.projects.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
         breaker.setThreshold(newConfig.circuitBreaker.threshold)
         telemetry.configure(windowSeconds: newConfig.telemetry.windowSeconds,
-                            subscriptionLimitTTLSeconds: newConfig.telemetry.subscriptionLimitTTLSeconds)
+                            subscriptionLimitTTLSeconds: newConfig.telemetry.subscriptionLimitTTLSeconds,
+                            bounds: newConfig.telemetry.bounds)
+        forgetFlagsOfEvictedModels()
         let models = self.models
         queue.recomputeCandidates { request in
             request.model.map { models.candidates(primary: $0, chain: request.fallback) } ?? []

@@ -55,7 +55,8 @@ public struct Broker: Sendable {
         self.projectCaps = Dictionary(config.projects.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
         self.breaker = CircuitBreaker(threshold: config.circuitBreaker.threshold)
         self.telemetry = Telemetry(windowSeconds: config.telemetry.windowSeconds,
-                                   subscriptionLimitTTLSeconds: config.telemetry.subscriptionLimitTTLSeconds)
+                                   subscriptionLimitTTLSeconds: config.telemetry.subscriptionLimitTTLSeconds,
+                                   bounds: config.telemetry.bounds)
         self.random = random
         self.fenceHighWater = fenceHighWater
     }

@@ -29,6 +29,12 @@ struct FlagTable: Sendable {
         return ends.count != before
     }
 
+    /// Keeps only the flags of models `keep` accepts.
+    mutating func retain(_ keep: (String) -> Bool) {
+        ends = ends.filter { keep($0.key) }
+        earliestEnd = ends.values.min()
+    }
+
     /// The models flagged at `now`.
     func active(now: Instant) -> [String] { ends.compactMap { $0.value > now ? $0.key : nil } }
 }
