@@ -6,7 +6,7 @@ extension Broker {
     public mutating func pause(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
         liftEndedBlocks(now: now)
         if let problem = Self.pausableProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
-        guard paused.insert(project).inserted else { return .success(false) }
+        guard paused.insert(ExactName(project)).inserted else { return .success(false) }
         effects.append(.paused(project: project))
         return .success(true)
     }
@@ -17,7 +17,7 @@ extension Broker {
         liftEndedBlocks(now: now)
         if let problem = Self.pausableProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
         breaker.rearm(project: project)
-        guard paused.remove(project) != nil else { return .success(false) }
+        guard paused.remove(ExactName(project)) != nil else { return .success(false) }
         effects.append(.resumed(project: project))
         dispatch(now: now)
         debugCheckInvariants(now: now)
@@ -26,19 +26,20 @@ extension Broker {
 
     /// Makes the paused set equal to the flag files the daemon found in the pause directory
     /// (at start, on reload, and when the directory changes). Names that are not valid
-    /// project names are ignored.
-    public mutating func syncPaused(_ projects: Set<String>, now: Instant) {
+    /// project names are ignored. Pass the file names as listed (an array keeps canonically
+    /// equivalent spellings apart; a `Set<String>` has already merged them).
+    public mutating func syncPaused(_ projects: some Sequence<String>, now: Instant) {
         liftEndedBlocks(now: now)
-        let wanted = projects.filter { Self.pausableProblem($0) == nil }
+        let wanted = Set(projects.filter { Self.pausableProblem($0) == nil }.map(ExactName.init))
         for project in wanted.subtracting(paused).sorted() {
             paused.insert(project)
-            effects.append(.paused(project: project))
+            effects.append(.paused(project: project.text))
         }
         let lifted = paused.subtracting(wanted).sorted()
         for project in lifted {
             paused.remove(project)
-            breaker.rearm(project: project)
-            effects.append(.resumed(project: project))
+            breaker.rearm(project: project.text)
+            effects.append(.resumed(project: project.text))
         }
         if !lifted.isEmpty { dispatch(now: now) }
     }
@@ -70,7 +71,7 @@ extension Broker {
         if let problem = Names.projectNameProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
         let outcome = breaker.report(project: project, agent: agent, success: success)
         if outcome.tripped {
-            if project != Names.globalProject, paused.insert(project).inserted {
+            if project != Names.globalProject, paused.insert(ExactName(project)).inserted {
                 effects.append(.paused(project: project))
             }
             effects.append(.tripped(project: project, failures: outcome.count))
@@ -114,7 +115,7 @@ extension Broker {
         liftEndedBlocks(now: now)
         config = newConfig
         models = ModelTable(providers: newConfig.providers, models: newConfig.models)
-        projectCaps = Dictionary(newConfig.projects.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        projectCaps = Dictionary(newConfig.projects.map { (ExactName($0.name), $0) }, uniquingKeysWith: { $1 })
         breaker.setThreshold(newConfig.circuitBreaker.threshold)
         telemetry.configure(windowSeconds: newConfig.telemetry.windowSeconds,
                             subscriptionLimitTTLSeconds: newConfig.telemetry.subscriptionLimitTTLSeconds,

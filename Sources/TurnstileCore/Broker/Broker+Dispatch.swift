@@ -117,7 +117,7 @@ extension Broker {
     }
 
     /// Whether a project is open in a lane: not paused and under its caps.
-    private func projectOpen(_ project: String, lane laneIndex: Int) -> Bool {
+    private func projectOpen(_ project: ExactName, lane laneIndex: Int) -> Bool {
         pauseBlock(project) == nil && projectBlock(project, mode: Mode.rotation[laneIndex]) == nil
     }
 

@@ -24,14 +24,14 @@ extension Broker {
     }
 
     private func projectInfos() -> [BrokerStatus.ProjectUse] {
-        var names = config.projects.map(\.name)
+        var names = config.projects.map { ExactName($0.name) }
         var seen = Set(names)
-        let others = Set(occupancy.projects.keys).union(paused).union(breaker.exportState().keys)
-            .union(queue.waiters.values.map(\.request.project))
+        let others = Set(occupancy.projects.keys).union(paused).union(breaker.projectNames)
+            .union(queue.waiters.values.map { ExactName($0.request.project) })
         for name in others.sorted() where seen.insert(name).inserted { names.append(name) }
         return names.map { name in
             let use = occupancy.projects[name] ?? Occupancy.ProjectUse()
-            return BrokerStatus.ProjectUse(name: name, limit: projectCaps[name]?.max,
+            return BrokerStatus.ProjectUse(name: name.text, limit: projectCaps[name]?.max,
                                            mentionLimit: projectCaps[name]?.maxMention, inUse: use.total,
                                            mentionInUse: use.mention, paused: paused.contains(name),
                                            failures: breaker.count(name))

@@ -89,14 +89,14 @@ public enum RequestDecoder {
             }
         }
         var providers: [String] = []
-        for name in try fields.list("providers") ?? [] {
+        for name in try fields.labels("providers") {
             if let problem = Names.labelProblem(name, what: "provider") { throw fields.fail("providers", problem) }
             providers.append(name)
         }
         var workspace: String?
         if let path = try fields.string("workspace") {
             guard let normalised = Names.normaliseWorkspace(path) else {
-                throw fields.fail("workspace", "workspace must be a path (non-empty, no NUL, at most \(Names.workspaceBytesMax) bytes)")
+                throw fields.fail("workspace", "workspace must be a path (non-empty, no control characters, at most \(Names.workspaceBytesMax) bytes)")
             }
             workspace = normalised
         }
@@ -104,7 +104,7 @@ public enum RequestDecoder {
         let ttl = try fields.integer("ttl_ms", in: Int64(ttlRange.lowerBound)...Int64(ttlRange.upperBound))
         let admission = AdmissionRequest(
             project: try fields.project(), mode: mode, model: model,
-            fallback: ModelKey.parseChain(try fields.list("fallback") ?? []), providers: providers,
+            fallback: ModelKey.parseChain(try fields.labels("fallback")), providers: providers,
             workspace: workspace, tenant: try fields.label("tenant") ?? "local",
             priority: Int(try fields.integer("priority", in: -1_000_000...1_000_000) ?? 0))
         let request = AcquireRequest(
