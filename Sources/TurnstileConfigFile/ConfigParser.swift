@@ -31,20 +31,31 @@ public enum ConfigParser {
         config.socketPath = try reader.path("socket")
         config.stateDirectory = try reader.path("state_dir")
         config.pauseDirectory = try reader.path("pause_dir")
+        if let state = config.stateDirectory, let pause = config.pauseDirectory,
+           let conflict = DirectoryLayout.conflict(state: state, pause: pause) {
+            throw reader.error("pause_dir", conflict)
+        }
         config.access = try readAccess(reader)
         if let limits = try reader.table("limits") { config.limits = try readLimits(limits) }
         if let server = try reader.table("server") { config.server = try readServer(server) }
         if let breaker = try reader.table("circuit_breaker") {
             try breaker.allowOnly(["threshold", "on_trip"])
-            config.circuitBreaker.threshold = try breaker.int("threshold", min: 0) ?? config.circuitBreaker.threshold
+            config.circuitBreaker.threshold = try breaker.int("threshold", min: 0, max: ConfigBounds.permitsMax) ?? config.circuitBreaker.threshold
             config.circuitBreaker.onTrip = try breaker.string("on_trip")
         }
         if let telemetry = try reader.table("telemetry") {
-            try telemetry.allowOnly(["window_secs", "subscription_limit_ttl_secs"])
-            if let window = try telemetry.int("window_secs", min: 1) { config.telemetry.windowSeconds = UInt64(window) }
-            if let ttl = try telemetry.int("subscription_limit_ttl_secs", min: 0) {
+            try telemetry.allowOnly(["window_secs", "subscription_limit_ttl_secs", "max_models", "max_events_per_model",
+                                     "max_sessions"])
+            if let window = try telemetry.int("window_secs", min: 1, max: ConfigBounds.secondsMax) { config.telemetry.windowSeconds = UInt64(window) }
+            if let ttl = try telemetry.int("subscription_limit_ttl_secs", min: 0, max: ConfigBounds.secondsMax) {
                 config.telemetry.subscriptionLimitTTLSeconds = UInt64(ttl)
             }
+            let bounds = config.telemetry.bounds
+            config.telemetry.bounds = Telemetry.Bounds(
+                models: try telemetry.int("max_models", min: 1, max: ConfigBounds.telemetryCountMax) ?? bounds.models,
+                eventsPerModel: try telemetry.int("max_events_per_model", min: 1, max: ConfigBounds.telemetryCountMax)
+                    ?? bounds.eventsPerModel,
+                sessions: try telemetry.int("max_sessions", min: 1, max: ConfigBounds.telemetryCountMax) ?? bounds.sessions)
         }
         config.projects = try readProjects(reader)
         config.providers = try readProviders(reader)
@@ -70,9 +81,9 @@ public enum ConfigParser {
     private static func readLimits(_ reader: TableReader) throws(ConfigError) -> LimitsConfig {
         var limits = LimitsConfig()
         try reader.allowOnly(["global", "time", "issue", "fairness", "default_ttl_ms", "priority_aging_ms"])
-        limits.global = try reader.int("global", min: 0) ?? limits.global
-        limits.time = try reader.int("time", min: 0) ?? limits.time
-        limits.issue = try reader.int("issue", min: 0) ?? limits.issue
+        limits.global = try reader.int("global", min: 0, max: ConfigBounds.permitsMax) ?? limits.global
+        limits.time = try reader.int("time", min: 0, max: ConfigBounds.permitsMax) ?? limits.time
+        limits.issue = try reader.int("issue", min: 0, max: ConfigBounds.permitsMax) ?? limits.issue
         if let name = try reader.string("fairness") {
             guard let policy = FairnessPolicy(parsing: name) else {
                 throw reader.error("fairness", "unknown fairness policy: \(name) (use round_robin, priority or proportional)")
@@ -83,7 +94,7 @@ public enum ConfigParser {
                                     max: Int(AcquireRequest.ttlRange.upperBound)) {
             limits.defaultTTLMilliseconds = UInt64(ttl)
         }
-        if let aging = try reader.int("priority_aging_ms", min: 0) { limits.priorityAgingMilliseconds = UInt64(aging) }
+        if let aging = try reader.int("priority_aging_ms", min: 0, max: ConfigBounds.millisecondsMax) { limits.priorityAgingMilliseconds = UInt64(aging) }
         return limits
     }
 
@@ -91,13 +102,13 @@ public enum ConfigParser {
         var server = ServerLimits()
         try reader.allowOnly(["max_connections", "max_pending_per_connection", "max_output_bytes",
                               "max_leases_per_connection", "max_waiters"])
-        server.maxConnections = try reader.int("max_connections", min: 1) ?? server.maxConnections
-        server.maxPendingPerConnection = try reader.int("max_pending_per_connection", min: 1)
+        server.maxConnections = try reader.int("max_connections", min: 1, max: ConfigBounds.perConnectionMax) ?? server.maxConnections
+        server.maxPendingPerConnection = try reader.int("max_pending_per_connection", min: 1, max: ConfigBounds.perConnectionMax)
             ?? server.maxPendingPerConnection
-        server.maxOutputBytes = try reader.int("max_output_bytes", min: 65_536) ?? server.maxOutputBytes
-        server.maxLeasesPerConnection = try reader.int("max_leases_per_connection", min: 1)
+        server.maxOutputBytes = try reader.int("max_output_bytes", min: 65_536, max: ConfigBounds.outputBytesMax) ?? server.maxOutputBytes
+        server.maxLeasesPerConnection = try reader.int("max_leases_per_connection", min: 1, max: ConfigBounds.perConnectionMax)
             ?? server.maxLeasesPerConnection
-        server.maxWaiters = try reader.int("max_waiters", min: 1) ?? server.maxWaiters
+        server.maxWaiters = try reader.int("max_waiters", min: 1, max: ConfigBounds.waitersMax) ?? server.maxWaiters
         return server
     }
 
@@ -108,8 +119,8 @@ public enum ConfigParser {
             let name = try entry.requiredString("name")
             if let problem = Names.projectNameProblem(name) { throw entry.error("name", problem) }
             if projects.contains(where: { $0.name == name }) { throw entry.error("name", "duplicate project \(name)") }
-            projects.append(ProjectConfig(name: name, max: try entry.int("max", min: 0),
-                                          maxMention: try entry.int("max_mention", min: 0)))
+            projects.append(ProjectConfig(name: name, max: try entry.int("max", min: 0, max: ConfigBounds.permitsMax),
+                                          maxMention: try entry.int("max_mention", min: 0, max: ConfigBounds.permitsMax)))
         }
         return projects
     }
@@ -159,7 +170,7 @@ public enum ConfigParser {
                 }
                 tier = parsed
             }
-            models.append(ModelConfig(name: name, concurrencyLimit: try entry.int("concurrency_limit", min: 0),
+            models.append(ModelConfig(name: name, concurrencyLimit: try entry.int("concurrency_limit", min: 0, max: ConfigBounds.permitsMax),
                                       tier: tier, tools: try entry.bool("tools")))
         }
         return models

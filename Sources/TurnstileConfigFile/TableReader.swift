@@ -27,15 +27,15 @@ struct TableReader {
         }
     }
 
-    /// A whole number within bounds, or nil if absent.
-    func int(_ key: String, min: Int, max: Int = Int.max) throws(ConfigError) -> Int? {
+    /// A whole number within bounds, or nil if absent. Every key has an upper bound
+    /// (`ConfigBounds`), so that no arithmetic on a config value can overflow.
+    func int(_ key: String, min: Int, max: Int) throws(ConfigError) -> Int? {
         guard let value = table[key] else { return nil }
         guard value.type == .int, let number = value.int else {
             throw error(key, "must be a whole number (got \(describe(value)))")
         }
         guard number >= min && number <= max else {
-            let range = max == Int.max ? "≥ \(min)" : "from \(min) to \(max)"
-            throw error(key, "must be a whole number \(range) (got \(number))")
+            throw error(key, "must be a whole number from \(min) to \(max) (got \(number))")
         }
         return number
     }

@@ -6,7 +6,7 @@ import TurnstileProtocol
 /// and limits, expiries and reclaims), rendered by swift-prometheus from a registry built
 /// afresh for each scrape.
 enum MetricsText {
-    static func render(_ status: BrokerStatus, server: ServerInfo) -> String {
+    static func render(_ status: BrokerStatus, server: ServerInfo, telemetryEvictions: Telemetry.Evictions) -> String {
         let registry = PrometheusCollectorRegistry()
         func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
             MetricNameDescriptor(namespace: "turnstile", metricName: name, unitName: "", helpText: help)
@@ -14,8 +14,12 @@ enum MetricsText {
         func gauge(_ name: String, _ help: String, _ value: Int, _ labels: [(String, String)] = []) {
             registry.makeGauge(descriptor: describe(name, help), labels: labels).set(Double(value))
         }
-        func counter(_ name: String, _ help: String, _ value: UInt64) {
-            registry.makeCounter(descriptor: describe(name, help), labels: []).increment(by: Int64(clamping: value))
+        // Durations are in seconds, Prometheus's base unit (promtool refuses `_ms` names).
+        func seconds(_ name: String, _ help: String, milliseconds: Double) {
+            registry.makeGauge(descriptor: describe(name, help), labels: []).set(milliseconds / 1000)
+        }
+        func counter(_ name: String, _ help: String, _ value: UInt64, _ labels: [(String, String)] = []) {
+            registry.makeCounter(descriptor: describe(name, help), labels: labels).increment(by: Int64(clamping: value))
         }
         gauge("active_leases", "Permits held now.", status.global.inUse)
         gauge("global_limit", "The global permit limit.", status.global.limit)
@@ -54,9 +58,16 @@ enum MetricsText {
         counter("timed_out_total", "Waits that timed out.", metrics.timedOutTotal)
         counter("dispatch_checks_total", "Admission checks made on queued waiters (one per group of alike waiters).",
                 metrics.dispatchChecksTotal)
-        gauge("wait_avg_ms", "Mean wait of the last 1000 grants (immediate grants count as 0).",
-              Int(metrics.averageWaitMilliseconds))
-        gauge("wait_p95_ms", "95th percentile wait of the last 1000 grants.", Int(metrics.p95WaitMilliseconds))
+        seconds("wait_avg_seconds", "Mean wait of the last 1000 grants, in seconds (immediate grants count as 0).",
+                milliseconds: Double(metrics.averageWaitMilliseconds))
+        seconds("wait_p95_seconds", "95th percentile wait of the last 1000 grants, in seconds.",
+                milliseconds: Double(metrics.p95WaitMilliseconds))
+        let evictions = [("model", telemetryEvictions.models), ("event", telemetryEvictions.events),
+                         ("session", telemetryEvictions.sessions)]
+        for (kind, count) in evictions {
+            counter("telemetry_evictions_total", "Telemetry evicted to stay within its [telemetry] bounds, by kind.",
+                    count, [("kind", kind)])
+        }
         gauge("connections", "Open client connections.", server.connections)
         gauge("uptime_seconds", "Seconds since the daemon started.", Int(server.uptimeMilliseconds / 1000))
         var bytes: [UInt8] = []

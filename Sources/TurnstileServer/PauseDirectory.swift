@@ -49,16 +49,18 @@ final class PauseDirectory {
     /// (dot-names included: `.meta` is a project like any other). Entries whose name is not
     /// valid UTF-8 or not a valid project name cannot be a flag the daemon made, and are left
     /// alone. Nil when the directory cannot be read (the caller keeps what it knew).
-    func flags() -> Set<String>? {
+    func flags() -> [String]? {
         guard let directory = opendir(path) else { return nil }
         defer { closedir(directory) }
-        var names = Set<String>()
+        // An array, not a set: file names are distinct byte strings, and two canonically
+        // equivalent spellings (NFC and NFD) are two projects, which a Set<String> would merge.
+        var names: [String] = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String? in
                 String(validatingCString: raw.bindMemory(to: CChar.self).baseAddress!)
             }
             guard let name, name != ".", name != "..", Names.projectNameProblem(name) == nil else { continue }
-            names.insert(name)
+            names.append(name)
         }
         return names
     }

@@ -6,8 +6,10 @@ import TurnstileCore
 /// A libuv turn runs timers, then idle handles, then the poll's I/O callbacks (the input),
 /// then check handles. The commit is the check handle, so within a turn:
 /// 1. input read in this turn has been handled;
-/// 2. deadlines due are served (a heartbeat that arrived before its lease's deadline is not
-///    lost to a timer that fired first in the same turn);
+/// 2. deadlines due are served. A heartbeat read before that counts for any lease still here:
+///    such a lease was alive when deadlines were last served, and the timer is armed at the
+///    earliest deadline, so only a loop that could not run (stalled, stopped) reads a heartbeat
+///    after its lease's deadline and before serving it, and the heartbeat was sent in time;
 /// 3. the turn's records are written (a grant is saved before its answer leaves, or taken back
 ///    and answered `storage`: Server+Storage);
 /// 4. answers and events are handed to the kernel;
@@ -33,14 +35,13 @@ extension Server {
         if deadlineDue && !stopping {
             deadlineDue = false
             broker.tick(now: now)
+            deadlinesServedAt = now
             processEffects()
         }
         commitStorage()
         flushAll()
         rearmDeadlineTimer()
         if !stopping { store.compactIfDue(now: now) { broker.snapshot(now: now, wall: wall) } }
-        // The loop's time is that of this turn's poll: input read from here on was sent after it.
-        readHorizon = now
         uv_idle_stop(commitSoon)
     }
 }

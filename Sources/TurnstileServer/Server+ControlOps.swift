@@ -80,8 +80,7 @@ extension Server {
         guard let delay = retryAfter.delayMilliseconds(wall: wall) else {
             return fail(context, .badRequest, "retry_after must be whole seconds or an HTTP date", field: "retry_after")
         }
-        let effective = broker.throttle(provider: provider, tenant: tenant,
-                                        retryAfterMilliseconds: min(delay, RetryAfter.millisecondsMax), now: now)
+        let effective = broker.throttle(provider: provider, tenant: tenant, retryAfterMilliseconds: delay, now: now)
         logger.info("throttled", metadata: ["provider": "\(provider)", "tenant": "\(tenant)", "retry_after_ms": "\(effective)"])
         succeed(context) { $0.key("retry_after_ms"); $0.int(effective) }
     }
@@ -111,7 +110,8 @@ extension Server {
     /// `metrics`: Prometheus text.
     func metrics(_ context: RequestContext) {
         let at = now
-        let text = MetricsText.render(broker.status(now: at), server: serverInfo(at))
+        let text = MetricsText.render(broker.status(now: at), server: serverInfo(at),
+                                      telemetryEvictions: broker.telemetry.evictions)
         succeed(context) { $0.key("text"); $0.string(text) }
     }
 

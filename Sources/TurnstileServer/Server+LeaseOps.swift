@@ -36,7 +36,7 @@ extension Server {
     /// `heartbeat`: one token, or several answered with `results`.
     func heartbeat(_ tokens: [TokenArgument], multiple: Bool, _ context: RequestContext) {
         if !multiple, case .token(let token) = tokens[0] {
-            switch broker.heartbeat(token, now: now, sentBy: readHorizon) {
+            switch broker.heartbeat(token, now: now, sentBy: deadlinesServedAt) {
             case .success(let lease): succeed(context) { $0.key("ttl_ms"); $0.int(lease.ttlMilliseconds) }
             case .failure(let error): fail(context, error)
             }
@@ -44,7 +44,7 @@ extension Server {
         }
         let outcomes = tokens.map { argument -> Result<Lease, LeaseError> in
             guard case .token(let token) = argument else { return .failure(.badRequest(field: "leases", message: "not a token")) }
-            return broker.heartbeat(token, now: now, sentBy: readHorizon)
+            return broker.heartbeat(token, now: now, sentBy: deadlinesServedAt)
         }
         succeed(context) { w in
             w.key("results")

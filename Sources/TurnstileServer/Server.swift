@@ -28,9 +28,9 @@ public final class Server {
     let commitSoon: UnsafeMutablePointer<uv_idle_t>
     /// The deadline timer fired: serve deadlines at the commit, after this turn's input.
     var deadlineDue = false
-    /// When the previous loop turn read its input: bytes read in this turn were sent after it,
-    /// so a heartbeat read now counts if its lease was alive then (Server+Commit).
-    var readHorizon = Instant(milliseconds: 0)
+    /// When deadlines were last served: every lease still here was alive then, and a heartbeat
+    /// read before the next serving counts for it (Server+Commit).
+    var deadlinesServedAt = Instant(milliseconds: 0)
     /// Runs while some connection has lines left over from its turn (Server+InputTurns).
     let backlogTurns: UnsafeMutablePointer<uv_idle_t>
     /// Connections with lines left over, in the order they get their next turn.
@@ -93,6 +93,7 @@ public final class Server {
         backlogTurns = .allocate(capacity: 1)
         readBuffer = .allocate(byteCount: 65_536, alignment: 16)
         startedAt = Instant(milliseconds: uv_now(loop))
+        deadlinesServedAt = startedAt
         broker = Broker(config: settings.config, random: KernelRandom())
         try prepareListening()
         store = try StateStore(directory: settings.stateDirectory, socketPath: settings.socketPath, logger: logger)

@@ -16,17 +16,19 @@ public func turnstileFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) ->
 /// (`JSONParser.scanObject` and the request decoder over the scanned line) must accept, refuse
 /// and decode exactly as the building parser and the decoder over the built object do; and
 /// for every value that parses, the writer and the parser again must give the same value
-/// back. Nothing here may crash, hang or loop, whatever the bytes.
+/// back. Every request that decodes is then applied to a broker (`BrokerDriver`), whose
+/// invariants must hold after each one. Nothing here may crash, hang or loop, whatever the bytes.
 enum FuzzTarget {
     static func run(_ input: UnsafeBufferPointer<UInt8>) {
         guard let first = input.first else { return }
         let chunk = Int(first % 61) + 1
         var framer = LineFramer()
+        var driver = BrokerDriver(seed: first)
         var start = 1
         while start < input.count {
             let end = min(input.count, start + chunk)
             let outcome = framer.append(UnsafeBufferPointer(rebasing: input[start..<end])) { line in
-                check(line)
+                if let request = check(line) { driver.apply(request, line: line) }
                 return true
             }
             if outcome == .lineTooLong { return }
@@ -34,20 +36,22 @@ enum FuzzTarget {
         }
     }
 
-    private static func check(_ line: UnsafeBufferPointer<UInt8>) {
+    /// Checks one line through both JSON paths.
+    /// - Returns: the request it decodes to, if any.
+    private static func check(_ line: UnsafeBufferPointer<UInt8>) -> Request? {
         var members: [JSONMember] = []
         let parsed = Result { () throws(JSONError) -> JSONValue in try JSONParser.parse(line) }
         let scanned = Result { () throws(JSONError) -> JSONKind in try JSONParser.scanObject(line, members: &members) }
         switch (parsed, scanned) {
         case (.failure(let built), .failure(let scan)):
             if built != scan { fatalError("the scan refused differently: \(scan) vs \(built)") }
-            return
+            return nil
         case (.success(let value), .success(let kind)):
             if value.kind != kind { fatalError("the scan saw \(kind), the parser \(value)") }
             roundTrip(value)
-            guard case .object(let object) = value else { return }
+            guard case .object(let object) = value else { return nil }
             let view = JSONObjectView(bytes: line, members: members)
-            compare(view, object)
+            return compare(view, object)
         default:
             fatalError("one path accepted what the other refused: \(parsed) vs \(scanned)")
         }
@@ -63,7 +67,8 @@ enum FuzzTarget {
     }
 
     /// The scanned members are the built ones, and both decode to the same request or error.
-    private static func compare(_ view: JSONObjectView, _ object: JSONObject) {
+    /// - Returns: the request, if the line is one.
+    private static func compare(_ view: JSONObjectView, _ object: JSONObject) -> Request? {
         if view.members.count != object.members.count { fatalError("member counts differ") }
         for (member, built) in zip(view.members, object.members) where view.value(member) != built.value {
             fatalError("member \(built.key) scanned as \(view.value(member)), built as \(built.value)")
@@ -75,6 +80,7 @@ enum FuzzTarget {
         let fromView = Result { () throws(RequestError) -> Request in try RequestDecoder.decode(view, resolveModel: resolve) }
         let fromObject = Result { () throws(RequestError) -> Request in try RequestDecoder.decode(object, resolveModel: resolve) }
         if fromView != fromObject { fatalError("the decoders differ: \(fromView) vs \(fromObject)") }
+        return try? fromView.get()
     }
 }
 

@@ -77,6 +77,7 @@ struct Turnstiled: ParsableCommand {
                                       stateDirectory: stateDirectory, pauseDirectory: pauseDirectory,
                                       environment: environment)
         settings.processWatch = ProcessWatchMethod(rawValue: processWatch)!
+        if let conflict = settings.directoryConflict { fail("invalid directories: \(conflict)") }
         do {
             settings.systemd = try Systemd.fromEnvironment()
         } catch {

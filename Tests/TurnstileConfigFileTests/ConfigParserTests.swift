@@ -99,7 +99,7 @@ struct ConfigParserTests {
     }
 
     static let refusals: [Refusal] = [
-        Refusal(toml: "[limits]\nglobal = -1\n", line: 2, key: "limits.global", says: "≥ 0"),
+        Refusal(toml: "[limits]\nglobal = -1\n", line: 2, key: "limits.global", says: "from 0 to 1000000"),
         Refusal(toml: "[limits]\nglobal = \"8\"\n", line: 2, key: "limits.global", says: "whole number"),
         Refusal(toml: "[limits]\n\nfairness = \"lottery\"\n", line: 3, key: "limits.fairness", says: "unknown fairness policy: lottery"),
         Refusal(toml: "[limits]\ndefault_ttl_ms = 50\n", line: 2, key: "limits.default_ttl_ms", says: "from 100"),
@@ -108,13 +108,13 @@ struct ConfigParserTests {
         Refusal(toml: "[[projects]]\nname = \"a\"\n[[projects]]\nname = \"a\"\n", line: 4, key: "projects[2].name", says: "duplicate project a"),
         Refusal(toml: "[[projects]]\nname = \"a/b\"\n", line: 2, key: "projects[1].name", says: "cannot contain '/'"),
         Refusal(toml: "[[projects]]\nmax = 2\n", line: 1, key: "projects[1].name", says: "is required"),
-        Refusal(toml: "[[projects]]\nname = \"a\"\nmax = -2\n", line: 3, key: "projects[1].max", says: "≥ 0"),
+        Refusal(toml: "[[projects]]\nname = \"a\"\nmax = -2\n", line: 3, key: "projects[1].max", says: "from 0 to 1000000"),
         Refusal(toml: "[[models]]\nname = \"x\"\ntier = \"gold\"\n", line: 3, key: "models[1].tier", says: "unknown tier gold"),
         Refusal(toml: "[[models]]\nname = \"x\"\n[[models]]\nname = \"x\"\n", line: 4, key: "models[2].name", says: "duplicate model x"),
         Refusal(toml: "[[providers]]\nname = \"p\"\nkind = \"grpc\"\n", line: 3, key: "providers[1].kind", says: "\"api\" or \"cli\""),
         Refusal(toml: "[[providers]]\nname = \"p\"\nmodels = [\"p/x\"]\n", line: 3, key: "providers[1].models", says: "bare names"),
         Refusal(toml: "socket_mode = \"0400\"\n", line: 1, key: "socket_mode", says: "owner's read and write"),
-        Refusal(toml: "[telemetry]\nwindow_secs = 0\n", line: 2, key: "telemetry.window_secs", says: "≥ 1"),
+        Refusal(toml: "[telemetry]\nwindow_secs = 0\n", line: 2, key: "telemetry.window_secs", says: "from 1 to 31622400"),
         Refusal(toml: "limits = 3\n", line: 1, key: "limits", says: "must be a table"),
         Refusal(toml: "[limits]\nglobal = 8\nglobal = 9\n", line: 3, key: nil, says: "cannot redefine"),
         Refusal(toml: "[limits\nglobal = 8\n", line: 1, key: nil, says: "expected ']'"),

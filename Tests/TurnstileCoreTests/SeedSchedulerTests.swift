@@ -117,7 +117,7 @@ struct SeedSchedulerTests {
         #expect(table.remaining(key, now: Instant(milliseconds: 1000)) == nil)
         let ended = table.expire(now: Instant(milliseconds: 1000))
         #expect(ended)
-        #expect(table.nextEnd == nil)
+        #expect(table.earliestEnd == nil)
     }
 
     @Test func activeThrottleRemainsThrottled() {
@@ -127,7 +127,7 @@ struct SeedSchedulerTests {
         #expect(table.remaining(key, now: Instant(milliseconds: 30_000)) == 30_000)
         let ended = table.expire(now: Instant(milliseconds: 30_000))
         #expect(!ended)
-        #expect(table.nextEnd == Instant(milliseconds: 60_000))
+        #expect(table.earliestEnd == Instant(milliseconds: 60_000))
     }
 
     @Test func providerThrottlesAreTenantScoped() {

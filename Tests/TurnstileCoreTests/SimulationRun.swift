@@ -89,6 +89,7 @@ struct SimulationRun {
         case 83..<85:
             lastOperation = "reload"
             h.broker.reload(Self.randomConfig(&rng), now: h.now)
+        case 85..<89: lateTimer()
         default:
             let ms = UInt64(number(0...1500))
             lastOperation = "advance \(ms)"
@@ -121,6 +122,17 @@ struct SimulationRun {
             waitMilliseconds: wait, ttlMilliseconds: UInt64(number(100...3000)), detach: chance(20),
             pid: chance(25) ? Int32(number(100...104)) : nil, holder: nil)
         if case .queued = h.broker.acquire(request, ticket: ticket, now: h.now) { waiting.append(ticket) }
+    }
+
+    /// The clock moves but the daemon's timer has not fired yet (it is late, or its turn of
+    /// the loop comes after this input): an acquire arrives first. Throttles and flags that
+    /// ended meanwhile must be lifted, and their waiters granted, before it is considered.
+    mutating func lateTimer() {
+        let ms = UInt64(number(0...1500))
+        h.now = h.now.adding(milliseconds: ms)
+        h.wall = h.wall.adding(milliseconds: Int64(ms))
+        acquire()
+        lastOperation = "late timer \(ms), then " + lastOperation
     }
 
     mutating func onRandomLease(_ name: String, _ body: (inout SimulationRun, LeaseToken) -> Void) {

@@ -27,7 +27,7 @@ struct ControlsTests {
         let watcher = try daemon.client()
         _ = try watcher.ask("watch")
         let flag = daemon.pauseDirectory + "/beta"
-        _ = FileManager.default.createFile(atPath: flag, contents: nil)
+        touch(flag)
         let paused = try watcher.waitForEvent("paused", within: 5000)
         #expect(paused?["project"]?.stringValue == "beta")
         let client = try daemon.client()
@@ -103,7 +103,7 @@ struct DotNamePauseTests {
         #expect(try client.ask("report", report)["tripped"]?.boolValue == true)
         // A flag touched by hand is seen by a rescan: once its event came, the rescan that
         // saw it also saw the flags of .x and .meta.
-        _ = FileManager.default.createFile(atPath: daemon.pauseDirectory + "/.byhand", contents: nil)
+        touch(daemon.pauseDirectory + "/.byhand")
         var seen: [String] = []
         while let event = try watcher.event(within: 5000) {
             let name = event["event"]?.stringValue ?? ""
@@ -119,4 +119,10 @@ struct DotNamePauseTests {
         #expect(try client.ask("resume", [("project", .text(".x"))]).ok)
         #expect(try client.ask("acquire", [("project", .text(".x"))]).ok)
     }
+}
+
+/// Creates an empty file in place, as `touch` does. (FileManager's createFile writes a hidden
+/// temporary file and renames it: in a pause directory that temporary is a flag of its own.)
+func touch(_ path: String) {
+    close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644))
 }

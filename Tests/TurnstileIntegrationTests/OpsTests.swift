@@ -165,6 +165,10 @@ struct OpsTests {
         #expect(text.contains(#"turnstile_mode_in_use{mode="time"} 1"#))
         #expect(text.contains("turnstile_admitted_total 1"))
         #expect(text.contains(#"turnstile_queued{reason="global"} 0"#))
+        #expect(text.contains("# TYPE turnstile_wait_avg_seconds gauge"))
+        #expect(text.contains(#"turnstile_telemetry_evictions_total{kind="model"} 0"#))
+        let names = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
+        #expect(!names.contains { $0.hasSuffix("_ms") || $0.contains("_ms_") }, "base units only (promtool)")
     }
 
     @Test func watchStreamsEventsWithoutTokens() throws {

@@ -7,6 +7,7 @@ extension Broker {
     ///   - now: the current instant.
     public mutating func acquire(_ request: AcquireRequest, ticket: Ticket, now: Instant) -> AcquireOutcome {
         defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
         let bounds = config.server
         if !request.detach && leaseCount(of: ticket.client) >= bounds.maxLeasesPerConnection {
             return .overBound(.leasesPerConnection(bounds.maxLeasesPerConnection))
@@ -41,6 +42,7 @@ extension Broker {
     public mutating func unpark(_ token: LeaseToken, ticket: Ticket, waitMilliseconds: UInt64,
                                 now: Instant) -> Result<AcquireOutcome, LeaseError> {
         defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now), let lease = leases[fence] else { return .failure(.notFound) }
         guard lease.parked else { return .success(.granted(lease)) }
         if queue.unparkWaiter(of: fence) != nil {

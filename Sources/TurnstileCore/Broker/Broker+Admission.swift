@@ -16,7 +16,8 @@ extension Broker {
     ///   - owner: the fence of the lease asking (an unpark), whose own workspace lock allows it.
     func evaluate(_ request: AdmissionRequest, candidates: [ModelCandidate], owner: UInt64? = nil,
                   now: Instant) -> Admission {
-        if let refusal = pauseBlock(request.project) { return .block(refusal) }
+        let project = ExactName(request.project)
+        if let refusal = pauseBlock(project) { return .block(refusal) }
         for provider in request.providers {
             if let remaining = throttles.remaining(.init(tenant: request.tenant, provider: provider), now: now) {
                 return .block(Refusal(.rateLimit, retryAfterMilliseconds: remaining,
@@ -27,7 +28,7 @@ extension Broker {
             return .block(Refusal(.workspaceLock, limit: 1, inUse: 1, detail: "workspace \(workspace) is locked"))
         }
         if let refusal = modeBlock(request.mode) { return .block(refusal) }
-        if let refusal = projectBlock(request.project, mode: request.mode) { return .block(refusal) }
+        if let refusal = projectBlock(project, mode: request.mode) { return .block(refusal) }
         if let refusal = proportionalBlock(request.mode) { return .block(refusal) }
         var chosen: ModelCandidate?
         if !candidates.isEmpty {
@@ -41,8 +42,8 @@ extension Broker {
     }
 
     /// `paused`: the project has a pause flag (never `__global__`).
-    func pauseBlock(_ project: String) -> Refusal? {
-        guard project != Names.globalProject, paused.contains(project) else { return nil }
+    func pauseBlock(_ project: ExactName) -> Refusal? {
+        guard !paused.isEmpty, paused.contains(project) else { return nil }
         return Refusal(.paused, detail: "project \(project) is paused")
     }
 
@@ -53,7 +54,7 @@ extension Broker {
     }
 
     /// `project` and `mention`: the project's caps.
-    func projectBlock(_ project: String, mode: Mode) -> Refusal? {
+    func projectBlock(_ project: ExactName, mode: Mode) -> Refusal? {
         guard let caps = projectCaps[project] else { return nil }
         let use = occupancy.projects[project] ?? Occupancy.ProjectUse()
         if let max = caps.max, use.total >= max {
@@ -81,11 +82,17 @@ extension Broker {
     }
 
     /// A quoted mode's share of the global limit: `floor(global × quota / (time + issue))`;
-    /// nil for the exempt modes.
+    /// nil for the exempt modes. The product is taken at double width, so it cannot overflow
+    /// whatever the limits (the quotient is at most `global`, as `quota ≤ time + issue`).
     func fairShare(_ mode: Mode) -> Int? {
-        guard let quota = config.limits.quota(of: mode) else { return nil }
-        let quotas = config.limits.time + config.limits.issue
-        return quotas > 0 ? config.limits.global * quota / quotas : 0
+        let limits = config.limits
+        guard let quota = limits.quota(of: mode) else { return nil }
+        let global = UInt(max(limits.global, 0))
+        // Two non-negative Ints sum to at most 2^64 − 2: exact in a UInt.
+        let quotas = UInt(max(limits.time, 0)) + UInt(max(limits.issue, 0))
+        guard quotas > 0 else { return 0 }
+        let share = quotas.dividingFullWidth(global.multipliedFullWidth(by: UInt(max(quota, 0)))).quotient
+        return Int(share)
     }
 
     /// The first free candidate, primary first. A candidate is free when its pool is under its

@@ -4,8 +4,9 @@ extension Broker {
     /// - Returns: whether it was newly paused, or a bad project name (`__global__` included:
     ///   it is never paused).
     public mutating func pause(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
+        liftEndedBlocks(now: now)
         if let problem = Self.pausableProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
-        guard paused.insert(project).inserted else { return .success(false) }
+        guard paused.insert(ExactName(project)).inserted else { return .success(false) }
         effects.append(.paused(project: project))
         return .success(true)
     }
@@ -13,9 +14,10 @@ extension Broker {
     /// Resumes a project and re-arms its circuit breaker; its waiters are granted if they fit.
     /// - Returns: whether it was paused.
     public mutating func resume(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
+        liftEndedBlocks(now: now)
         if let problem = Self.pausableProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
         breaker.rearm(project: project)
-        guard paused.remove(project) != nil else { return .success(false) }
+        guard paused.remove(ExactName(project)) != nil else { return .success(false) }
         effects.append(.resumed(project: project))
         dispatch(now: now)
         debugCheckInvariants(now: now)
@@ -24,18 +26,20 @@ extension Broker {
 
     /// Makes the paused set equal to the flag files the daemon found in the pause directory
     /// (at start, on reload, and when the directory changes). Names that are not valid
-    /// project names are ignored.
-    public mutating func syncPaused(_ projects: Set<String>, now: Instant) {
-        let wanted = projects.filter { Self.pausableProblem($0) == nil }
+    /// project names are ignored. Pass the file names as listed (an array keeps canonically
+    /// equivalent spellings apart; a `Set<String>` has already merged them).
+    public mutating func syncPaused(_ projects: some Sequence<String>, now: Instant) {
+        liftEndedBlocks(now: now)
+        let wanted = Set(projects.filter { Self.pausableProblem($0) == nil }.map(ExactName.init))
         for project in wanted.subtracting(paused).sorted() {
             paused.insert(project)
-            effects.append(.paused(project: project))
+            effects.append(.paused(project: project.text))
         }
         let lifted = paused.subtracting(wanted).sorted()
         for project in lifted {
             paused.remove(project)
-            breaker.rearm(project: project)
-            effects.append(.resumed(project: project))
+            breaker.rearm(project: project.text)
+            effects.append(.resumed(project: project.text))
         }
         if !lifted.isEmpty { dispatch(now: now) }
     }
@@ -52,6 +56,7 @@ extension Broker {
     @discardableResult
     public mutating func throttle(provider: String, tenant: String, retryAfterMilliseconds: UInt64,
                                   now: Instant) -> UInt64 {
+        liftEndedBlocks(now: now)
         let key = ThrottleTable.Key(tenant: tenant, provider: provider)
         let end = throttles.record(key, retryAfterMilliseconds: retryAfterMilliseconds, now: now)
         let remaining = end.milliseconds(since: now)
@@ -62,10 +67,11 @@ extension Broker {
     /// Records a `project-meta` run's outcome; a trip pauses the project.
     public mutating func report(project: String, agent: String, success: Bool,
                                 now: Instant) -> Result<CircuitBreaker.Outcome, LeaseError> {
+        liftEndedBlocks(now: now)
         if let problem = Names.projectNameProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
         let outcome = breaker.report(project: project, agent: agent, success: success)
         if outcome.tripped {
-            if project != Names.globalProject, paused.insert(project).inserted {
+            if project != Names.globalProject, paused.insert(ExactName(project)).inserted {
                 effects.append(.paused(project: project))
             }
             effects.append(.tripped(project: project, failures: outcome.count))
@@ -75,10 +81,20 @@ extension Broker {
 
     /// Records a completed model call; a subscription-limit error flags its model as full.
     public mutating func record(_ event: CompletionEvent, now: Instant) {
-        guard let flag = telemetry.record(event) else { return }
-        let ttl = UInt64(max(0, flag.expiresAt.unixMilliseconds - event.completedAt.unixMilliseconds))
+        liftEndedBlocks(now: now)
+        let evictedBefore = telemetry.evictions.models
+        let raised = telemetry.record(event)
+        if telemetry.evictions.models != evictedBefore { forgetFlagsOfEvictedModels() }
+        guard let flag = raised else { return }
+        let ttl = UInt64(max(0, flag.expiresAt.milliseconds(since: event.completedAt)))
         let end = now.adding(milliseconds: ttl)
         modelFlags[flag.model] = max(end, modelFlags[flag.model] ?? end)
+    }
+
+    /// Drops the limiter's flags of models telemetry has evicted, so they stay bounded too.
+    private mutating func forgetFlagsOfEvictedModels() {
+        let telemetry = self.telemetry
+        modelFlags.retain { telemetry.knows(model: $0) }
     }
 
     /// The telemetry snapshot of one model, or of every model.
@@ -96,12 +112,15 @@ extension Broker {
     /// a lowered limit (no new grant happens until use is back under it). Waiters are
     /// re-checked at once.
     public mutating func reload(_ newConfig: TurnstileConfig, now: Instant) {
+        liftEndedBlocks(now: now)
         config = newConfig
         models = ModelTable(providers: newConfig.providers, models: newConfig.models)
-        projectCaps = Dictionary(newConfig.projects.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        projectCaps = Dictionary(newConfig.projects.map { (ExactName($0.name), $0) }, uniquingKeysWith: { $1 })
         breaker.setThreshold(newConfig.circuitBreaker.threshold)
         telemetry.configure(windowSeconds: newConfig.telemetry.windowSeconds,
-                            subscriptionLimitTTLSeconds: newConfig.telemetry.subscriptionLimitTTLSeconds)
+                            subscriptionLimitTTLSeconds: newConfig.telemetry.subscriptionLimitTTLSeconds,
+                            bounds: newConfig.telemetry.bounds)
+        forgetFlagsOfEvictedModels()
         let models = self.models
         queue.recomputeCandidates { request in
             request.model.map { models.candidates(primary: $0, chain: request.fallback) } ?? []

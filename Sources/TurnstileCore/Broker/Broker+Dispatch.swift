@@ -93,9 +93,12 @@ extension Broker {
                 let share = max(fairShare(mode).flatMap { $0 > 0 ? $0 : nil } ?? config.limits.global, 1)
                 let used = occupancy.inUse(mode)
                 if let current = best {
-                    let lhs = used * current.share
-                    let rhs = current.used * share
-                    if lhs > rhs || (lhs == rhs && found.id > current.found.id) { continue }
+                    // used / share against current.used / current.share, cross-multiplied at
+                    // double width so that no limit can overflow the comparison.
+                    let lhs = used.multipliedFullWidth(by: current.share)
+                    let rhs = current.used.multipliedFullWidth(by: share)
+                    if (lhs.high, lhs.low) > (rhs.high, rhs.low)
+                        || ((lhs.high, lhs.low) == (rhs.high, rhs.low) && found.id > current.found.id) { continue }
                 }
                 best = (found, used, share)
             }
@@ -114,7 +117,7 @@ extension Broker {
     }
 
     /// Whether a project is open in a lane: not paused and under its caps.
-    private func projectOpen(_ project: String, lane laneIndex: Int) -> Bool {
+    private func projectOpen(_ project: ExactName, lane laneIndex: Int) -> Bool {
         pauseBlock(project) == nil && projectBlock(project, mode: Mode.rotation[laneIndex]) == nil
     }
 

@@ -45,7 +45,7 @@ extension Broker {
                             problems.append("queued id \(id) has no waiter")
                             continue
                         }
-                        if waiter.request.mode.index != laneIndex || waiter.request.project != project
+                        if waiter.request.mode.index != laneIndex || ExactName(waiter.request.project) != project
                             || waiter.demand != demand {
                             problems.append("waiter \(id) in the wrong queue")
                         }

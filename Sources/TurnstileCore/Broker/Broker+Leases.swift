@@ -7,6 +7,7 @@ extension Broker {
     /// - Returns: the lease, or `notFound` if no live lease has the token (one whose deadline
     ///   has passed is expired here and now, even if the timer has not fired yet).
     public mutating func heartbeat(_ token: LeaseToken, now: Instant, sentBy: Instant? = nil) -> Result<Lease, LeaseError> {
+        liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now, sentBy: sentBy) else { return .failure(.notFound) }
         leases[fence]!.deadline = now.adding(milliseconds: leases[fence]!.ttlMilliseconds)
         leases[fence]!.lastHeartbeatAt = now
@@ -17,6 +18,7 @@ extension Broker {
     /// - Returns: the lease as it ended (its `grantedAt` gives `held_ms`).
     public mutating func release(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
         defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
         let lease = endLease(fence, cause: .released, now: now)
         dispatch(now: now)
@@ -29,6 +31,7 @@ extension Broker {
     ///   - pid: a process whose exit releases the lease (replacing any earlier one).
     public mutating func attach(_ token: LeaseToken, client: ClientID, pid: Int32? = nil,
                                 now: Instant) -> Result<Lease, LeaseError> {
+        liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
         var lease = leases[fence]!
         if let old = lease.client, old != client {
@@ -54,6 +57,7 @@ extension Broker {
     /// paused for a human). Waiters that fit in the freed capacity are granted.
     public mutating func park(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
         defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
         guard !leases[fence]!.parked else { return .success(leases[fence]!) }
         leases[fence]!.parked = true
@@ -66,6 +70,7 @@ extension Broker {
 
     /// Takes a lease away (an administrator's `revoke`); its connection gets a `revoked` event.
     public mutating func revoke(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
+        liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
         return .success(revoke(fence: fence, now: now)!)
     }
@@ -75,6 +80,7 @@ extension Broker {
     @discardableResult
     public mutating func revoke(fence: UInt64, now: Instant) -> Lease? {
         defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
         guard leases[fence] != nil else { return nil }
         let lease = endLease(fence, cause: .revoked, now: now)
         dispatch(now: now)
@@ -121,6 +127,7 @@ extension Broker {
     /// leases released at once, and its detached leases keep living on heartbeats alone.
     public mutating func disconnect(_ client: ClientID, now: Instant) {
         defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
         for id in queue.ids(of: client) { queue.remove(id) }
         for fence in (leasesByClient[client] ?? []).sorted() {
             if leases[fence]!.bound {
@@ -136,6 +143,7 @@ extension Broker {
     /// A process exited: every lease bound to it is released at once.
     public mutating func processExited(_ pid: Int32, now: Instant) {
         defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
         for fence in (leasesByPid[pid] ?? []).sorted() {
             endLease(fence, cause: .processExited, now: now)
         }
@@ -145,6 +153,7 @@ extension Broker {
     /// Cancels a waiting request of a connection; it is answered `cancelled`.
     /// - Returns: false if the ticket is not waiting.
     public mutating func cancel(_ ticket: Ticket, now: Instant) -> Bool {
+        liftEndedBlocks(now: now)
         guard let id = queue.id(of: ticket) else { return false }
         queue.remove(id)
         effects.append(.failed(ticket, .cancelled))

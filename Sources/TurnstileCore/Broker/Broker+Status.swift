@@ -27,14 +27,14 @@ extension Broker {
     }
 
     private func projectInfos() -> [BrokerStatus.ProjectUse] {
-        var names = config.projects.map(\.name)
+        var names = config.projects.map { ExactName($0.name) }
         var seen = Set(names)
-        let others = Set(occupancy.projects.keys).union(paused).union(breaker.exportState().keys)
-            .union(queue.waiters.values.map(\.request.project))
+        let others = Set(occupancy.projects.keys).union(paused).union(breaker.projectNames)
+            .union(queue.waiters.values.map { ExactName($0.request.project) })
         for name in others.sorted() where seen.insert(name).inserted { names.append(name) }
         return names.map { name in
             let use = occupancy.projects[name] ?? Occupancy.ProjectUse()
-            return BrokerStatus.ProjectUse(name: name, limit: projectCaps[name]?.max,
+            return BrokerStatus.ProjectUse(name: name.text, limit: projectCaps[name]?.max,
                                            mentionLimit: projectCaps[name]?.maxMention, inUse: use.total,
                                            mentionInUse: use.mention, paused: paused.contains(name),
                                            failures: breaker.count(name))
@@ -45,7 +45,7 @@ extension Broker {
         var pools = models.configuredPools
         var seen = Set(pools)
         for pool in occupancy.pools.keys.sorted() where seen.insert(pool).inserted { pools.append(pool) }
-        let flagged = modelFlags.filter { $0.value > now }.keys.compactMap { ModelKey(parsing: $0) }
+        let flagged = modelFlags.active(now: now).compactMap { ModelKey(parsing: $0) }
         for pool in flagged.sorted() where seen.insert(pool).inserted { pools.append(pool) }
         return pools.map { pool in
             let traits = models.traits(of: pool)

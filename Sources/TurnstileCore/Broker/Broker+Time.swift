@@ -16,10 +16,8 @@ extension Broker {
                 freed = true
             }
         }
-        if throttles.expire(now: now) { freed = true }
-        let endedFlags = modelFlags.filter { $0.value <= now }.map(\.key)
-        for model in endedFlags { modelFlags[model] = nil }
-        if freed || !endedFlags.isEmpty { dispatch(now: now) }
+        if endBlocks(now: now) { freed = true }
+        if freed { dispatch(now: now) }
         while let top = queue.deadlines.min, top.at <= now {
             queue.deadlines.popMin()
             guard let waiter = queue.waiters[top.id] else { continue }
@@ -50,8 +48,27 @@ extension Broker {
             break
         }
         while let top = queue.deadlines.min, queue.waiters[top.id] == nil { queue.deadlines.popMin() }
-        let candidates: [Instant?] = [leaseDeadlines.min?.at, queue.deadlines.min?.at, throttles.nextEnd,
-                                      modelFlags.values.min()]
+        let candidates: [Instant?] = [leaseDeadlines.min?.at, queue.deadlines.min?.at, throttles.earliestEnd,
+                                      modelFlags.earliestEnd]
         return candidates.compactMap { $0 }.min()
+    }
+
+    /// Brings the blocks that end by the clock up to `now`: throttles and subscription-limit
+    /// flags that have ended are lifted and the waiters they held are granted, before the
+    /// caller does anything else. Every entry point that takes `now` calls it first, so a
+    /// request that arrives after a block ended, but before the daemon's timer fired, never
+    /// takes a permit ahead of a waiter that was held by that block. Lease and wait deadlines
+    /// are left to `tick` (a heartbeat that arrived in time is never lost to them).
+    mutating func liftEndedBlocks(now: Instant) {
+        if endBlocks(now: now) { dispatch(now: now) }
+    }
+
+    /// Ends the throttles and flags due by `now`.
+    /// - Returns: whether any ended. O(1) when none is due.
+    private mutating func endBlocks(now: Instant) -> Bool {
+        var ended = false
+        if let end = throttles.earliestEnd, end <= now, throttles.expire(now: now) { ended = true }
+        if let end = modelFlags.earliestEnd, end <= now, modelFlags.expire(now: now) { ended = true }
+        return ended
     }
 }

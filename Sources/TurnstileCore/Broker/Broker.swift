@@ -10,7 +10,7 @@
 public struct Broker: Sendable {
     public internal(set) var config: TurnstileConfig
     var models: ModelTable
-    var projectCaps: [String: ProjectConfig]
+    var projectCaps: [ExactName: ProjectConfig]
 
     var occupancy = Occupancy()
     /// Live leases by fence.
@@ -23,10 +23,10 @@ public struct Broker: Sendable {
 
     /// Provider throttles in force.
     public internal(set) var throttles = ThrottleTable()
-    /// Paused projects.
-    public internal(set) var paused: Set<String> = []
+    /// Paused projects, byte for byte as their flag files are named.
+    public internal(set) var paused: Set<ExactName> = []
     /// Subscription-limit flags by model string (bare or `provider/model`), monotonic end.
-    var modelFlags: [String: Instant] = [:]
+    var modelFlags = FlagTable()
     /// The project circuit breaker.
     public internal(set) var breaker: CircuitBreaker
     /// Model telemetry.
@@ -52,10 +52,11 @@ public struct Broker: Sendable {
     public init(config: TurnstileConfig, random: any RandomNumberGenerator & Sendable, fenceHighWater: UInt64 = 0) {
         self.config = config
         self.models = ModelTable(providers: config.providers, models: config.models)
-        self.projectCaps = Dictionary(config.projects.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        self.projectCaps = Dictionary(config.projects.map { (ExactName($0.name), $0) }, uniquingKeysWith: { $1 })
         self.breaker = CircuitBreaker(threshold: config.circuitBreaker.threshold)
         self.telemetry = Telemetry(windowSeconds: config.telemetry.windowSeconds,
-                                   subscriptionLimitTTLSeconds: config.telemetry.subscriptionLimitTTLSeconds)
+                                   subscriptionLimitTTLSeconds: config.telemetry.subscriptionLimitTTLSeconds,
+                                   bounds: config.telemetry.bounds)
         self.random = random
         self.fenceHighWater = fenceHighWater
     }

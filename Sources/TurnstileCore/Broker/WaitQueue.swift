@@ -58,9 +58,9 @@ struct WaitQueue: Sendable {
     /// The waiters of one mode.
     struct Lane: Sendable {
         /// Projects with waiters, in order of first arrival.
-        var projects: [String] = []
+        var projects: [ExactName] = []
         /// Each project's waiters, grouped by demand.
-        var queues: [String: [Demand: Group]] = [:]
+        var queues: [ExactName: [Demand: Group]] = [:]
         /// Index into `projects` of the next project the round-robin cursor offers.
         var cursor = 0
     }
@@ -92,7 +92,8 @@ struct WaitQueue: Sendable {
         byClient[ticket.client, default: []].insert(waiter.id)
         if case .unpark(let fence) = kind { byUnparkFence[fence] = waiter.id }
         let laneIndex = request.mode.index
-        if lanes[laneIndex].queues[request.project] == nil { lanes[laneIndex].projects.append(request.project) }
+        let project = ExactName(request.project)
+        if lanes[laneIndex].queues[project] == nil { lanes[laneIndex].projects.append(project) }
         appendToGroup(waiter)
         deadlines.push(waiter.deadline, waiter.id)
         return waiter
@@ -102,11 +103,12 @@ struct WaitQueue: Sendable {
     private mutating func appendToGroup(_ waiter: Waiter) {
         let demand = waiter.demand
         let laneIndex = waiter.request.mode.index
-        if lanes[laneIndex].queues[waiter.request.project, default: [:]][demand] == nil {
-            lanes[laneIndex].queues[waiter.request.project, default: [:]][demand] = Group(serial: nextGroupSerial, ids: [])
+        let project = ExactName(waiter.request.project)
+        if lanes[laneIndex].queues[project, default: [:]][demand] == nil {
+            lanes[laneIndex].queues[project, default: [:]][demand] = Group(serial: nextGroupSerial, ids: [])
             nextGroupSerial += 1
         }
-        lanes[laneIndex].queues[waiter.request.project]![demand]!.ids.append(waiter.id)
+        lanes[laneIndex].queues[project]![demand]!.ids.append(waiter.id)
     }
 
     /// Removes a waiter wherever it is.
@@ -118,7 +120,7 @@ struct WaitQueue: Sendable {
         if byClient[waiter.ticket.client]?.isEmpty == true { byClient[waiter.ticket.client] = nil }
         if case .unpark(let fence) = waiter.kind { byUnparkFence[fence] = nil }
         let laneIndex = waiter.request.mode.index
-        let project = waiter.request.project
+        let project = ExactName(waiter.request.project)
         let demand = waiter.demand
         var group = lanes[laneIndex].queues[project]![demand]!
         group.ids.remove(at: group.ids.firstIndex(of: id)!)
@@ -134,7 +136,7 @@ struct WaitQueue: Sendable {
     }
 
     /// The oldest waiter of each group of a project, with the group's serial.
-    func heads(lane laneIndex: Int, project: String) -> [(serial: UInt64, id: UInt64)] {
+    func heads(lane laneIndex: Int, project: ExactName) -> [(serial: UInt64, id: UInt64)] {
         lanes[laneIndex].queues[project]?.values.map { ($0.serial, $0.ids[0]) } ?? []
     }
 

@@ -131,6 +131,9 @@ public struct TelemetryConfig: Sendable, Equatable {
     public var windowSeconds: UInt64 = 3600
     /// How long a subscription-limit flag lasts (`subscription_limit_ttl_secs`).
     public var subscriptionLimitTTLSeconds: UInt64 = 3600
+    /// How many models, events per model and sessions are kept (`max_models`,
+    /// `max_events_per_model`, `max_sessions`).
+    public var bounds = Telemetry.Bounds()
 
     public init() {}
 }

@@ -30,7 +30,7 @@ public struct CircuitBreaker: Sendable, Equatable {
 
     /// Failures that trip it; a configured 0 is treated as 1.
     public private(set) var threshold: Int
-    private var projects: [String: ProjectState] = [:]
+    private var projects: [ExactName: ProjectState] = [:]
 
     /// Creates a breaker.
     /// - Parameter threshold: consecutive failures that trip it; 0 (or less) means 1.
@@ -46,6 +46,7 @@ public struct CircuitBreaker: Sendable, Equatable {
     /// Records one run's outcome.
     /// - Returns: the count and whether this report tripped the breaker.
     public mutating func report(project: String, agent: String, success: Bool) -> Outcome {
+        let project = ExactName(project)
         guard Self.isProjectMetaAgent(agent) else {
             return Outcome(counted: false, count: count(project), tripped: false)
         }
@@ -54,7 +55,7 @@ public struct CircuitBreaker: Sendable, Equatable {
             return Outcome(counted: true, count: 0, tripped: false)
         }
         var state = projects[project] ?? ProjectState(failures: 0, tripped: false)
-        state.failures += 1
+        state.failures = state.failures.addingSaturated(1)
         let trips = state.failures >= threshold && !state.tripped
         if trips { state.tripped = true }
         projects[project] = state
@@ -64,24 +65,35 @@ public struct CircuitBreaker: Sendable, Equatable {
     /// Re-arms the breaker of a project (on `resume`): the count starts again from zero, so
     /// that an operator's resume is not undone by the very next failure.
     public mutating func rearm(project: String) {
-        projects[project] = nil
+        projects[ExactName(project)] = nil
     }
 
     /// The consecutive failure count of a project.
-    public func count(_ project: String) -> Int {
+    public func count(_ project: String) -> Int { count(ExactName(project)) }
+
+    /// The consecutive failure count of a project.
+    func count(_ project: ExactName) -> Int {
         projects[project]?.failures ?? 0
     }
+
+    /// Projects with a non-zero count.
+    var projectNames: Dictionary<ExactName, ProjectState>.Keys { projects.keys }
 
     /// Changes the threshold (on reload); counts are kept.
     public mutating func setThreshold(_ value: Int) {
         threshold = Swift.max(value, 1)
     }
 
-    /// Every project with a non-zero count, for persistence.
-    public func exportState() -> [String: ProjectState] { projects }
+    /// Every project with a non-zero count, for persistence. The saved form is keyed by
+    /// `String`, which cannot hold two canonically equivalent spellings apart: of two such
+    /// projects the higher count is kept.
+    public func exportState() -> [String: ProjectState] {
+        Dictionary(projects.map { ($0.key.text, $0.value) }, uniquingKeysWith: { $0.failures >= $1.failures ? $0 : $1 })
+    }
 
     /// Restores counts saved by `exportState`.
     public mutating func importState(_ state: [String: ProjectState]) {
-        projects = state.filter { $0.value.failures > 0 }
+        projects = Dictionary(state.filter { $0.value.failures > 0 }.map { (ExactName($0.key), $0.value) },
+                              uniquingKeysWith: { $1 })
     }
 }

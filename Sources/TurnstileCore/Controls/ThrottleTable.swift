@@ -22,6 +22,9 @@ public struct ThrottleTable: Sendable {
     }
 
     private var until: [Key: Instant] = [:]
+    /// No throttle ends before this (exact after `expire`; nil when there are none), so that
+    /// every broker call can tell in O(1) whether one may have ended.
+    public private(set) var earliestEnd: Instant?
 
     public init() {}
 
@@ -32,7 +35,12 @@ public struct ThrottleTable: Sendable {
         let proposed = now.adding(milliseconds: retryAfterMilliseconds)
         let current = until[key].flatMap { $0 > now ? $0 : nil }
         let end = max(proposed, current ?? proposed)
-        if end > now { until[key] = end } else { until[key] = nil }
+        if end > now {
+            until[key] = end
+            earliestEnd = min(earliestEnd ?? end, end)
+        } else {
+            until[key] = nil
+        }
         return end
     }
 
@@ -45,13 +53,12 @@ public struct ThrottleTable: Sendable {
     /// Forgets throttles that have ended.
     /// - Returns: true if any ended (the broker then dispatches).
     public mutating func expire(now: Instant) -> Bool {
-        let ended = until.filter { $0.value <= now }.map(\.key)
-        for key in ended { until[key] = nil }
-        return !ended.isEmpty
+        let before = until.count
+        until = until.filter { $0.value > now }
+        earliestEnd = until.values.min()
+        return until.count != before
     }
 
-    /// The earliest end among throttles in force.
-    public var nextEnd: Instant? { until.values.min() }
 
     /// Throttles in force, sorted by tenant then provider, for status.
     public func active(now: Instant) -> [(key: Key, remainingMilliseconds: UInt64)] {
@@ -71,22 +78,24 @@ public enum RetryAfter: Sendable, Equatable {
     /// than a plan, and a throttle cannot be lifted early.
     public static let millisecondsMax: UInt64 = 7 * 86_400_000
 
-    /// The delay in milliseconds, relative to `wall` for an HTTP date (a date in the past is 0).
+    /// The delay in milliseconds, relative to `wall` for an HTTP date (a date in the past is
+    /// 0), clamped to `millisecondsMax`: a provider asking for longer, in seconds however many
+    /// digits long or in a date however far ahead, gets the longest throttle.
     /// - Returns: nil if the header is neither a whole number of seconds nor an HTTP date.
     public func delayMilliseconds(wall: WallTime) -> UInt64? {
         switch self {
         case .milliseconds(let ms):
-            return ms
+            return min(ms, Self.millisecondsMax)
         case .header(let text):
             let trimmed = text.trimmingWhitespace()
             if !trimmed.isEmpty, trimmed.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
-                guard let seconds = UInt64(trimmed) else { return nil }
-                let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
-                return overflow ? UInt64.max : ms
+                // More digits than a UInt64 holds is still "longer than the longest throttle".
+                let seconds = UInt64(trimmed) ?? UInt64.max
+                return min(seconds.multipliedSaturated(by: 1000), Self.millisecondsMax)
             }
             guard let date = CivilTime.parseHTTPDate(trimmed) else { return nil }
-            let delta = date.unixMilliseconds - wall.unixMilliseconds
-            return delta > 0 ? UInt64(delta) : 0
+            let delta = date.milliseconds(since: wall)
+            return delta > 0 ? min(UInt64(delta), Self.millisecondsMax) : 0
         }
     }
 }

@@ -13,7 +13,7 @@ struct Occupancy: Sendable, Equatable {
     /// Permits held per mode, indexed by `Mode.index`.
     var modes = [0, 0, 0, 0]
     /// Permits held per project (entries vanish at zero).
-    var projects: [String: ProjectUse] = [:]
+    var projects: [ExactName: ProjectUse] = [:]
     /// Permits held per model pool (entries vanish at zero).
     var pools: [ModelKey: Int] = [:]
     /// Workspace locks: normalised path → fence of the lease holding it (parked or not).
@@ -23,8 +23,9 @@ struct Occupancy: Sendable, Equatable {
     mutating func take(_ request: AdmissionRequest, model: ModelKey?) {
         global += 1
         modes[request.mode.index] += 1
-        projects[request.project, default: ProjectUse()].total += 1
-        if request.mode == .mention { projects[request.project]!.mention += 1 }
+        let project = ExactName(request.project)
+        projects[project, default: ProjectUse()].total += 1
+        if request.mode == .mention { projects[project]!.mention += 1 }
         if let model { pools[model, default: 0] += 1 }
     }
 
@@ -33,10 +34,11 @@ struct Occupancy: Sendable, Equatable {
         precondition(global > 0 && modes[request.mode.index] > 0, "occupancy underflow")
         global -= 1
         modes[request.mode.index] -= 1
-        var use = projects[request.project]!
+        let project = ExactName(request.project)
+        var use = projects[project]!
         use.total -= 1
         if request.mode == .mention { use.mention -= 1 }
-        projects[request.project] = use.total == 0 && use.mention == 0 ? nil : use
+        projects[project] = use.total == 0 && use.mention == 0 ? nil : use
         if let model {
             let held = pools[model]! - 1
             pools[model] = held == 0 ? nil : held

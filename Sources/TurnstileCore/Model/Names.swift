@@ -23,6 +23,7 @@ public enum Names {
         if name == "." || name == ".." { return "project name cannot be '.' or '..'" }
         if name.utf8.contains(UInt8(ascii: "/")) { return "project name cannot contain '/'" }
         if name.utf8.contains(0) { return "project name cannot contain NUL" }
+        if containsControl(name) { return "project name contains control characters" }
         return nil
     }
 
@@ -31,17 +32,31 @@ public enum Names {
     public static func labelProblem(_ name: String, what: String) -> String? {
         if name.isEmpty { return "\(what) is empty" }
         if name.utf8.count > labelBytesMax { return "\(what) is longer than \(labelBytesMax) bytes" }
-        if name.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return "\(what) contains control characters" }
+        if containsControl(name) { return "\(what) contains control characters" }
         return nil
+    }
+
+    /// Whether a name holds a control character: C0 (U+0000 to U+001F), DEL (U+007F) or C1
+    /// (U+0080 to U+009F). Names reach log lines, status tables and file names, where a
+    /// newline or an escape sequence could forge or hide output. One pass over the UTF-8
+    /// bytes: a C1 character is encoded 0xC2 0x80…0x9F.
+    public static func containsControl(_ text: String) -> Bool {
+        var afterC2 = false
+        for byte in text.utf8 {
+            if byte < 0x20 || byte == 0x7F || (afterC2 && byte <= 0x9F) { return true }
+            afterC2 = byte == 0xC2
+        }
+        return false
     }
 
     /// Normalises a workspace path so that spellings of one directory share one lock:
     /// repeated slashes collapse, `.` components vanish, `..` pops a component, and a trailing
     /// slash is dropped (`/a/b/` = `/a//b` = `/a/./b` = `/a/b`). Symlinks are not resolved: the
     /// core does no I/O, and clients are expected to send the path they work in.
-    /// - Returns: the normalised path, or nil if it is empty, too long, or holds NUL.
+    /// - Returns: the normalised path, or nil if it is empty, too long, or holds a control
+    ///   character.
     public static func normaliseWorkspace(_ path: String) -> String? {
-        if path.isEmpty || path.utf8.count > workspaceBytesMax || path.utf8.contains(0) { return nil }
+        if path.isEmpty || path.utf8.count > workspaceBytesMax || containsControl(path) { return nil }
         let absolute = path.hasPrefix("/")
         var parts: [Substring] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {

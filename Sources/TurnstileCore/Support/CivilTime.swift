@@ -25,6 +25,9 @@ public enum CivilTime {
     /// Parses an HTTP date in any of the three forms RFC 9110 §5.6.7 requires recipients to
     /// accept: IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850
     /// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`).
+    ///
+    /// Every field is read as a bounded run of ASCII digits (years have four digits, or two in
+    /// RFC 850), so no text can take the calendar arithmetic out of range.
     /// - Returns: the time, or nil if the text is not an HTTP date.
     public static func parseHTTPDate(_ text: String) -> WallTime? {
         let words = text.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }).map(String.init)
@@ -32,30 +35,36 @@ public enum CivilTime {
         var year: Int64, month: Int64, day: Int64, clock: String
         if words.count >= 5, let monthIndex = monthNumber(words[2]) {
             // IMF-fixdate: weekday, day, month, year, time, GMT
-            guard let d = Int64(words[1]), let y = Int64(words[3]), words[3].count == 4 else { return nil }
+            guard let d = digits(words[1], 1...2), let y = digits(words[3], 4...4) else { return nil }
             (year, month, day, clock) = (y, monthIndex, d, words[4])
         } else if words[1].contains("-") {
             // RFC 850: weekday, dd-Mon-yy, time, GMT
-            let parts = words[1].split(separator: "-").map(String.init)
-            guard parts.count == 3, let d = Int64(parts[0]), let m = monthNumber(parts[1]),
-                  let yy = Int64(parts[2]) else { return nil }
+            let parts = words[1].split(separator: "-", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 3, let d = digits(parts[0], 1...2), let m = monthNumber(parts[1]),
+                  let yy = digits(parts[2], 2...4) else { return nil }
             // RFC 9110: a two-digit year more than 50 years in the future is in the past century.
-            year = parts[2].count == 2 ? (yy < 70 ? 2000 + yy : 1900 + yy) : yy
+            year = parts[2].utf8.count == 2 ? (yy < 70 ? 2000 + yy : 1900 + yy) : yy
             (month, day, clock) = (m, d, words[2])
         } else if let m = monthNumber(words[1]), words.count >= 5 {
             // asctime: weekday, month, day, time, year
-            guard let d = Int64(words[2]), let y = Int64(words[4]) else { return nil }
+            guard let d = digits(words[2], 1...2), let y = digits(words[4], 4...4) else { return nil }
             (year, month, day, clock) = (y, m, d, words[3])
         } else {
             return nil
         }
-        let clockParts = clock.split(separator: ":").compactMap { Int64($0) }
-        guard clockParts.count == 3, (1...31).contains(day),
-              (0...23).contains(clockParts[0]), (0...59).contains(clockParts[1]),
-              (0...60).contains(clockParts[2]) else { return nil }
-        let seconds = days(fromCivil: year, month, day) * 86_400
-            + clockParts[0] * 3600 + clockParts[1] * 60 + clockParts[2]
+        let clockParts = clock.split(separator: ":", omittingEmptySubsequences: false).map { digits(String($0), 1...2) }
+        guard clockParts.count == 3, let hour = clockParts[0], let minute = clockParts[1], let second = clockParts[2],
+              (1...31).contains(day), hour <= 23, minute <= 59, second <= 60 else { return nil }
+        // Years 0...9999 keep every product below 2^49: no overflow is possible.
+        let seconds = days(fromCivil: year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
         return WallTime(unixMilliseconds: seconds * 1000)
+    }
+
+    /// A run of `length` ASCII digits as a number, or nil (signs, spaces and other digits
+    /// are refused, so the value is bounded by the length).
+    private static func digits(_ text: String, _ length: ClosedRange<Int>) -> Int64? {
+        guard length.contains(text.utf8.count), text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        return text.utf8.reduce(0) { $0 * 10 + Int64($1 - 48) }
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date.

@@ -47,9 +47,17 @@ public struct WallTime: Comparable, Hashable, Sendable, Codable, CustomStringCon
         self.unixMilliseconds = unixMilliseconds
     }
 
-    /// The wall time `duration` milliseconds later (or earlier, if negative).
+    /// The wall time `duration` milliseconds later (or earlier, if negative), saturating at
+    /// the ends of the range instead of overflowing.
     public func adding(milliseconds duration: Int64) -> WallTime {
-        WallTime(unixMilliseconds: unixMilliseconds &+ duration)
+        WallTime(unixMilliseconds: unixMilliseconds.addingSaturated(duration))
+    }
+
+    /// Milliseconds from `earlier` to `self`, saturating instead of overflowing.
+    public func milliseconds(since earlier: WallTime) -> Int64 {
+        let (difference, overflow) = unixMilliseconds.subtractingReportingOverflow(earlier.unixMilliseconds)
+        guard overflow else { return difference }
+        return earlier.unixMilliseconds < 0 ? .max : .min
     }
 
     public static func < (lhs: WallTime, rhs: WallTime) -> Bool {

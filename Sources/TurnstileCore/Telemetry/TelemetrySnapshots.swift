@@ -47,13 +47,24 @@ public struct ModelUsage: Sendable, Equatable, Codable {
 
     public init() {}
 
-    /// Adds another usage into this one.
+    /// Adds another usage into this one. Every sum saturates: token counts at `UInt64.max`,
+    /// the cost at the largest finite double (protocol/PROTOCOL.md, `usage`), so that no
+    /// recorded numbers can overflow a sum.
     public mutating func merge(_ other: ModelUsage) {
-        inputTokens += other.inputTokens
-        outputTokens += other.outputTokens
-        totalTokens += other.totalTokens
-        costUSD += other.costUSD
-        messageCount += other.messageCount
+        inputTokens = inputTokens.addingSaturated(other.inputTokens)
+        outputTokens = outputTokens.addingSaturated(other.outputTokens)
+        totalTokens = totalTokens.addingSaturated(other.totalTokens)
+        costUSD = costUSD.addingSaturated(other.costUSD)
+        messageCount = messageCount.addingSaturated(other.messageCount)
+    }
+
+    /// Adds one completion's tokens and cost, as one more message.
+    public mutating func add(_ event: CompletionEvent) {
+        inputTokens = inputTokens.addingSaturated(event.tokens.input)
+        outputTokens = outputTokens.addingSaturated(event.tokens.output)
+        totalTokens = totalTokens.addingSaturated(event.tokens.total)
+        costUSD = costUSD.addingSaturated(event.costUSD)
+        messageCount = messageCount.addingSaturated(1)
     }
 
     enum CodingKeys: String, CodingKey {

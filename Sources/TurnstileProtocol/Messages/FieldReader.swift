@@ -168,6 +168,13 @@ struct FieldReader {
         return array.compactMap(\.stringValue)
     }
 
+    /// A list (as `list`) whose entries may not hold control characters; empty if absent.
+    func labels(_ field: StaticString) throws(RequestError) -> [String] {
+        let entries = try list(field) ?? []
+        if entries.contains(where: Names.containsControl) { throw fail(field, "\(field) contains control characters") }
+        return entries
+    }
+
     /// A project name (the pause directory's file names), defaulting to `__global__`.
     func project(_ field: StaticString = "project", required: Bool = false) throws(RequestError) -> String {
         guard let name = try string(field) else {

@@ -4,6 +4,13 @@ import TurnstileCore
 /// range. The daemon answers its errors as they are: `unknown_op`, or `bad_request` with the
 /// `field`.
 public enum RequestDecoder {
+    /// Most elements of a heartbeat's `leases`: as many lease tokens as one line can hold.
+    /// The shortest such line is `{"op":"heartbeat","leases":[]}` (30 bytes) plus 35 bytes
+    /// per token (34 for the quoted token, one for its comma, one comma fewer than tokens):
+    /// (65,536 − 29) / 35 = 1,871. A longer array can only hold non-tokens, each answered with
+    /// an error; bounding it keeps the answer within a connection's output bound.
+    public static let heartbeatLeasesMax = (LineFramer.lineBytesMax - 29) / 35
+
     /// Decodes a request from a scanned line (the daemon's path).
     /// - Parameters:
     ///   - view: the line's top-level object.
@@ -82,14 +89,14 @@ public enum RequestDecoder {
             }
         }
         var providers: [String] = []
-        for name in try fields.list("providers") ?? [] {
+        for name in try fields.labels("providers") {
             if let problem = Names.labelProblem(name, what: "provider") { throw fields.fail("providers", problem) }
             providers.append(name)
         }
         var workspace: String?
         if let path = try fields.string("workspace") {
             guard let normalised = Names.normaliseWorkspace(path) else {
-                throw fields.fail("workspace", "workspace must be a path (non-empty, no NUL, at most \(Names.workspaceBytesMax) bytes)")
+                throw fields.fail("workspace", "workspace must be a path (non-empty, no control characters, at most \(Names.workspaceBytesMax) bytes)")
             }
             workspace = normalised
         }
@@ -97,7 +104,7 @@ public enum RequestDecoder {
         let ttl = try fields.integer("ttl_ms", in: Int64(ttlRange.lowerBound)...Int64(ttlRange.upperBound))
         let admission = AdmissionRequest(
             project: try fields.project(), mode: mode, model: model,
-            fallback: ModelKey.parseChain(try fields.list("fallback") ?? []), providers: providers,
+            fallback: ModelKey.parseChain(try fields.labels("fallback")), providers: providers,
             workspace: workspace, tenant: try fields.label("tenant") ?? "local",
             priority: Int(try fields.integer("priority", in: -1_000_000...1_000_000) ?? 0))
         let request = AcquireRequest(
@@ -114,7 +121,9 @@ public enum RequestDecoder {
             throw fields.fail("lease", "heartbeat needs lease (a token) or leases (an array of tokens)")
         }
         guard let array = value.arrayValue else { throw fields.fail("leases", "leases must be an array of tokens") }
-        if array.count > 4096 { throw RequestError(.tooMany, field: "leases", "at most 4096 leases per heartbeat") }
+        if array.count > heartbeatLeasesMax {
+            throw RequestError(.tooMany, field: "leases", "at most \(heartbeatLeasesMax) leases per heartbeat")
+        }
         let tokens = array.map { element -> TokenArgument in
             guard let text = element.stringValue, let token = LeaseToken(hex: text) else {
                 return .invalid("not a lease token (32 hex digits)")
