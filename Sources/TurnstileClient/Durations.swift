@@ -1,4 +1,4 @@
-/// Durations as people write them on a command line (SPEC §8): a number with a unit, `ms`,
+/// Durations as people write them on a command line (README, "The CLI"): a number with a unit, `ms`,
 /// `s`, `m` or `h` (`300ms`, `30s`, `1.5m`); a bare number is seconds.
 public enum Durations {
     /// Parses a duration.

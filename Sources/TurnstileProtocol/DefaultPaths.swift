@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Where the daemon and its clients look by default (SPEC §8), in one place so both agree.
+/// Where the daemon and its clients look by default (README, "The CLI"), in one place so both agree.
 public enum DefaultPaths {
     /// `$TURNSTILE_SOCKET`, else `$XDG_RUNTIME_DIR/turnstile.sock`, else
     /// `/tmp/turnstile-<uid>/turnstile.sock`.

@@ -14,7 +14,7 @@ import TurnstileProtocol
 /// Backpressure: a connection whose unsent answers reach `outputHighWater` is not read until
 /// it has taken half of them, so a client that pipelines without reading costs a bounded
 /// amount of memory and then no CPU at all. One that stays blocked with no progress for
-/// `stallMilliseconds` does not read its answers, and is cut off (SPEC §6).
+/// `stallMilliseconds` does not read its answers, and is cut off (protocol/PROTOCOL.md §2 and §12).
 extension Server {
     /// Lines one connection may have handled in one loop turn.
     static let linesPerTurn = 64

@@ -5,7 +5,7 @@ import TurnstileCore
 import TurnstileProtocol
 
 /// Where the daemon lives and with what config: the config file's contents plus the paths
-/// resolved from flags, environment and defaults (SPEC §8). Flags win over the environment,
+/// resolved from flags, environment and defaults (README, "The CLI"). Flags win over the environment,
 /// which wins over the file, which wins over the embedded defaults.
 public struct ServerSettings: Sendable {
     /// The parsed config.

@@ -6,7 +6,7 @@ import TurnstileProtocol
 
 /// `suite` (what `make bench` runs): every workload against Turnstile, the C floor and Redis
 /// (`hostile` against Turnstile alone), servers pinned to core 0 and load to core 1, in
-/// interleaved rounds; medians, the SPEC §9 targets checked, a table, a JSON file and a PNG plot.
+/// interleaved rounds; medians, the README's performance targets checked, a table, a JSON file and a PNG plot.
 struct Suite: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "The whole benchmark suite (make bench).")
 

@@ -32,7 +32,7 @@ struct SuiteResults {
     }
 }
 
-/// One SPEC §9 target, met or not.
+/// One of the README's performance targets, met or not.
 struct TargetCheck {
     let name: String
     let value: Double
@@ -105,7 +105,7 @@ struct SuiteReport {
             lines.append("  \(target.rawValue): \(Int(results.median("idle", target, "bytes_per_connection") ?? 0))")
         }
         lines.append("core (in process): \(results.core.trimmingWhitespace())")
-        lines += ["", "SPEC §9 targets:"]
+        lines += ["", "targets:"]
         for check in checks {
             lines.append("  [\(check.passed ? "met" : "MISSED")] \(check.name): \(fixed(check.value, 2)) (target \(check.limit))")
         }

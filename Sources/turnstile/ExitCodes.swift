@@ -1,6 +1,6 @@
 import ArgumentParser
 
-/// The exit codes of `turnstile` (SPEC §8), from sysexits.h where one fits.
+/// The exit codes of `turnstile` (README, "The CLI"), from sysexits.h where one fits.
 enum Exit {
     /// Usage error (EX_USAGE); argument-parser exits with it on bad arguments.
     static let usage = ExitCode(64)

@@ -8,7 +8,7 @@ import TurnstileCore
 import TurnstileProtocol
 import TurnstileServer
 
-/// `turnstiled`: the permit broker daemon (SPEC §8).
+/// `turnstiled`: the permit broker daemon (README, "The CLI").
 @main
 struct Turnstiled: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,7 +2,7 @@ import Testing
 import TurnstileCore
 @testable import TurnstileConfigFile
 
-/// The TOML config: defaults, every key of SPEC §7, and refusals that name file, line and key.
+/// The TOML config: defaults, every key of the README's configuration table, and refusals that name file, line and key.
 @Suite("Config parsing")
 struct ConfigParserTests {
     static let sketch = """

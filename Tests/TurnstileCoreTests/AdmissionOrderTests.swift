@@ -1,7 +1,7 @@
 import Testing
 @testable import TurnstileCore
 
-/// SPEC §1: the reasons, checked and reported in their normative order, and a refusal that
+/// README, "Concepts"; protocol/PROTOCOL.md §6: the reasons, checked and reported in their normative order, and a refusal that
 /// consumes nothing.
 @Suite("Admission order and refusals")
 struct AdmissionOrderTests {

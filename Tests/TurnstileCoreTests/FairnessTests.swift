@@ -1,7 +1,7 @@
 import Testing
 @testable import TurnstileCore
 
-/// SPEC §1 "Fairness" and §4a: each policy's grant order, aging, the proportional share and
+/// README, "Waiting and fairness"; protocol/PROTOCOL.md §7: each policy's grant order, aging, the proportional share and
 /// its escape, and no head-of-line blocking.
 @Suite("Fairness policies")
 struct FairnessTests {

@@ -3,7 +3,7 @@ import Testing
 
 /// The daemon's timer may fire after a throttle or flag has ended: a request handled in
 /// between must see the waiters that block held granted first, never take a permit ahead of
-/// them (SPEC §1 fairness: a slot is never left to a newcomer while an eligible waiter waits).
+/// them (README, "Waiting and fairness": a slot is never left to a newcomer while an eligible waiter waits).
 @Suite("Blocks that end by the clock lift before any later request")
 struct LateTimerTests {
     /// Moves the clock without serving deadlines: the timer has not fired yet.

@@ -1,7 +1,7 @@
 import Testing
 @testable import TurnstileCore
 
-/// SPEC §2 and §5: a lease's life from grant to end, and what a restart keeps.
+/// protocol/PROTOCOL.md §10 and §13: a lease's life from grant to end, and what a restart keeps.
 @Suite("Lease lifecycle")
 struct LeaseLifecycleTests {
     @Test func tokensAre128BitHexAndRoundTrip() {

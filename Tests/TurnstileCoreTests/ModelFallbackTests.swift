@@ -1,7 +1,7 @@
 import Testing
 @testable import TurnstileCore
 
-/// SPEC §1.4 and §4a: the model limiter's fallback order, subscription-limited models and
+/// README, "Models and fallback"; protocol/PROTOCOL.md §8.2: the model limiter's fallback order, subscription-limited models and
 /// throttled providers, and a waiter granted whichever candidate frees first.
 @Suite("Model limiter and fallback")
 struct ModelFallbackTests {

@@ -3,7 +3,7 @@ import Testing
 import TurnstileClient
 import TurnstileProtocol
 
-/// SPEC §3: every bad input is answered (or cut off) with a clear error, and loses nothing:
+/// protocol/PROTOCOL.md: every bad input is answered (or cut off) with a clear error, and loses nothing:
 /// other connections and leases are undisturbed, the daemon keeps answering.
 @Suite("Bad input", .timeLimit(.minutes(1)))
 struct BadInputTests {

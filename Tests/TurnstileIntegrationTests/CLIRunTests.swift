@@ -4,7 +4,7 @@ import Testing
 import TurnstileClient
 import TurnstileProtocol
 
-/// `turnstile run` (SPEC §8) against a real daemon: exit codes, environment, signals, a lost
+/// `turnstile run` (README, "The CLI") against a real daemon: exit codes, environment, signals, a lost
 /// lease, a daemon restart, the terminal.
 @Suite("turnstile run", .timeLimit(.minutes(1)))
 struct CLIRunTests {

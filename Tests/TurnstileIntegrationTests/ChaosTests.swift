@@ -3,7 +3,7 @@ import Testing
 import TurnstileClient
 import TurnstileProtocol
 
-/// SPEC §9 and issue 5's chaos: many real client processes acquiring across projects, modes and
+/// The chaos test: many real client processes acquiring across projects, modes and
 /// models while random ones are SIGKILLed and replaced, and then the daemon itself SIGKILLed
 /// and restarted, with a monitor polling `status` for any limit exceeded.
 @Suite("Chaos", .timeLimit(.minutes(2)))

@@ -3,7 +3,7 @@ import Testing
 import TurnstileClient
 import TurnstileProtocol
 
-/// SPEC §1.7 and §4: pause flag files, the circuit breaker and its hook.
+/// protocol/PROTOCOL.md §8.8 to §8.10: pause flag files, the circuit breaker and its hook.
 @Suite("Pause flags and the circuit breaker", .timeLimit(.minutes(1)))
 struct ControlsTests {
     @Test func pauseAndResumeWriteTheFlagFileBeforeAnswering() throws {

@@ -3,7 +3,7 @@ import Testing
 import TurnstileClient
 import TurnstileProtocol
 
-/// Every op of SPEC §3 against the real daemon, over its socket.
+/// Every op of protocol/PROTOCOL.md §8 against the real daemon, over its socket.
 @Suite("Ops over the socket", .timeLimit(.minutes(1)))
 struct OpsTests {
     @Test func helloNamesTheServer() throws {

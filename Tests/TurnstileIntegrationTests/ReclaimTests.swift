@@ -3,7 +3,7 @@ import Testing
 import TurnstileClient
 import TurnstileProtocol
 
-/// SPEC §2: a lease never outlives its holder. Real client processes are killed; the slot
+/// protocol/PROTOCOL.md §10: a lease never outlives its holder. Real client processes are killed; the slot
 /// comes back and the next waiter gets it.
 @Suite("Reclaim and wake-ups", .timeLimit(.minutes(1)))
 struct ReclaimTests {

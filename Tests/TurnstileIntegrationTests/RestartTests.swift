@@ -3,7 +3,7 @@ import Testing
 import TurnstileClient
 import TurnstileProtocol
 
-/// SPEC §5: what survives a restart (graceful or a crash) and what does not.
+/// protocol/PROTOCOL.md §13: what survives a restart (graceful or a crash) and what does not.
 @Suite("Restarts", .timeLimit(.minutes(1)))
 struct RestartTests {
     @Test func leasesSurviveAGracefulRestartAndBoundOnesCanBeReattached() throws {

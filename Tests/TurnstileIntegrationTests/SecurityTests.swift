@@ -3,7 +3,7 @@ import Testing
 import TurnstileClient
 import TurnstileProtocol
 
-/// SPEC §6: the socket's permissions, one daemon per socket, and who may connect.
+/// protocol/PROTOCOL.md §2 and §12: the socket's permissions, one daemon per socket, and who may connect.
 @Suite("Socket security", .timeLimit(.minutes(1)))
 struct SecurityTests {
     func mode(_ path: String) throws -> Int {

@@ -3,7 +3,7 @@ import Testing
 import TurnstileClient
 import TurnstileProtocol
 
-/// SPEC §8: SIGTERM and SIGINT stop gracefully; SIGHUP and `reload` re-read the config and
+/// README, "The CLI": SIGTERM and SIGINT stop gracefully; SIGHUP and `reload` re-read the config and
 /// keep the running one when the new one is invalid.
 @Suite("Signals and reload", .timeLimit(.minutes(1)))
 struct SignalTests {

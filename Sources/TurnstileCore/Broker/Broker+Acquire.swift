@@ -1,5 +1,5 @@
 extension Broker {
-    /// Asks for a permit (SPEC §3 `acquire`): granted now, refused now (`wait_ms` 0, nothing
+    /// Asks for a permit (protocol/PROTOCOL.md §8.2): granted now, refused now (`wait_ms` 0, nothing
     /// consumed), or queued until granted, timed out, cancelled, or its connection closes.
     /// - Parameters:
     ///   - request: a validated request.
@@ -36,7 +36,7 @@ extension Broker {
         }
     }
 
-    /// Gives a parked lease its capacity back, waiting like an acquire (SPEC §3 `unpark`).
+    /// Gives a parked lease its capacity back, waiting like an acquire (protocol/PROTOCOL.md §8.19).
     /// The lease keeps its token and fence; it may get a different model than before. A lease
     /// that is not parked answers at once as granted.
     public mutating func unpark(_ token: LeaseToken, ticket: Ticket, waitMilliseconds: UInt64,

@@ -7,7 +7,7 @@ enum Admission: Equatable {
 }
 
 extension Broker {
-    /// Checks a request against every limit, in SPEC §1's order, without changing anything.
+    /// Checks a request against every limit, in the order of protocol/PROTOCOL.md §6, without changing anything.
     /// Immediate acquires, dispatch, unpark and status all call this one function, so what
     /// is granted and what is reported can never disagree.
     /// - Parameters:
@@ -98,7 +98,7 @@ extension Broker {
     /// The first free candidate, primary first. A candidate is free when its pool is under its
     /// limit, it is not flagged subscription-limited, and its provider is not throttled for the
     /// tenant. When none is free and some were blocked only by a throttle, the answer is
-    /// `rate_limit` with the earliest throttle end (SPEC §4a); otherwise `model`.
+    /// `rate_limit` with the earliest throttle end (protocol/PROTOCOL.md); otherwise `model`.
     func chooseModel(_ candidates: [ModelCandidate], tenant: String, now: Instant) -> Result<ModelCandidate, Refusal> {
         var throttledOnly: (remaining: UInt64, provider: String)?
         for candidate in candidates {

@@ -1,5 +1,5 @@
 extension Broker {
-    /// Pauses a project: its acquires are held with `paused` (SPEC §1.7). The daemon creates
+    /// Pauses a project: its acquires are held with `paused` (protocol/PROTOCOL.md §8.8). The daemon creates
     /// the flag file on the `.paused` effect, before it answers.
     /// - Returns: whether it was newly paused, or a bad project name (`__global__` included:
     ///   it is never paused).

@@ -23,7 +23,7 @@ extension Broker {
         }
     }
 
-    /// Round robin (SPEC §4a): a cursor over modes (time, issue, mention, any), within a mode
+    /// Round robin (protocol/PROTOCOL.md): a cursor over modes (time, issue, mention, any), within a mode
     /// a cursor over projects in order of first arrival, FIFO within a project. Each grant
     /// moves both cursors past what it granted.
     private mutating func dispatchRoundRobin(now: Instant, blocked: inout Set<UInt64>) {
@@ -59,7 +59,7 @@ extension Broker {
         return nil
     }
 
-    /// Priority (SPEC §4a): highest effective priority first (priority plus aging), FIFO among
+    /// Priority (protocol/PROTOCOL.md): highest effective priority first (priority plus aging), FIFO among
     /// equals. A group's oldest waiter is also its highest (its members share a base priority),
     /// so the best grantable waiter is the best grantable group head.
     private mutating func dispatchPriority(now: Instant, blocked: inout Set<UInt64>) {
@@ -79,7 +79,7 @@ extension Broker {
         }
     }
 
-    /// Proportional (SPEC §4a): waiters go in increasing `in_use / share` of their mode
+    /// Proportional (protocol/PROTOCOL.md): waiters go in increasing `in_use / share` of their mode
     /// (exempt modes count their share as the global limit), FIFO among ties.
     private mutating func dispatchProportional(now: Instant, blocked: inout Set<UInt64>) {
         while globalBlock() == nil {

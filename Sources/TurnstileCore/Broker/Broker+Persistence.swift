@@ -1,4 +1,4 @@
-/// What the broker saves in the state directory (SPEC §5): live leases, the fence
+/// What the broker saves in the state directory (protocol/PROTOCOL.md §13): live leases, the fence
 /// high-water mark, circuit-breaker counts, throttles in force, and the telemetry summary.
 public struct BrokerSnapshot: Sendable, Equatable, Codable {
     /// Format version of this structure.

@@ -1,5 +1,5 @@
 /// The broker: every limit, the fair queue, leases and the project controls, as one
-/// deterministic state machine (SPEC §1, §2, §4).
+/// deterministic state machine (README, "Concepts").
 ///
 /// It does no I/O and reads no clock. Each operation takes `now` and returns its immediate
 /// answer; whatever else it causes (a waiter granted, a lease ended, a project paused) is

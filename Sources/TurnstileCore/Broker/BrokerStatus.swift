@@ -1,4 +1,4 @@
-/// A picture of the broker at one instant: what `status` answers (SPEC §3). It holds no
+/// A picture of the broker at one instant: what `status` answers (protocol/PROTOCOL.md). It holds no
 /// tokens: status is for operators and dashboards, and a token is a capability.
 public struct BrokerStatus: Sendable, Equatable {
     /// The global limit.

@@ -1,5 +1,5 @@
 /// Why a permit is not granted now. The normative codes, in the order they are checked and
-/// reported (SPEC §1): the first that blocks is the reason.
+/// reported (README, "Concepts"; protocol/PROTOCOL.md §6): the first that blocks is the reason.
 public enum BlockReason: String, Sendable, Equatable, CaseIterable, Codable {
     case paused
     case rateLimit = "rate_limit"
@@ -42,7 +42,7 @@ public enum AcquireOutcome: Sendable, Equatable {
     case overBound(ResourceBound)
 }
 
-/// A `[server]` resource bound an acquire can meet (SPEC §6), with its configured value.
+/// A `[server]` resource bound an acquire can meet (protocol/PROTOCOL.md §2 and §12), with its configured value.
 public enum ResourceBound: Sendable, Equatable {
     /// The connection already holds `max_leases_per_connection` leases.
     case leasesPerConnection(Int)

@@ -46,7 +46,7 @@ struct Demand: Hashable, Sendable {
 /// The waiters, held so that each fairness policy can walk them cheaply: per mode a lane, per
 /// lane the projects in order of first arrival, per project its waiters grouped by `Demand`,
 /// each group a FIFO of waiter ids. Round robin walks lanes and projects with cursors
-/// (SPEC §4a); priority and proportional read the same structure in their own order.
+/// (protocol/PROTOCOL.md); priority and proportional read the same structure in their own order.
 struct WaitQueue: Sendable {
     /// Waiters of one project and mode with equal demands, oldest first.
     struct Group: Sendable {

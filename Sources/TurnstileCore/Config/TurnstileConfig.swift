@@ -1,4 +1,4 @@
-/// The whole configuration of a Turnstile daemon (SPEC §7), every key optional.
+/// The whole configuration of a Turnstile daemon (README, "Configuration"), every key optional.
 ///
 /// The core owns the type and its validation so that both the daemon (at start and on
 /// reload) and the tests build it the same way; the daemon only reads the file.
@@ -9,7 +9,7 @@ public struct TurnstileConfig: Sendable, Equatable {
     public var stateDirectory: String?
     /// Pause flag directory (`pause_dir`); nil: `<state dir>/pause`.
     public var pauseDirectory: String?
-    /// Who may connect and who may administer (SPEC §6).
+    /// Who may connect and who may administer (protocol/PROTOCOL.md §2 and §12).
     public var access = AccessConfig()
     /// Resource bounds of the daemon's connections.
     public var server = ServerLimits()
@@ -138,7 +138,7 @@ public struct TelemetryConfig: Sendable, Equatable {
     public init() {}
 }
 
-/// Who may connect and administer (top-level keys, SPEC §6).
+/// Who may connect and administer (top-level keys, protocol/PROTOCOL.md §2 and §12).
 public struct AccessConfig: Sendable, Equatable {
     /// Socket file mode (`socket_mode`, e.g. `"0660"`).
     public var socketMode: UInt32 = 0o600

@@ -1,4 +1,4 @@
-/// The project circuit breaker (SPEC §4): consecutive failures of a project's `project-meta`
+/// The project circuit breaker (protocol/PROTOCOL.md §8.10 to §8.14): consecutive failures of a project's `project-meta`
 /// agent pause the project, once, until a success or a `resume`.
 ///
 /// The counter is deliberately narrow, as in the seed's `ProjectFailureCounter`: only

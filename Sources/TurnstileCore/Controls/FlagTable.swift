@@ -1,5 +1,5 @@
 /// Subscription-limit flags in force, by model string (bare name or `provider/model`), each
-/// with its end on the monotonic clock (SPEC §4: the model limiter treats a flagged model as
+/// with its end on the monotonic clock (protocol/PROTOCOL.md §8.12: the model limiter treats a flagged model as
 /// full until then).
 ///
 /// It keeps a lower bound of the earliest end, so that every broker call can tell in O(1)

@@ -1,4 +1,4 @@
-/// Provider throttles, scoped to tenants (SPEC §1.6): "provider P answered 'rate limited' to
+/// Provider throttles, scoped to tenants (protocol/PROTOCOL.md §8.11): "provider P answered 'rate limited' to
 /// tenant T; do not call it for T until then".
 ///
 /// A new throttle never shortens a longer one already in force (max-merge). Throttles end by

@@ -75,6 +75,6 @@ public struct AcquireRequest: Sendable, Equatable {
         self.holder = holder
     }
 
-    /// Shortest and longest ttl accepted (SPEC §4a).
+    /// Shortest and longest ttl accepted (protocol/PROTOCOL.md).
     public static let ttlRange: ClosedRange<UInt64> = 100...86_400_000
 }

@@ -1,4 +1,4 @@
-/// A granted permit (SPEC §2): who holds what, until when, bound to what.
+/// A granted permit (protocol/PROTOCOL.md §10): who holds what, until when, bound to what.
 public struct Lease: Sendable, Equatable {
     /// The capability token.
     public let token: LeaseToken
@@ -53,7 +53,7 @@ public enum LeaseEndCause: String, Sendable, Equatable {
     public var isReclaim: Bool { self == .disconnected || self == .processExited }
 }
 
-/// A lease as it is saved in the state directory and restored after a restart (SPEC §5):
+/// A lease as it is saved in the state directory and restored after a restart (protocol/PROTOCOL.md §13):
 /// its token, fence and dimensions. Deadlines are not saved: a restored lease gets the restart
 /// time plus its ttl, since nobody could heartbeat while the daemon was down.
 public struct LeaseRecord: Sendable, Equatable, Codable {

@@ -1,4 +1,4 @@
-/// How a granted lease came by its model (SPEC §1.4): the one asked for, the acquire's own
+/// How a granted lease came by its model (README, "Models and fallback"): the one asked for, the acquire's own
 /// fallback chain, a capability match, or a CLI provider.
 public enum Route: String, Sendable, Codable, Hashable {
     case primary, chain, capability, cli
@@ -107,7 +107,7 @@ public struct ModelTable: Sendable {
         return nil
     }
 
-    /// The candidates of an acquire, in the order the limiter tries them (SPEC §1.4, §4a):
+    /// The candidates of an acquire, in the order the limiter tries them (README, "Models and fallback"; protocol/PROTOCOL.md §8.2):
     /// the primary; the acquire's chain; capability matches of the same tier, then one tier
     /// cheaper, among API providers in config order (keeping tool support if the primary has
     /// it); then CLI providers' models (checking only tool support). Duplicates are dropped.

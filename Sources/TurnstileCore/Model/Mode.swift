@@ -6,7 +6,7 @@
 public enum Mode: String, CaseIterable, Sendable, Codable, Hashable {
     case time, issue, mention, any
 
-    /// The round-robin cursor's walking order (SPEC §4a).
+    /// The round-robin cursor's walking order (protocol/PROTOCOL.md).
     public static let rotation: [Mode] = [.time, .issue, .mention, .any]
 
     /// Position in `rotation`, for array-indexed per-mode counters.
@@ -20,7 +20,7 @@ public enum Mode: String, CaseIterable, Sendable, Codable, Hashable {
     }
 }
 
-/// The order in which waiters are granted when capacity frees (SPEC §1 "Fairness").
+/// The order in which waiters are granted when capacity frees (README, "Waiting and fairness").
 public enum FairnessPolicy: String, Sendable, Codable, Hashable {
     case roundRobin = "round_robin"
     case priority

@@ -68,7 +68,7 @@ public struct CompletionEvent: Sendable, Equatable, Codable {
     }
 }
 
-/// Recognises a provider's "you are out of quota" answers (SPEC §4), which flag a model as
+/// Recognises a provider's "you are out of quota" answers (protocol/PROTOCOL.md §8.10 to §8.14), which flag a model as
 /// subscription-limited so the limiter treats it as full until the flag's ttl passes.
 public enum SubscriptionLimitDetector {
     /// Phrases matched case-insensitively anywhere in the error text.

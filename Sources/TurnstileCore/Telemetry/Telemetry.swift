@@ -1,4 +1,4 @@
-/// Model telemetry (SPEC §4): completion events per model in a rolling window, the
+/// Model telemetry (protocol/PROTOCOL.md §8.10 to §8.14): completion events per model in a rolling window, the
 /// performance snapshot derived from them, session usage, and subscription-limit flags.
 ///
 /// Times are wall times (events are reported as RFC 3339 and survive restarts). Events are

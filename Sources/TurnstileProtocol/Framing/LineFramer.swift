@@ -1,4 +1,4 @@
-/// Cuts a byte stream into lines (SPEC §3): `\n`-terminated, `\r\n` accepted, lines of only
+/// Cuts a byte stream into lines (protocol/PROTOCOL.md): `\n`-terminated, `\r\n` accepted, lines of only
 /// white space ignored, and no line longer than `lineBytesMax`.
 ///
 /// Complete lines inside one read are handed out straight from the read buffer; only a line

@@ -1,6 +1,6 @@
 import TurnstileCore
 
-/// Writers of answer and event lines (SPEC §3). Every line is one JSON object ending in `\n`;
+/// Writers of answer and event lines (protocol/PROTOCOL.md). Every line is one JSON object ending in `\n`;
 /// answers start with the echoed `id` (omitted when the request had none) and `ok`; events
 /// start with `event` and never carry `ok`.
 public enum Answers {

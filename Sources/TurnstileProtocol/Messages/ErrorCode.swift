@@ -1,4 +1,4 @@
-/// The normative error codes of the wire protocol (SPEC §3). Clients branch on these, never
+/// The normative error codes of the wire protocol (protocol/PROTOCOL.md). Clients branch on these, never
 /// on the human `message`.
 public enum ErrorCode: String, Sendable, CaseIterable {
     /// The line is not JSON.
@@ -27,7 +27,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case badConfig = "bad_config"
 }
 
-/// The operations of the wire protocol (SPEC §3).
+/// The operations of the wire protocol (protocol/PROTOCOL.md).
 public enum Op: String, Sendable, CaseIterable {
     case hello, acquire, heartbeat, release, attach, cancel, status, pause, resume, report, throttle
     case record, performance, usage, metrics, watch, reload, park, unpark, revoke
@@ -45,7 +45,7 @@ public enum Op: String, Sendable, CaseIterable {
         return nil
     }
 
-    /// Ops reserved for the daemon's owner, root and `admin_uids` (SPEC §6).
+    /// Ops reserved for the daemon's owner, root and `admin_uids` (protocol/PROTOCOL.md §2 and §12).
     public var isAdmin: Bool {
         switch self {
         case .pause, .resume, .throttle, .reload, .revoke: true

@@ -17,7 +17,7 @@ public struct ServerInfo: Sendable {
     }
 }
 
-/// Writes the `status` answer (SPEC §3): limits and use per dimension keyed by name, locks,
+/// Writes the `status` answer (protocol/PROTOCOL.md): limits and use per dimension keyed by name, locks,
 /// throttles, leases (never their tokens), waiters with their current reason, and metrics.
 public enum StatusEncoding {
     public static func write(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, _ status: BrokerStatus, server: ServerInfo) {

@@ -1,6 +1,6 @@
 import TurnstileCore
 
-/// The fields of a `record` (SPEC §4): a completion event as an agent wrapper reports it.
+/// The fields of a `record` (protocol/PROTOCOL.md §8.10 to §8.14): a completion event as an agent wrapper reports it.
 enum TelemetryFields {
     /// Decodes `model`, `session_id`, `latency_ms`, `success`, `tokens`, `cost_usd`, `error`,
     /// `status`. The time is the daemon's, stamped later.
