@@ -3,8 +3,8 @@ import Testing
 
 /// The seed's `ConcurrencyController` tests (terraphim orchestrator `concurrency.rs`), ported
 /// with the same behaviour. Releases are synchronous here, so the seed's 10 ms sleeps are gone.
-@Suite("Seed: concurrency controller")
-struct SeedConcurrencyControllerTests {
+@Suite("Mode quotas, project caps and use counts")
+struct ModeAndProjectQuotaTests {
     @Test func acquireRelease() {
         var h = Harness { $0.limits.global = 2; $0.limits.time = 2; $0.limits.issue = 2 }
         let p1 = h.grant(mode: .time)

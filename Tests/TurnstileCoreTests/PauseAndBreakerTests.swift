@@ -4,8 +4,8 @@ import Testing
 /// The seed's `project_control.rs` tests: pause flags and the `ProjectFailureCounter`
 /// circuit breaker. The flag files themselves belong to the daemon (its tests create and
 /// remove them); here the broker's paused set is fed as the daemon feeds it.
-@Suite("Seed: project controls")
-struct SeedProjectControlTests {
+@Suite("Pause flags and the circuit breaker in the broker")
+struct PauseAndBreakerTests {
     @Test func pauseFlagAbsentMeansNotPaused() {
         var h = Harness()
         h.broker.syncPaused([], now: h.now)

@@ -4,8 +4,8 @@ import Testing
 /// The seed scheduler's tests (tandem `automation/scheduler.rs` and its `rate_limit.rs`),
 /// ported to the broker: tandem's "capacity" is Turnstile's `global`, its tenant contexts are
 /// Turnstile's tenant names, and its pause-like capacity release is `park`.
-@Suite("Seed: scheduler with workspace locks")
-struct SeedSchedulerTests {
+@Suite("Tenant-scoped throttles, workspace locks and park")
+struct ThrottleWorkspaceAndParkTests {
     @Test func providerRateLimitAdmissionIsTenantScoped() {
         var h = Harness { $0.limits.global = 4 }
         h.broker.throttle(provider: "openai", tenant: "org-a", retryAfterMilliseconds: 60_000, now: h.now)

@@ -4,8 +4,8 @@ import Testing
 /// The seed's `TelemetryStore` tests (terraphim orchestrator `control_plane/telemetry.rs`),
 /// ported, plus what the spec adds: 429 as a whole number, import without invented events,
 /// pruning by the window.
-@Suite("Seed: model telemetry")
-struct SeedTelemetryTests {
+@Suite("Model telemetry: performance, usage and limit flags")
+struct TelemetryWindowTests {
     let now = WallTime(unixMilliseconds: 1_790_000_000_000)
 
     /// The seed's `test_event` helper.
