@@ -6,7 +6,14 @@ import TurnstileProtocol
 /// and limits, expiries and reclaims), rendered by swift-prometheus from a registry built
 /// afresh for each scrape.
 enum MetricsText {
-    static func render(_ status: BrokerStatus, server: ServerInfo, telemetryEvictions: Telemetry.Evictions) -> String {
+    /// The state directory's health, as the metrics show it.
+    struct StorageHealth {
+        var failing: Bool
+        var failures: UInt64
+    }
+
+    static func render(_ status: BrokerStatus, server: ServerInfo, telemetryEvictions: Telemetry.Evictions,
+                       storage: StorageHealth) -> String {
         let registry = PrometheusCollectorRegistry()
         func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
             MetricNameDescriptor(namespace: "turnstile", metricName: name, unitName: "", helpText: help)
@@ -68,6 +75,9 @@ enum MetricsText {
             counter("telemetry_evictions_total", "Telemetry evicted to stay within its [telemetry] bounds, by kind.",
                     count, [("kind", kind)])
         }
+        gauge("storage_healthy", "1 while the state directory takes writes; 0 while grants are refused with reason storage.",
+              storage.failing ? 0 : 1)
+        counter("storage_failures_total", "Times the state directory stopped taking writes.", storage.failures)
         gauge("connections", "Open client connections.", server.connections)
         gauge("uptime_seconds", "Seconds since the daemon started.", Int(server.uptimeMilliseconds / 1000))
         var bytes: [UInt8] = []

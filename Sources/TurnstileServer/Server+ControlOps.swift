@@ -111,7 +111,8 @@ extension Server {
     func metrics(_ context: RequestContext) {
         let at = now
         let text = MetricsText.render(broker.status(now: at), server: serverInfo(at),
-                                      telemetryEvictions: broker.telemetry.evictions)
+                                      telemetryEvictions: broker.telemetry.evictions,
+                                      storage: .init(failing: store.failure != nil, failures: storageFailures))
         succeed(context) { $0.key("text"); $0.string(text) }
     }
 

@@ -72,6 +72,7 @@ extension Server {
     }
 
     private func storageFailed() {
+        storageFailures += 1
         logger.error("storage failed: acquires are answered unavailable (storage) until the state directory takes writes again",
                      metadata: ["state_dir": "\(settings.stateDirectory)", "error": "\(store.failure ?? "")"])
         guard storageRetryTimer == nil else { return }

@@ -66,6 +66,8 @@ public final class Server {
     /// Whether debug lines are logged (checked before building their metadata).
     let debugLogging: Bool
     var stopping = false
+    /// Times the state directory stopped taking writes (the metric `storage_failures_total`).
+    var storageFailures: UInt64 = 0
     /// The last `STATUS=` sent to systemd (Server+Systemd).
     var lastStatusLine = ""
     let startedAt: Instant

@@ -114,11 +114,14 @@ struct StorageFailureTests {
         #expect(try Self.inUse(client) == 1, "status is served and no withdrawn grant holds a slot")
         let again = try client.ask("acquire", [("detach", .bool(true)), ("wait_ms", .integer(5_000))])
         #expect(again["reason"]?.stringValue == "storage", "no grant while failed: \(again.object)")
+        let failing = try client.ask("metrics").string("text") ?? ""
+        #expect(failing.contains("turnstile_storage_healthy 0") && failing.contains("turnstile_storage_failures_total 1"), "\(failing)")
 
         #expect(unlink(state + "/filler") == 0)
         #expect(daemon.process.waitForOutput("storage recovered"))
         let later = try client.ask("acquire", [("detach", .bool(true)), ("ttl_ms", .integer(60_000))])
         #expect(later.ok, "grants resume")
+        #expect((try client.ask("metrics").string("text") ?? "").contains("turnstile_storage_healthy 1"))
 
         try daemon.crashAndRestart()
         let after = try daemon.client()
