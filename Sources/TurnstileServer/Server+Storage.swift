@@ -158,21 +158,9 @@ extension Server {
 
     /// `{"id":…,"ok":false,"error":"unavailable","message":…,"reason":"storage"}`.
     static func writeStorageRefusal(_ w: inout JSONWriter, id: ArraySlice<UInt8>?) {
-        w.beginObject()
-        if let id {
-            w.key("id")
-            w.raw(id)
-        }
-        w.key("ok")
-        w.bool(false)
-        w.key("error")
-        w.string(ErrorCode.unavailable.rawValue)
-        w.key("message")
-        w.string("the grant could not be saved: the state directory does not take writes (disk full or I/O error)")
-        w.key("reason")
-        w.string("storage")
-        w.endObject()
-        w.newline()
+        Answers.failure(&w, id: id, code: .unavailable,
+                        message: "the grant could not be saved: the state directory does not take writes (disk full or I/O error)",
+                        reason: "storage")
     }
 }
 

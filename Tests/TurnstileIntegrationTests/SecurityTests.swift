@@ -138,15 +138,12 @@ struct PeerRightsTests {
         #expect(compiler.waitForExit(milliseconds: 60_000) == 0, "\(compiler.output)")
         var environment = ProcessInfo.processInfo.environment
         environment["LD_PRELOAD"] = directory + "/nocred.so"
-        let socket = directory + "/t.sock"
-        let daemon = try ChildProcess([Binaries.turnstiled, "--socket", socket, "--state-dir", directory + "/state"],
-                                      environment: environment)
+        let daemon = try Daemon.startBare(in: directory, environment: environment)
         defer {
             daemon.signal(SIGKILL)
             _ = daemon.waitForExit()
         }
-        #expect(daemon.waitForOutput("turnstiled ready"))
-        let client = try TurnstileClient(socketPath: socket)
+        let client = try TurnstileClient(socketPath: directory + "/t.sock")
         let answer = try client.call("hello", timeoutMilliseconds: 10_000)
         #expect(answer.error == "forbidden", "\(answer.object)")
         #expect(answer.string("message")?.contains("cannot read your credentials") == true)
@@ -188,15 +185,12 @@ struct PeerRightsTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var environment = ProcessInfo.processInfo.environment
         environment["XDG_CONFIG_HOME"] = directory + "/config"
-        let socket = directory + "/t.sock"
-        let daemon = try ChildProcess([Binaries.turnstiled, "--socket", socket, "--state-dir", directory + "/state"],
-                                      environment: environment)
+        let daemon = try Daemon.startBare(in: directory, environment: environment)
         defer {
             daemon.signal(SIGKILL)
             _ = daemon.waitForExit()
         }
-        #expect(daemon.waitForOutput("turnstiled ready"))
-        let client = try TurnstileClient(socketPath: socket)
+        let client = try TurnstileClient(socketPath: directory + "/t.sock")
         #expect(try client.call("status", timeoutMilliseconds: 10_000)["global"]?.objectValue?["limit"]?.numberValue?.int64 == 8)
         try FileManager.default.createDirectory(atPath: directory + "/config/turnstile", withIntermediateDirectories: true)
         try "[limits]\nglobal = 3\n".write(toFile: directory + "/config/turnstile/turnstile.toml", atomically: true, encoding: .utf8)

@@ -68,8 +68,7 @@ struct SystemdTests {
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = notify
         let socketPath = directory + "/t.sock"
-        let daemon = try ChildProcess([Binaries.turnstiled, "--socket", socketPath, "--state-dir", directory + "/state"],
-                                      environment: environment)
+        let daemon = try Daemon.startBare(in: directory, environment: environment)
         defer {
             daemon.signal(SIGKILL)
             _ = daemon.waitForExit()

@@ -28,9 +28,10 @@ public enum Answers {
     }
 
     /// A failure: `{"id":…,"ok":false,"error":code,"message":…}` plus `field` for
-    /// `bad_request`, and the refusal's `reason`, `limit`, `in_use`, `retry_after_ms`.
+    /// `bad_request`, and the refusal's `reason`, `limit`, `in_use`, `retry_after_ms` (or a
+    /// bare `reason` that is no limit's, such as `storage`).
     public static func failure(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, code: ErrorCode, message: String,
-                               field: String? = nil, refusal: Refusal? = nil) {
+                               field: String? = nil, refusal: Refusal? = nil, reason: String? = nil) {
         w.beginObject()
         if let id {
             w.key("id")
@@ -46,7 +47,12 @@ public enum Answers {
             w.key("field")
             w.string(field)
         }
-        if let refusal { writeRefusal(&w, refusal) }
+        if let refusal {
+            writeRefusal(&w, refusal)
+        } else if let reason {
+            w.key("reason")
+            w.string(reason)
+        }
         close(&w)
     }
 

@@ -63,6 +63,20 @@ final class Daemon: @unchecked Sendable {
         }
     }
 
+    /// Starts a bare `turnstiled` (no `--config`) on `<directory>/t.sock` with state in
+    /// `<directory>/state` and the environment given, and waits for its ready line: for tests
+    /// of what the environment changes (XDG paths, LD_PRELOAD, NOTIFY_SOCKET). The caller stops it.
+    static func startBare(in directory: String, environment: [String: String]) throws -> ChildProcess {
+        let process = try ChildProcess([Binaries.turnstiled, "--socket", directory + "/t.sock", "--state-dir", directory + "/state"],
+                                       environment: environment)
+        guard process.waitForOutput("turnstiled ready") else {
+            process.signal(SIGKILL)
+            _ = process.waitForExit()
+            throw DaemonError(message: "turnstiled did not become ready:\n\(process.output)")
+        }
+        return process
+    }
+
     /// Connects a client.
     func client() throws -> TurnstileClient { try TurnstileClient(socketPath: socketPath) }
 
