@@ -157,8 +157,11 @@ class AsyncTurnstileClient:
             await self._writer.drain()
         waiting = op in WAITING_OPS
         try:
-            answer = await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: before 3.12 wait_for can swallow a cancellation
+            # that crosses the answer, and a cancelled permit block must see it.
+            async with asyncio.timeout(timeout):
+                answer = await asyncio.shield(future)
+        except TimeoutError:
             if not waiting:
                 self._pending.pop(request_id, None)
                 raise ConnectionLost(f"no answer to {op} within {timeout} s") from None
@@ -208,8 +211,9 @@ class AsyncTurnstileClient:
         if self._closed is not None and self._events.empty():
             return None
         try:
-            event = await asyncio.wait_for(self._events.get(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                event = await self._events.get()
+        except TimeoutError:
             return None
         if event is None:
             self._events.put_nowait(None)  # stays closed for later readers
