@@ -64,9 +64,7 @@ def test_async_permit_releases_on_exception_and_heartbeats(daemon: Daemon) -> No
             assert await lease_holders(client) == []
             async with client.permit(ttl_ms=300, holder="beating") as lease:
                 # Five ttls: without heartbeats the lease would be lost well before the deadline.
-                with pytest.raises(TimeoutError):
-                    async with asyncio.timeout(1.5):
-                        await _lost(lease)
+                assert not await client.wait_lost(lease, timeout=1.5)
                 assert await lease_holders(client) == ["beating"]
             assert (await client.status())["metrics"]["expired_total"] == 0
     run(body())
@@ -154,12 +152,7 @@ def test_async_daemon_stopping_loses_the_connection(daemon: Daemon) -> None:
                 await asyncio.to_thread(daemon.stop)
                 with pytest.raises((ShuttingDown, ConnectionLost)):
                     await asyncio.wait_for(later, 10)
-                await asyncio.wait_for(_lost(lease), 10)
+                assert await holder.wait_lost(lease, timeout=10)
                 with pytest.raises(ConnectionLost):
                     await holder.hello()
     run(body())
-
-
-async def _lost(lease: Lease) -> None:
-    while not lease.lost:
-        await asyncio.sleep(0.02)

@@ -123,8 +123,8 @@ class Lease:
 
     def wait_lost(self, timeout: float | None = None) -> bool:
         """Blocks the calling thread until the lease is lost or ``timeout`` seconds pass;
-        returns :attr:`lost`. (Blocking client; the asyncio client's leases have
-        :meth:`AsyncLease.lost_event`.)"""
+        returns :attr:`lost`. (In asyncio code use :meth:`AsyncTurnstileClient.wait_lost`,
+        which does not block the event loop.)"""
         return self._lost.wait(timeout)
 
     def check(self) -> None:

@@ -234,6 +234,28 @@ class AsyncTurnstileClient:
         async for event in self.events(timeout):
             yield event
 
+    async def wait_lost(self, lease: Lease, timeout: float | None = None) -> bool:
+        """Waits, without blocking the event loop, until ``lease`` is lost or ``timeout``
+        seconds pass; returns ``lease.lost``."""
+        if lease.lost:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def lost(_: Lease, __: str) -> None:
+            if not future.done():
+                future.set_result(None)
+
+        lease.on_lost(lost)
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            pass
+        finally:
+            with contextlib.suppress(ValueError):
+                lease._callbacks.remove(lost)
+        return lease.lost
+
     # -- operations -----------------------------------------------------------------------
 
     async def hello(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._common import WAIT_FOREVER, WAITING_OPS, Lease, LostCallback, default_socket_path, encode, request_fields
-from .errors import Cancelled, ConnectionLost, NotFound, TurnstileError, error_for
+from .errors import ConnectionLost, NotFound, TurnstileError, error_for
 
 __all__ = ["TurnstileClient"]
 
