@@ -153,10 +153,10 @@ class AsyncTurnstileClient:
             ConnectionLost: the connection closed, or no answer within ``timeout``.
         """
         request_id, future = self._send(op, fields)
-        with contextlib.suppress(OSError, ConnectionError):
-            await self._writer.drain()
         waiting = op in WAITING_OPS
         try:
+            with contextlib.suppress(OSError, ConnectionError):
+                await self._writer.drain()
             # asyncio.timeout, not wait_for: before 3.12 wait_for can swallow a cancellation
             # that crosses the answer, and a cancelled permit block must see it.
             async with asyncio.timeout(timeout):
