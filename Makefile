@@ -14,7 +14,7 @@ STATIC_BUILD  := .build-static
 BENCH_PACKAGES := redis-server gnuplot-nox
 
 .PHONY: deps bench-deps build release static install uninstall test test-unit test-install fuzz fuzz-short fuzz-build \
-	test-asan run bench soak clean
+	test-asan run bench soak clean test-python
 
 # Installs what is missing, and only that; never fails when everything is there already.
 define install_missing
@@ -89,6 +89,13 @@ test-install:
 test-unit: deps
 	$(SWIFT) build --build-tests
 	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build
+
+# The Python client package (examples/python) in a venv of its own, tested against the debug daemon.
+PYTHON_VENV := .build-python/venv
+test-python:
+	python3 -m venv $(PYTHON_VENV)
+	$(PYTHON_VENV)/bin/python -m pip install --quiet --disable-pip-version-check ./examples/python pytest </dev/null
+	TURNSTILED=$(CURDIR)/.build/debug/turnstiled $(PYTHON_VENV)/bin/python -m pytest -q examples/python/tests </dev/null
 
 # Starts the daemon in the foreground with its embedded defaults (Ctrl-C stops it).
 run: release

@@ -49,7 +49,7 @@ struct ExampleTests {
         try daemon.client().ask("status")["global"]?.objectValue?["in_use"]?.numberValue?.int64
     }
 
-    // MARK: - examples/python/turnstile_client.py
+    // MARK: - examples/python/turnstile_client (the package, imported from the source tree)
 
     @Test func thePythonClientHoldsHeartbeatsAndReleasesAPermit() throws {
         let daemon = try Daemon()

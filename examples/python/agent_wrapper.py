@@ -51,15 +51,17 @@ Output (the order and the split between models vary from run to run)::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import os
 import sys
 import threading
 import time
 
+# Runs from the source tree without installing: the package is the directory next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from turnstile_client import PermitUnavailable, TurnstileClient, TurnstileError  # noqa: E402
+from turnstile_client import PermitUnavailable, TurnstileClient, TurnstileError, connect  # noqa: E402
 
 
 class Fleet:
@@ -123,6 +125,35 @@ def agent(name: str, args: argparse.Namespace, fleet: Fleet, start: threading.Ba
         fleet.say(f"{name} error: {fleet.errors[name]}")
 
 
+async def async_agent(name: str, args: argparse.Namespace, fleet: Fleet) -> None:
+    """The same agent as :func:`agent`, as a task on the asyncio client (``--asyncio``)."""
+    try:
+        async with await connect(args.socket) as client:
+            async with client.permit(project=args.project, mode=args.mode, model=args.model,
+                                     fallback=args.fallback, wait_ms=args.wait_ms, ttl_ms=args.ttl_ms,
+                                     holder=name, cancel_on_lost=True) as permit:
+                fleet.say(f"{name} model={permit.model} route={permit.route} fence={permit.fence} "
+                          f"waited_ms={permit.waited_ms}")
+                fleet.started(permit.model or "none")
+                try:
+                    await asyncio.sleep(args.work)  # a lost lease cancels this (LeaseLost)
+                finally:
+                    fleet.finished(permit.model or "none")
+                fleet.results[name] = permit.model or "none"
+    except PermitUnavailable as refusal:
+        fleet.errors[name] = str(refusal)
+        fleet.say(f"{name} no permit: {refusal.reason}")
+    except TurnstileError as error:
+        fleet.errors[name] = str(error) or type(error).__name__
+        fleet.say(f"{name} error: {fleet.errors[name]}")
+
+
+async def async_fleet(args: argparse.Namespace, fleet: Fleet) -> None:
+    """Runs every agent as a task of one event loop."""
+    await asyncio.gather(*(async_agent(f"agent-{number}", args, fleet)
+                           for number in range(1, args.agents + 1)))
+
+
 def model_limits(socket_path: str | None) -> dict[str, int]:
     """The daemon's model pools and their limits, from ``status``."""
     with TurnstileClient(socket_path) as client:
@@ -143,6 +174,7 @@ def main() -> int:
     parser.add_argument("--wait-ms", type=int, default=60_000, help="how long an agent waits for a permit")
     parser.add_argument("--ttl-ms", type=int, default=3_000, help="the leases' ttl (heartbeats at a third)")
     parser.add_argument("--socket", default=None, help="the daemon's socket (default: $TURNSTILE_SOCKET, ...)")
+    parser.add_argument("--asyncio", action="store_true", help="run the agents as asyncio tasks")
     args = parser.parse_args()
     args.fallback = [entry.strip() for entry in args.fallback.split(",") if entry.strip()]
 
@@ -153,13 +185,16 @@ def main() -> int:
         return 69
 
     fleet = Fleet()
-    start = threading.Barrier(args.agents)
-    threads = [threading.Thread(target=agent, args=(f"agent-{number}", args, fleet, start), name=f"agent-{number}")
-               for number in range(1, args.agents + 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    if args.asyncio:
+        asyncio.run(async_fleet(args, fleet))
+    else:
+        start = threading.Barrier(args.agents)
+        threads = [threading.Thread(target=agent, args=(f"agent-{number}", args, fleet, start),
+                                    name=f"agent-{number}") for number in range(1, args.agents + 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     used = collections.Counter(fleet.results.values())
     peak = " ".join(f"{model}={count}" for model, count in sorted(fleet.max_holding.items()))
