@@ -78,10 +78,11 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/turnstile.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/turnstiled.fish \
 		$(DESTDIR)$(PREFIX)/lib/systemd/user/turnstile.service $(DESTDIR)$(PREFIX)/lib/systemd/user/turnstile.socket
 
-# Every test: unit, protocol, integration (real binaries, real sockets, real processes), an
-# install into a temporary DESTDIR checked file by file with the toolchain out of reach, then a
-# short libFuzzer run seeded from protocol/vectors.
-test: test-unit test-install fuzz-short
+# Every test: unit, protocol, integration (real binaries, real sockets, real processes), the
+# Python package's tests against the daemon just built, an install into a temporary DESTDIR
+# checked file by file with the toolchain out of reach, then a short libFuzzer run seeded from
+# protocol/vectors.
+test: test-unit test-python test-install fuzz-short
 
 test-install:
 	bash Tests/install/check-install.sh
@@ -92,7 +93,7 @@ test-unit: deps
 
 # The Python client package (examples/python) in a venv of its own, tested against the debug daemon.
 PYTHON_VENV := .build-python/venv
-test-python:
+test-python: build
 	python3 -m venv $(PYTHON_VENV)
 	$(PYTHON_VENV)/bin/python -m pip install --quiet --disable-pip-version-check ./examples/python pytest </dev/null
 	TURNSTILED=$(CURDIR)/.build/debug/turnstiled $(PYTHON_VENV)/bin/python -m pytest -q examples/python/tests </dev/null
