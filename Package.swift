@@ -79,6 +79,7 @@ let package = Package(
         // The thinnest libuv NDJSON permit server, the floor the benchmarks compare against.
         .executableTarget(
             name: "turnstile-floor",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra"])],
             linkerSettings: [.linkedLibrary("uv")]
         ),
         // Load generator and in-process measurements (`make bench`); never part of `make test`.
