@@ -82,6 +82,12 @@ let package = Package(
             cSettings: [.unsafeFlags(["-Wall", "-Wextra"])],
             linkerSettings: [.linkedLibrary("uv")]
         ),
+        // The C ping-pong load generator the suite drives every server with: per request it
+        // costs far less than any server it measures (the Swift client did not).
+        .executableTarget(
+            name: "turnstile-load",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra"])]
+        ),
         // Load generator and in-process measurements (`make bench`); never part of `make test`.
         .executableTarget(
             name: "turnstile-bench",
