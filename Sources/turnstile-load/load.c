@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -132,6 +133,14 @@ static double cpu_seconds(long pid) {
     unsigned long long user = strtoull(field + 1, &end, 10);
     unsigned long long system = strtoull(end + 1, NULL, 10);
     return (double)(user + system) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* This process's own user + system CPU, in seconds: a client near a whole core is the limit,
+ * not the server. */
+static double own_cpu_seconds(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return (double)(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + (double)(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
 static void send_all(int fd, const char *bytes, size_t length) {
@@ -326,7 +335,7 @@ int main(int argc, char **argv) {
     uint64_t warmup_end = now_ns() + (uint64_t)(warmup * 1e9);
     uint64_t end = warmup_end + (uint64_t)(seconds * 1e9);
     uint64_t start = warmup_end, now;
-    double cpu_start = 0;
+    double cpu_start = 0, own_start = 0;
     struct epoll_event events[256];
     for (;;) {
         now = now_ns();
@@ -334,6 +343,7 @@ int main(int argc, char **argv) {
             measuring = 1;
             start = now;
             if (server_pid) cpu_start = cpu_seconds(server_pid);
+            own_start = own_cpu_seconds();
         }
         if (now >= end || (measuring && pairs_max && completed_pairs >= pairs_max)) break;
         int ready = epoll_wait(poller, events, 256, 100);
@@ -342,22 +352,24 @@ int main(int argc, char **argv) {
     }
     double elapsed = (double)(now - start) / 1e9;
     double cpu = server_pid ? cpu_seconds(server_pid) - cpu_start : 0;
+    double own = own_cpu_seconds() - own_start;
     for (int i = 0; i < connections; i++) close(clients[i].fd);
 
     double rate = (double)completed_pairs / elapsed;
+    double pairs = (double)(completed_pairs > 0 ? completed_pairs : 1);
     char cpu_text[32] = "null";
-    if (server_pid) snprintf(cpu_text, sizeof cpu_text, "%.2f", cpu / (double)(completed_pairs > 0 ? completed_pairs : 1) * 1e6);
+    if (server_pid) snprintf(cpu_text, sizeof cpu_text, "%.2f", cpu / pairs * 1e6);
     unsigned long long p50 = percentile(50), p90 = percentile(90), p99 = percentile(99), p999 = percentile(99.9);
     if (json) {
         printf("{\"workload\":\"pingpong\",\"target\":\"%s\",\"client\":\"turnstile-load\",\"connections\":%d,"
                "\"pairs_per_second\":%lld,\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,"
-               "\"server_cpu_us_per_pair\":%s}\n",
-               target_names[target], connections, (long long)rate, p50, p90, p99, p999, cpu_text);
+               "\"server_cpu_us_per_pair\":%s,\"client_cpu_us_per_pair\":%.2f}\n",
+               target_names[target], connections, (long long)rate, p50, p90, p99, p999, cpu_text, own / pairs * 1e6);
     } else {
         printf("pingpong %s c=%d: %lld pairs/s, latency µs p50 %llu p90 %llu p99 %llu p99.9 %llu", target_names[target],
                connections, (long long)rate, p50, p90, p99, p999);
         if (server_pid) printf(", server CPU %s µs/pair", cpu_text);
-        printf("\n");
+        printf(", client CPU %.2f µs/pair\n", own / pairs * 1e6);
     }
     return 0;
 }
