@@ -4,12 +4,12 @@ import Glibc
 
 /// One benchmark connection looping acquire → release, in the target's own protocol.
 ///
-/// Nothing is allocated per request, so that the client costs far less than the server it
-/// measures: answers are read into a fixed buffer and framed in place, the acquire request is
-/// built once, and the release request is rewritten after its fixed prefix within capacity
-/// reserved once. (It still costs more than `turnstile-load`, the C client the suite's
-/// ping-pong uses; `hostile` uses this one.) A class, so that its read buffer is allocated
-/// once and freed with it.
+/// Nothing is allocated per request, so that the client costs as little as it can beside the
+/// server it measures: answers are read into a fixed buffer and framed in place, the acquire
+/// request is built once, and the release request is rewritten after its fixed prefix within
+/// capacity reserved once. (It still costs more than `turnstile-load`, the C client the suite's
+/// ping-pong uses; `hostile` uses this one.) A class, so that its read buffer is allocated once
+/// and freed with it.
 final class PairClient {
     let fd: Int32
     let target: Target
@@ -115,12 +115,8 @@ final class PairClient {
     private func extractToken(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
         switch target {
         case .turnstile, .floor:
-            // A plain scan: the stdlib's firstRange(of:) allocates its searcher on every call.
-            let key = Self.leaseKey
-            guard line.count >= key.count,
-                  let found = (0...(line.count - key.count)).first(where: { line[$0] == key[0] && memcmp(line.baseAddress! + $0, key, key.count) == 0 })
-            else { return nil }
-            let start = found + key.count
+            guard let found = Self.find(Self.leaseKey, in: line) else { return nil }
+            let start = found + Self.leaseKey.count
             guard let end = line[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
             return UnsafeBufferPointer(rebasing: line[start..<end])
         case .redis:
@@ -129,6 +125,13 @@ final class PairClient {
             if digits.last == 0x0D { digits = UnsafeBufferPointer(rebasing: digits.dropLast()) }
             return digits.count == 1 && digits[0] == UInt8(ascii: "0") ? nil : digits
         }
+    }
+
+    /// Where `key` starts in `line`: a plain scan, since the stdlib's `firstRange(of:)` allocates
+    /// its searcher on every call.
+    private static func find(_ key: [UInt8], in line: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard line.count >= key.count else { return nil }
+        return (0...(line.count - key.count)).first { memcmp(line.baseAddress! + $0, key, key.count) == 0 }
     }
 }
 

@@ -6,8 +6,8 @@ import ArgumentParser
 /// `pingpong`: N connections each looping acquire → release as fast as the server answers.
 /// Reports pairs per second and per-request latency percentiles; with `--server-pid`, the
 /// server's CPU time per pair (from /proc). `turnstile-load` (C) runs the same loop and prints
-/// the same line at a fraction of the client CPU per request; the suite uses it, since this
-/// client tops out below what the floor can serve.
+/// the same line with half the user-space instructions per request; the suite uses it, since
+/// against the floor this client's core is the first to fill.
 struct PingPong: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Acquire+release pairs per second and request latency over N connections.")

@@ -7,8 +7,9 @@ import TurnstileProtocol
 /// `suite` (what `make bench` runs): every workload against Turnstile, the C floor and Redis
 /// (`hostile` against Turnstile alone), servers pinned to core 0 and load to core 1, in
 /// interleaved rounds; medians, the SPEC §9 targets checked, a table, a JSON file and a PNG plot.
-/// The ping-pong load comes from `turnstile-load` (C): the Swift client spent more CPU per
-/// request than the floor, so the floor's figure measured the client.
+/// The ping-pong load comes from `turnstile-load` (C), the cheapest client per request we have:
+/// the Swift client as it was spent more CPU per request than the floor, so the floor's figure
+/// measured the client.
 struct Suite: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "The whole benchmark suite (make bench).")
 
