@@ -102,7 +102,8 @@ test-python: build
 run: release
 	.build/release/turnstiled
 
-# The benchmark suite against the C floor and Redis (not part of `make test`).
+# The benchmark suite against the C floor and Redis (not part of `make test`); `swift build`
+# builds every target, turnstile-load (the C ping-pong client) and turnstile-floor with them.
 bench: bench-deps
 	$(SWIFT) build -c release
 	.build/release/turnstile-bench suite --output bench-results

@@ -81,7 +81,14 @@ let package = Package(
         // The thinnest libuv NDJSON permit server, the floor the benchmarks compare against.
         .executableTarget(
             name: "turnstile-floor",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra"])],
             linkerSettings: [.linkedLibrary("uv")]
+        ),
+        // The C ping-pong load generator the suite drives every server with: the cheapest client
+        // per request we have (the Swift one, as it was, held the floor's figure down).
+        .executableTarget(
+            name: "turnstile-load",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra"])]
         ),
         // Load generator and in-process measurements (`make bench`); never part of `make test`.
         .executableTarget(

@@ -42,7 +42,7 @@ struct Contend: ParsableCommand {
                 if let due = clients[index].dueAt { nextWake = min(nextWake, due) }
             }
             let timeout = Int32(min(100, max(0, (Int64(nextWake) - Int64(monotonicNanoseconds())) / 1_000_000)))
-            for index in poller.ready(timeoutMilliseconds: timeout) {
+            poller.forEachReady(timeoutMilliseconds: timeout) { index in
                 clients[index].readable(now: monotonicNanoseconds(), hold: UInt64(holdMicroseconds) * 1000, held: &held,
                                         waits: &waits)
                 heldMax = max(heldMax, held)

@@ -3,91 +3,149 @@ import Glibc
 #endif
 
 /// One benchmark connection looping acquire → release, in the target's own protocol.
-struct PairClient {
+///
+/// Nothing is allocated per request, so that the client costs as little as it can beside the
+/// server it measures: answers are read into a fixed buffer and framed in place, the acquire
+/// request is built once, and the release request is rewritten after its fixed prefix within
+/// capacity reserved once. (It still costs more than `turnstile-load`, the C client the suite's
+/// ping-pong uses; `hostile` uses this one.) A class, so that its read buffer is allocated once
+/// and freed with it.
+final class PairClient {
     let fd: Int32
     let target: Target
-    private var buffer: [UInt8] = []
     private var acquiring = true
     private var sentAt: UInt64 = 0
-    private var token: [UInt8] = []
-    private var scratch = [UInt8](repeating: 0, count: 65_536)
-    private let scripts: RedisSemaphore?
+    /// Received bytes not yet framed are `input[0..<used]`.
+    private let input = UnsafeMutablePointer<UInt8>.allocate(capacity: PairClient.inputCapacity)
+    private var used = 0
+    private let acquireRequest: [UInt8]
+    /// The release request: its fixed prefix, written once, then the token and the tail.
+    private var releaseRequest: [UInt8]
+    private let releasePrefix: Int
+
+    /// Answers are short (turnstiled's acquire answer is about 200 bytes): one that fills the
+    /// buffer without a line end is a protocol error.
+    private static let inputCapacity = 4096
 
     init(fd: Int32, target: Target, scripts: RedisSemaphore?) {
         self.fd = fd
         self.target = target
-        self.scripts = scripts
-    }
-
-    /// Sends the first acquire.
-    mutating func start() { sendAcquire() }
-
-    private mutating func sendAcquire() {
-        acquiring = true
-        sentAt = monotonicNanoseconds()
-        switch target {
-        case .turnstile, .floor: _ = writeAll(fd, Array(#"{"op":"acquire"}"#.utf8) + [0x0A])
-        case .redis: _ = writeAll(fd, RESP.command(["EVALSHA", scripts!.acquireSHA, "3", "sem", "next", "held", "1000000"]))
-        }
-    }
-
-    private mutating func sendRelease() {
-        acquiring = false
-        sentAt = monotonicNanoseconds()
+        let prefix: [UInt8]
         switch target {
         case .turnstile, .floor:
-            _ = writeAll(fd, Array(#"{"op":"release","lease":""#.utf8) + token + Array("\"}\n".utf8))
+            acquireRequest = Array(#"{"op":"acquire"}"#.utf8) + [0x0A]
+            prefix = Array(#"{"op":"release","lease":""#.utf8)
         case .redis:
-            _ = writeAll(fd, RESP.command(["EVALSHA", scripts!.releaseSHA, "2", "sem", "held", String(decoding: token, as: UTF8.self)]))
+            acquireRequest = RESP.command(["EVALSHA", scripts!.acquireSHA, "3", "sem", "next", "held", "1000000"])
+            // Six parts, the token last, written per release.
+            prefix = RESP.header(6) + ["EVALSHA", scripts!.releaseSHA, "2", "sem", "held"].flatMap { RESP.bulk(Array($0.utf8)) }
         }
+        releasePrefix = prefix.count
+        releaseRequest = prefix
+        releaseRequest.reserveCapacity(prefix.count + 256)
     }
+
+    deinit { input.deallocate() }
+
+    /// Sends the first acquire.
+    func start() { sendAcquire() }
+
+    private func sendAcquire() {
+        acquiring = true
+        sentAt = monotonicNanoseconds()
+        _ = writeAll(fd, acquireRequest)
+    }
+
+    private func sendRelease(_ token: UnsafeBufferPointer<UInt8>) {
+        // Within the capacity reserved in init (tokens are 32 bytes): no reallocation.
+        releaseRequest.removeSubrange(releasePrefix...)
+        switch target {
+        case .turnstile, .floor:
+            releaseRequest.append(contentsOf: token)
+            releaseRequest.append(contentsOf: Self.releaseTail)
+        case .redis:
+            // A RESP bulk string, `$<length>\r\n<token>\r\n`, its length in decimal.
+            releaseRequest.append(UInt8(ascii: "$"))
+            var divisor = 1
+            while divisor * 10 <= token.count { divisor *= 10 }
+            repeat {
+                releaseRequest.append(UInt8(ascii: "0") + UInt8(token.count / divisor % 10))
+                divisor /= 10
+            } while divisor > 0
+            releaseRequest.append(contentsOf: Self.lineEnd)
+            releaseRequest.append(contentsOf: token)
+            releaseRequest.append(contentsOf: Self.lineEnd)
+        }
+        acquiring = false
+        sentAt = monotonicNanoseconds()
+        _ = writeAll(fd, releaseRequest)
+    }
+
+    private static let releaseTail: [UInt8] = Array("\"}\n".utf8)
+    private static let lineEnd: [UInt8] = [0x0D, 0x0A]
+    private static let leaseKey: [UInt8] = Array(#""lease":""#.utf8)
 
     /// Reads what arrived; for each complete answer reports its latency and whether it
     /// completed a pair, and sends the next request.
-    mutating func readable(_ onAnswer: (_ latencyNanoseconds: UInt64, _ completedPair: Bool) -> Void) {
-        let count = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+    func readable(_ onAnswer: (_ latencyNanoseconds: UInt64, _ completedPair: Bool) -> Void) {
+        let count = recv(fd, input + used, Self.inputCapacity - used, Int32(MSG_DONTWAIT))
         guard count > 0 else { return }
-        buffer.append(contentsOf: scratch[0..<count])
-        while let newline = buffer.firstIndex(of: 0x0A) {
-            let line = Array(buffer[..<newline])
-            buffer.removeFirst(newline + 1)
+        used += count
+        var start = 0
+        while let newline = memchr(input + start, 0x0A, used - start) {
+            let end = UnsafeRawPointer(input).distance(to: newline)
+            let line = UnsafeBufferPointer(start: input + start, count: end - start)
             let latency = monotonicNanoseconds() - sentAt
             if acquiring {
-                guard let extracted = extractToken(line) else { fatalError("acquire refused: \(String(decoding: line, as: UTF8.self))") }
-                token = extracted
+                guard let token = extractToken(line) else { fatalError("acquire refused: \(String(decoding: line, as: UTF8.self))") }
                 onAnswer(latency, false)
-                sendRelease()
+                sendRelease(token)
             } else {
                 onAnswer(latency, true)
                 sendAcquire()
             }
+            start = end + 1
+        }
+        used -= start
+        precondition(used < Self.inputCapacity, "an answer longer than \(Self.inputCapacity) bytes")
+        if used > 0 && start > 0 { memmove(input, input + start, used) }
+    }
+
+    /// The lease token in an acquire answer (pointing into the answer), nil if it was refused.
+    private func extractToken(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+        switch target {
+        case .turnstile, .floor:
+            guard let found = Self.find(Self.leaseKey, in: line) else { return nil }
+            let start = found + Self.leaseKey.count
+            guard let end = line[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+            return UnsafeBufferPointer(rebasing: line[start..<end])
+        case .redis:
+            guard line.first == UInt8(ascii: ":") else { return nil }
+            var digits = UnsafeBufferPointer(rebasing: line[1...])
+            if digits.last == 0x0D { digits = UnsafeBufferPointer(rebasing: digits.dropLast()) }
+            return digits.count == 1 && digits[0] == UInt8(ascii: "0") ? nil : digits
         }
     }
 
-    private func extractToken(_ line: [UInt8]) -> [UInt8]? {
-        switch target {
-        case .turnstile, .floor:
-            let key = Array(#""lease":""#.utf8)
-            guard let start = line.firstRange(of: key)?.upperBound else { return nil }
-            guard let end = line[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
-            return Array(line[start..<end])
-        case .redis:
-            guard line.first == UInt8(ascii: ":") else { return nil }
-            let digits = line.dropFirst().prefix { $0 != 0x0D }
-            return digits == [0x30] ? nil : Array(digits)
-        }
+    /// Where `key` starts in `line`: a plain scan, since the stdlib's `firstRange(of:)` allocates
+    /// its searcher on every call.
+    private static func find(_ key: [UInt8], in line: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard line.count >= key.count else { return nil }
+        return (0...(line.count - key.count)).first { memcmp(line.baseAddress! + $0, key, key.count) == 0 }
     }
 }
 
 /// Redis's wire protocol, just enough to send commands.
 enum RESP {
     static func command(_ parts: [String]) -> [UInt8] {
-        var out = Array("*\(parts.count)\r\n".utf8)
-        for part in parts {
-            out += Array("$\(part.utf8.count)\r\n".utf8) + Array(part.utf8) + [0x0D, 0x0A]
-        }
-        return out
+        header(parts.count) + parts.flatMap { bulk(Array($0.utf8)) }
     }
+
+    /// An array of `count` parts: `*<count>\r\n`.
+    static func header(_ count: Int) -> [UInt8] { Array("*\(count)\r\n".utf8) }
+
+    /// A bulk string: `$<length>\r\n<bytes>\r\n`.
+    static func bulk(_ bytes: [UInt8]) -> [UInt8] { Array("$\(bytes.count)\r\n".utf8) + bytes + [0x0D, 0x0A] }
 }
 
 /// Per-request latencies, kept whole (a few million samples at most) for exact percentiles.

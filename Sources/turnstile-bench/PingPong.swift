@@ -5,7 +5,9 @@ import ArgumentParser
 
 /// `pingpong`: N connections each looping acquire → release as fast as the server answers.
 /// Reports pairs per second and per-request latency percentiles; with `--server-pid`, the
-/// server's CPU time per pair (from /proc).
+/// server's CPU time per pair (from /proc). `turnstile-load` (C) runs the same loop and prints
+/// the same line with half the user-space instructions per request; the suite uses it, since
+/// against the floor this client's core is the first to fill.
 struct PingPong: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Acquire+release pairs per second and request latency over N connections.")
@@ -25,10 +27,11 @@ struct PingPong: ParsableCommand {
             .measure(seconds: seconds, warmup: warmup, serverPID: serverPID, pairsMax: pairs)
         let p = result.latencies.percentiles([50, 90, 99, 99.9])
         if json {
-            print(#"{"workload":"pingpong","target":"\#(target.rawValue)","connections":\#(connections),"pairs_per_second":\#(Int(result.rate)),"p50_us":\#(p[0]),"p90_us":\#(p[1]),"p99_us":\#(p[2]),"p999_us":\#(p[3]),"server_cpu_us_per_pair":\#(result.cpuPerPair.map { fixed($0, 2) } ?? "null")}"#)
+            print(#"{"workload":"pingpong","target":"\#(target.rawValue)","client":"turnstile-bench","connections":\#(connections),"pairs_per_second":\#(Int(result.rate)),"p50_us":\#(p[0]),"p90_us":\#(p[1]),"p99_us":\#(p[2]),"p999_us":\#(p[3]),"server_cpu_us_per_pair":\#(result.cpuPerPair.map { fixed($0, 2) } ?? "null"),"client_cpu_us_per_pair":\#(fixed(result.clientCPUPerPair, 2))}"#)
         } else {
             print("pingpong \(target.rawValue) c=\(connections): \(Int(result.rate)) pairs/s, latency µs p50 \(p[0]) p90 \(p[1]) p99 \(p[2]) p99.9 \(p[3])"
-                  + (result.cpuPerPair.map { ", server CPU \(fixed($0, 2)) µs/pair" } ?? ""))
+                  + (result.cpuPerPair.map { ", server CPU \(fixed($0, 2)) µs/pair" } ?? "")
+                  + ", client CPU \(fixed(result.clientCPUPerPair, 2)) µs/pair")
         }
     }
 }
@@ -42,9 +45,12 @@ struct PingPongRun {
         var latencies: LatencyRecorder
         /// The server's CPU seconds over the measurement, if its pid was given.
         var serverCPU: Double?
+        /// This client's CPU seconds over the measurement.
+        var clientCPU: Double
 
         var rate: Double { Double(pairs) / seconds }
         var cpuPerPair: Double? { serverCPU.map { $0 / Double(max(pairs, 1)) * 1e6 } }
+        var clientCPUPerPair: Double { clientCPU / Double(max(pairs, 1)) * 1e6 }
     }
 
     private var clients: [PairClient]
@@ -58,7 +64,7 @@ struct PingPongRun {
             return PairClient(fd: fd, target: target, scripts: scripts)
         }
         poller = SocketPoller(clients.map(\.fd))
-        for index in clients.indices { clients[index].start() }
+        for client in clients { client.start() }
     }
 
     /// Runs the load for `warmup` seconds unmeasured, then `seconds` measured (or until
@@ -70,6 +76,7 @@ struct PingPongRun {
         var measuring = false
         var completed = 0
         var cpuStart: Double = 0
+        var ownStart: Double = 0
         var start = warmupEnd
         while true {
             let now = monotonicNanoseconds()
@@ -77,9 +84,10 @@ struct PingPongRun {
                 measuring = true
                 start = now
                 cpuStart = serverPID.map(ProcessStats.cpuSeconds) ?? 0
+                ownStart = ProcessStats.ownCPUSeconds()
             }
             if now >= end || (measuring && pairsMax.map { completed >= $0 } == true) { break }
-            for index in poller.ready(timeoutMilliseconds: 100) {
+            poller.forEachReady(timeoutMilliseconds: 100) { index in
                 clients[index].readable { latency, completedPair in
                     guard measuring else { return }
                     recorder.record(latency)
@@ -89,8 +97,9 @@ struct PingPongRun {
         }
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
         let cpu = serverPID.map { ProcessStats.cpuSeconds($0) - cpuStart }
+        let own = ProcessStats.ownCPUSeconds() - ownStart
         for client in clients { close(client.fd) }
-        return Result(pairs: completed, seconds: elapsed, latencies: recorder, serverCPU: cpu)
+        return Result(pairs: completed, seconds: elapsed, latencies: recorder, serverCPU: cpu, clientCPU: own)
     }
 }
 

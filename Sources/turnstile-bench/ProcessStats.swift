@@ -12,6 +12,13 @@ enum ProcessStats {
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
+    /// This process's own user+system CPU seconds (a client near a whole core is the limit, not the server).
+    static func ownCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+
     /// Resident memory (VmRSS), in bytes.
     static func residentBytes(_ pid: Int32) -> Int { statusKibibytes(pid, "VmRSS:") * 1024 }
 

@@ -13,11 +13,12 @@ struct SocketPoller {
         entries = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
     }
 
-    /// Waits up to `timeoutMilliseconds` and returns the indexes of readable sockets.
-    mutating func ready(timeoutMilliseconds: Int32) -> [Int] {
+    /// Waits up to `timeoutMilliseconds` and calls `body` with the index of each readable
+    /// socket (no array of them built per call: the ping-pong loop calls this per batch).
+    mutating func forEachReady(timeoutMilliseconds: Int32, _ body: (Int) -> Void) {
         let count = entries.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds) }
-        guard count > 0 else { return [] }
-        return entries.indices.filter { entries[$0].revents != 0 }
+        guard count > 0 else { return }
+        for index in entries.indices where entries[index].revents != 0 { body(index) }
     }
 }
 

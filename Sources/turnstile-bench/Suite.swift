@@ -7,6 +7,9 @@ import TurnstileProtocol
 /// `suite` (what `make bench` runs): every workload against Turnstile, the C floor and Redis
 /// (`hostile` against Turnstile alone), servers pinned to core 0 and load to core 1, in
 /// interleaved rounds; medians, the README's performance targets checked, a table, a JSON file and a PNG plot.
+/// The ping-pong load comes from `turnstile-load` (C), the cheapest client per request we have:
+/// the Swift client as it was spent more CPU per request than the floor, so the floor's figure
+/// measured the client.
 struct Suite: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "The whole benchmark suite (make bench).")
 
@@ -40,9 +43,9 @@ struct Suite: ParsableCommand {
         _ = try? Processes.output(["rm", "-rf", work])
     }
 
-    /// Runs `turnstile-bench ARGS --json` on core 1 and parses its line.
-    private func measure(_ tools: Toolbox, _ arguments: [String]) throws -> JSONObject {
-        let text = try Processes.output(["taskset", "-c", "1", tools.bench] + arguments + ["--json"])
+    /// Runs `PROGRAM ARGS --json` (turnstile-bench or turnstile-load) on core 1 and parses its line.
+    private func measure(_ program: String, _ arguments: [String]) throws -> JSONObject {
+        let text = try Processes.output(["taskset", "-c", "1", program] + arguments + ["--json"])
         guard let line = text.split(separator: "\n").last, let object = try? JSONParser.parse(String(line)).objectValue else {
             throw BenchError("no result from \(arguments.joined(separator: " ")): \(text)")
         }
@@ -56,9 +59,14 @@ struct Suite: ParsableCommand {
         for connections in counts {
             for target in Target.allCases {
                 let (socket, pid) = servers.endpoint(target)
-                results.add(try measure(tools, ["ping-pong", "--socket", socket, "--target", target.rawValue,
-                                               "--connections", "\(connections)", "--seconds", "\(seconds)",
-                                               "--server-pid", "\(pid)"]))
+                var arguments = ["--socket", socket, "--target", target.rawValue, "--connections", "\(connections)",
+                                 "--seconds", "\(seconds)", "--server-pid", "\(pid)"]
+                if target == .redis {
+                    // Loaded (and the keys reset) before each run, as `ping-pong` does.
+                    let scripts = try RedisSemaphore.load(socket: socket)
+                    arguments += ["--acquire-sha", scripts.acquireSHA, "--release-sha", scripts.releaseSHA]
+                }
+                results.add(try measure(tools.load, arguments))
             }
         }
     }
@@ -67,7 +75,7 @@ struct Suite: ParsableCommand {
         let servers = try Servers(tools, work, turnstileConfig: "[limits]\nglobal = 8\n", floorLimit: 8)
         defer { servers.stop() }
         for target in Target.allCases {
-            results.add(try measure(tools, ["contend", "--socket", servers.endpoint(target).socket, "--target", target.rawValue,
+            results.add(try measure(tools.bench, ["contend", "--socket", servers.endpoint(target).socket, "--target", target.rawValue,
                                            "--connections", "64", "--limit", "8", "--seconds", "\(seconds)"]))
         }
     }
@@ -77,7 +85,7 @@ struct Suite: ParsableCommand {
                                   floorLimit: 1)
         defer { servers.stop() }
         let (socket, pid) = servers.endpoint(.turnstile)
-        results.add(try measure(tools, ["hostile", "--socket", socket, "--server-pid", "\(pid)", "--seconds", "\(seconds)",
+        results.add(try measure(tools.bench, ["hostile", "--socket", socket, "--server-pid", "\(pid)", "--seconds", "\(seconds)",
                                        "--silent", "\(idleConnections)"]))
     }
 
@@ -87,7 +95,7 @@ struct Suite: ParsableCommand {
                                       floorLimit: 1_000_000)
             defer { servers.stop() }
             let (socket, pid) = servers.endpoint(target)
-            results.add(try measure(tools, ["idle", "--socket", socket, "--target", target.rawValue, "--server-pid", "\(pid)",
+            results.add(try measure(tools.bench, ["idle", "--socket", socket, "--target", target.rawValue, "--server-pid", "\(pid)",
                                            "--connections", "\(idleConnections)", "--seconds", "3"]))
         }
     }
@@ -124,6 +132,7 @@ struct Toolbox {
     var turnstiled: String { directory + "/turnstiled" }
     var turnstile: String { directory + "/turnstile" }
     var floor: String { directory + "/turnstile-floor" }
+    var load: String { directory + "/turnstile-load" }
     let gnuplot: String?
 
     init() {

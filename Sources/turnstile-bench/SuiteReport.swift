@@ -90,6 +90,17 @@ struct SuiteReport {
             }
             lines.append(row)
         }
+        // Which side ran out of CPU: a server whose core was not busy while the load generator's
+        // was measured the generator, and its pairs/s understates it.
+        var busy: [String] = []
+        for target in Target.allCases {
+            let rate = results.median("pingpong", target, connections: 64, "pairs_per_second") ?? 0
+            let server = (results.median("pingpong", target, connections: 64, "server_cpu_us_per_pair") ?? 0) * rate / 1e4
+            let client = (results.median("pingpong", target, connections: 64, "client_cpu_us_per_pair") ?? 0) * rate / 1e4
+            busy.append("\(target.rawValue) \(Int(server))% / \(Int(client))%"
+                        + (client >= 95 && server < 90 ? " (limited by the load generator)" : ""))
+        }
+        lines.append("  c=64, share of its core busy, server / load generator (turnstile-load): " + busy.joined(separator: ", "))
         lines.append("contend (64 clients, limit 8, 1 ms holds): Jain | wait p99 µs | most held")
         for target in Target.allCases {
             lines.append("  \(target.rawValue): \(fixed(results.median("contend", target, "jain") ?? 0, 4)) | "
