@@ -7,7 +7,7 @@ import TurnstileProtocol
 /// The journal's open segment (`journal-N.ndjson`): the changes since the last snapshot,
 /// buffered through a loop turn and written with one `write` before the turn's answers leave.
 ///
-/// Each record is one line, `<crc32 in 8 hex digits> <json>\n`, so a record torn by a crash or
+/// Each record is one line, `<CRC-32C in 8 hex digits> <json>\n`, so a record torn by a crash or
 /// a full disk is recognised and dropped on replay instead of being read as part of the next
 /// one. A batch that cannot be written (disk full, I/O error, file size limit) is kept, never
 /// dropped: the segment is truncated back to the end of its last complete batch and the whole
@@ -17,9 +17,8 @@ final class Journal {
     private(set) var segment: UInt64 = 0
     private var descriptor: Int32 = -1
     /// Framed records not yet known to be in the file.
-    private var pending: [UInt8] = []
-    /// One record while it is written, before its checksum is known.
-    private var scratch = JSONWriter(capacity: 1024)
+    /// The batch: records written in place, each behind a checksum prefix filled in after it.
+    private var pending = JSONWriter(capacity: 4096)
     /// The segment's length after its last complete batch: a failed write is cut back to it.
     private var committedLength: off_t = 0
     /// Whether the file may hold part of a failed batch past `committedLength`.
@@ -48,15 +47,14 @@ final class Journal {
 
     /// Appends one record to the batch: `write` writes its JSON and ends the line.
     func append(_ write: (inout JSONWriter) -> Void) {
-        scratch.removeAll(keepingCapacityUpTo: 1 << 16)
-        write(&scratch)
-        scratch.withBytes { line in
-            let crc = CRC32.checksum(UnsafeRawBufferPointer(rebasing: line.dropLast()))
-            for shift in stride(from: 28, through: 0, by: -4) {
-                pending.append(Self.hexDigits[Int((crc >> UInt32(shift)) & 0xF)])
-            }
-            pending.append(UInt8(ascii: " "))
-            pending.append(contentsOf: line)
+        let start = pending.count
+        pending.framing("00000000 ")
+        write(&pending)
+        pending.withMutableBytes { batch in
+            guard batch.count > start + 9 else { return }
+            // The record's JSON: after the 9-byte prefix, without its newline.
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: batch[(start + 9)..<(batch.count - 1)]))
+            for index in 0..<8 { batch[start + index] = Self.hexDigits[Int((crc >> UInt32(28 - 4 * index)) & 0xF)] }
         }
     }
 
@@ -76,7 +74,7 @@ final class Journal {
             mayHoldTornTail = false
         }
         var offset = 0
-        let failure: String? = pending.withUnsafeBytes { bytes in
+        let failure: String? = pending.withBytes { bytes in
             while offset < bytes.count {
                 let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
                 if written < 0 {
@@ -96,13 +94,13 @@ final class Journal {
         }
         committedLength += off_t(offset)
         segmentBytes += offset
-        pending.removeAll(keepingCapacity: pending.capacity <= 1 << 20)
+        pending.removeAll(keepingCapacityUpTo: 1 << 20)
         return nil
     }
 
     /// Forgets records that a snapshot now holds (written when the journal could not be).
     func discardPending() {
-        pending.removeAll(keepingCapacity: pending.capacity <= 1 << 20)
+        pending.removeAll(keepingCapacityUpTo: 1 << 20)
     }
 
     /// Closes the segment file.
@@ -156,7 +154,7 @@ enum JournalReader {
             return .failure(Failure("no checksum"))
         }
         let json = line.dropFirst(9)
-        guard CRC32.checksum(json) == expected else { return .failure(Failure("checksum mismatch")) }
+        guard CRC32C.checksum(json) == expected else { return .failure(Failure("checksum mismatch")) }
         return .success(json)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import CLibUV
 import Testing
 import TurnstileClient
 import TurnstileProtocol
@@ -157,5 +158,21 @@ struct StorageFailureTests {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8),
               let schema = try? JSONParser.parse(text).objectValue else { return ["no schema at \(path)"] }
         return SchemaValidator.problems(.object(answer.object), schema)
+    }
+}
+
+/// The journal's record checksum is CRC-32C, and the CPU's instruction and the portable loop
+/// agree on it.
+@Suite("Journal record checksum")
+struct RecordChecksumTests {
+    @Test func crc32cMatchesTheStandardCheckValueAndBothImplementationsAgree() {
+        let check = Array("123456789".utf8)
+        #expect(turnstile_crc32c(0, check, check.count) == 0xE306_9283, "the CRC-32C check value")
+        #expect(turnstile_crc32c_portable(0, check, check.count) == 0xE306_9283)
+        var generator = SystemRandomNumberGenerator()
+        for length in [0, 1, 7, 8, 9, 63, 64, 65, 1000] {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            #expect(turnstile_crc32c(0, bytes, bytes.count) == turnstile_crc32c_portable(0, bytes, bytes.count), "\(length) bytes")
+        }
     }
 }

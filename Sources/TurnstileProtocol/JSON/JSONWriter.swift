@@ -359,6 +359,21 @@ public struct JSONWriter {
         }
     }
 
+    /// Appends bytes that frame a line rather than belong to its JSON (a journal record's
+    /// checksum prefix): the next value starts without a separator.
+    public mutating func framing(_ bytes: StaticString) {
+        unique()
+        buffer.append(UnsafeRawBufferPointer(start: bytes.utf8Start, count: bytes.utf8CodeUnitCount))
+        needsComma = false
+    }
+
+    /// Lets `body` rewrite bytes already written: a framing prefix whose value depends on what
+    /// follows it (a checksum), filled in once that is written.
+    public mutating func withMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        unique()
+        return try body(UnsafeMutableRawBufferPointer(start: buffer.pointer, count: buffer.count))
+    }
+
     /// Ends the line: appends the newline that frames a message.
     @inlinable
     public mutating func newline() {
