@@ -73,18 +73,7 @@ final class Journal {
             }
             mayHoldTornTail = false
         }
-        var offset = 0
-        let failure: String? = pending.withBytes { bytes in
-            while offset < bytes.count {
-                let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return String(cString: strerror(errno))
-                }
-                offset += written
-            }
-            return nil
-        }
+        let (offset, failure) = pending.withBytes { writeAll(descriptor, $0) }
         if let failure {
             if offset > 0 {
                 mayHoldTornTail = true

@@ -92,6 +92,21 @@ final class SnapshotJob: @unchecked Sendable {
     }
 }
 
+/// Writes every byte to `fd`, retrying short writes and EINTR.
+/// - Returns: how many bytes were written, and why it stopped early (nil if it did not).
+func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> (written: Int, failure: String?) {
+    var offset = 0
+    while offset < bytes.count {
+        let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+        if written < 0 {
+            if errno == EINTR { continue }
+            return (offset, String(cString: strerror(errno)))
+        }
+        offset += written
+    }
+    return (offset, nil)
+}
+
 /// Writes a file atomically and durably: temp file, write, fsync, rename, fsync the directory.
 /// A temp file left by a failure is removed; one left by a crash is removed at the next start
 /// (`StateStore.removeLeftovers`).
@@ -100,18 +115,8 @@ func writeAtomically(_ path: String, _ bytes: [UInt8]) throws {
     let temporary = path + ".tmp-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     guard fd >= 0 else { throw StartupError(description: "cannot write \(temporary): \(String(cString: strerror(errno)))") }
-    var offset = 0
-    let failure: String? = bytes.withUnsafeBytes { buffer in
-        while offset < buffer.count {
-            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                return String(cString: strerror(errno))
-            }
-            offset += written
-        }
-        return fsync(fd) == 0 ? nil : String(cString: strerror(errno))
-    }
+    var failure = bytes.withUnsafeBytes { writeAll(fd, $0).failure }
+    if failure == nil && fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
     Glibc.close(fd)
     if let failure {
         unlink(temporary)

@@ -102,16 +102,7 @@ extension Broker {
     /// Removes a lease from every index and gives back everything it held. Callers dispatch.
     @discardableResult
     mutating func endLease(_ fence: UInt64, cause: LeaseEndCause, now: Instant) -> Lease {
-        let lease = leases.removeValue(forKey: fence)!
-        tokens[lease.token] = nil
-        if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
-        if let workspace = lease.request.workspace, occupancy.workspaces[workspace] == fence {
-            occupancy.workspaces[workspace] = nil
-        }
-        // A connection's (possibly empty) set stays until it disconnects: the next grant to it
-        // then needs no new allocation.
-        if let client = lease.client { leasesByClient[client]?.remove(fence) }
-        if let pid = lease.pid { unbindProcess(pid, fence: fence) }
+        let lease = removeFromIndexes(fence)
         if let waiter = queue.unparkWaiter(of: fence) {
             let ticket = queue.remove(waiter)!.ticket
             effects.append(.failed(ticket, .leaseGone))
@@ -123,6 +114,24 @@ extension Broker {
 }
 
 extension Broker {
+    /// Removes a live lease from every index and gives back the capacity and workspace it
+    /// holds: what ending a lease and withdrawing an unsaved grant share.
+    /// - Returns: the lease as it was.
+    @discardableResult
+    mutating func removeFromIndexes(_ fence: UInt64) -> Lease {
+        let lease = leases.removeValue(forKey: fence)!
+        tokens[lease.token] = nil
+        if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
+        if let workspace = lease.request.workspace, occupancy.workspaces[workspace] == fence {
+            occupancy.workspaces[workspace] = nil
+        }
+        // A connection's (possibly empty) set stays until it disconnects: the next grant to it
+        // then needs no new allocation.
+        if let client = lease.client { leasesByClient[client]?.remove(fence) }
+        if let pid = lease.pid { unbindProcess(pid, fence: fence) }
+        return lease
+    }
+
     /// A connection closed: its waiters are dropped (nobody is left to answer), its bound
     /// leases released at once, and its detached leases keep living on heartbeats alone.
     public mutating func disconnect(_ client: ClientID, now: Instant) {

@@ -22,14 +22,7 @@ extension Broker {
             dispatch(now: now)
             return true
         }
-        leases[fence] = nil
-        tokens[lease.token] = nil
-        if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
-        if let workspace = lease.request.workspace, occupancy.workspaces[workspace] == fence {
-            occupancy.workspaces[workspace] = nil
-        }
-        if let client = lease.client { leasesByClient[client]?.remove(fence) }
-        if let pid = lease.pid { unbindProcess(pid, fence: fence) }
+        removeFromIndexes(fence)
         if metrics.admittedTotal > 0 { metrics.admittedTotal -= 1 }
         dispatch(now: now)
         return true
