@@ -11,10 +11,14 @@ enum JournalRecord: Decodable, Equatable {
     case end(fence: UInt64)
     case breaker(project: String, state: CircuitBreaker.ProjectState)
     case throttle(BrokerSnapshot.ThrottleRecord)
+    /// An operator lifted a throttle (`throttle` with `clear: true`).
+    case unthrottle(tenant: String, provider: String)
+    /// An operator lifted a model's subscription-limit flag.
+    case unflag(model: String)
     case record(CompletionEvent)
 
     private enum Keys: String, CodingKey {
-        case t, lease, fence, project, failures, tripped, tenant, provider, until, event
+        case t, lease, fence, project, failures, tripped, tenant, provider, until, event, model
     }
 
     init(from decoder: any Decoder) throws {
@@ -31,6 +35,10 @@ enum JournalRecord: Decodable, Equatable {
             self = .throttle(.init(tenant: try c.decode(String.self, forKey: .tenant),
                                    provider: try c.decode(String.self, forKey: .provider),
                                    until: try c.decode(WallTime.self, forKey: .until)))
+        case "unthrottle":
+            self = .unthrottle(tenant: try c.decode(String.self, forKey: .tenant),
+                               provider: try c.decode(String.self, forKey: .provider))
+        case "unflag": self = .unflag(model: try c.decode(String.self, forKey: .model))
         case "record": self = .record(try c.decode(CompletionEvent.self, forKey: .event))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .t, in: c, debugDescription: "unknown record \(other)")
@@ -110,6 +118,25 @@ enum JournalRecord: Decodable, Equatable {
         w.key("tenant"); w.string(tenant)
         w.key("provider"); w.string(provider)
         w.key("until"); w.int(until.unixMilliseconds)
+        w.endObject()
+        w.newline()
+    }
+
+    /// Writes an `unthrottle` record: the throttle on (tenant, provider) was lifted.
+    static func writeUnthrottle(_ w: inout JSONWriter, tenant: String, provider: String) {
+        w.beginObject()
+        w.key("t"); w.string("unthrottle")
+        w.key("tenant"); w.string(tenant)
+        w.key("provider"); w.string(provider)
+        w.endObject()
+        w.newline()
+    }
+
+    /// Writes an `unflag` record: a model's subscription-limit flag was lifted.
+    static func writeUnflag(_ w: inout JSONWriter, model: String) {
+        w.beginObject()
+        w.key("t"); w.string("unflag")
+        w.key("model"); w.string(model)
         w.endObject()
         w.newline()
     }

@@ -85,6 +85,20 @@ extension Server {
         succeed(context) { $0.key("retry_after_ms"); $0.int(effective) }
     }
 
+    /// `throttle` with `clear: true` (admin): lift a throttle before its end.
+    func clearThrottle(provider: String, tenant: String, _ context: RequestContext) {
+        let lifted = broker.clearThrottle(provider: provider, tenant: tenant, now: now)
+        if lifted { logger.info("throttle cleared", metadata: ["provider": "\(provider)", "tenant": "\(tenant)"]) }
+        succeed(context) { $0.key("cleared"); $0.bool(lifted) }
+    }
+
+    /// `unflag` (admin): lift a model's subscription-limit flag before its TTL.
+    func unflag(model: String, _ context: RequestContext) {
+        let lifted = broker.unflag(model: model, now: now, wall: wall)
+        if lifted { logger.info("subscription-limit flag lifted", metadata: ["model": "\(model)"]) }
+        succeed(context) { $0.key("unflagged"); $0.bool(lifted) }
+    }
+
     /// `record`: a completed model call, stamped with the daemon's wall clock.
     func record(_ event: CompletionEvent, _ context: RequestContext) {
         var stamped = event

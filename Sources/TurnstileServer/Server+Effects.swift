@@ -53,6 +53,12 @@ extension Server {
             store.journalThrottle(tenant: tenant, provider: provider,
                                   until: wall.adding(milliseconds: Int64(clamping: retryAfter)))
             broadcast { Answers.watchThrottled(&$0, provider: provider, tenant: tenant, retryAfterMilliseconds: retryAfter) }
+        case .throttleCleared(let provider, let tenant):
+            store.journalUnthrottle(tenant: tenant, provider: provider)
+            broadcast { Answers.watchThrottleCleared(&$0, provider: provider, tenant: tenant) }
+        case .unflagged(let model):
+            store.journalUnflag(model: model)
+            broadcast { Answers.watchUnflagged(&$0, model: model) }
         }
     }
 

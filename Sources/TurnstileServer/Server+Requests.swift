@@ -79,6 +79,10 @@ extension Server {
         case .report(let project, let agent, let success): report(project: project, agent: agent, success: success, context)
         case .throttle(let provider, let tenant, let retryAfter):
             throttle(provider: provider, tenant: tenant, retryAfter: retryAfter, context)
+        case .clearThrottle(let provider, let tenant):
+            clearThrottle(provider: provider, tenant: tenant, context)
+        case .unflag(let model):
+            unflag(model: model, context)
         case .record(let event): record(event, context)
         case .performance(let model): performance(model, context)
         case .usage(let session): usage(session, context)

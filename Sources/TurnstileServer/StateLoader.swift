@@ -152,6 +152,9 @@ struct StateLoader {
             case .throttle(let throttle):
                 snapshot.throttles.removeAll { $0.tenant == throttle.tenant && $0.provider == throttle.provider && $0.until <= throttle.until }
                 snapshot.throttles.append(throttle)
+            case .unthrottle(let tenant, let provider):
+                snapshot.throttles.removeAll { $0.tenant == tenant && $0.provider == provider }
+            case .unflag(let model): telemetry.subscriptionLimits[model] = nil
             case .record(let event):
                 telemetry.events.append(event)
                 if SubscriptionLimitDetector.isLimit(error: event.error, status: event.status) {

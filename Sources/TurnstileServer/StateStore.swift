@@ -214,6 +214,10 @@ final class StateStore {
     func journalThrottle(tenant: String, provider: String, until: WallTime) {
         journal.append { JournalRecord.writeThrottle(&$0, tenant: tenant, provider: provider, until: until) }
     }
+    func journalUnthrottle(tenant: String, provider: String) {
+        journal.append { JournalRecord.writeUnthrottle(&$0, tenant: tenant, provider: provider) }
+    }
+    func journalUnflag(model: String) { journal.append { JournalRecord.writeUnflag(&$0, model: model) } }
     func journalRecord(_ event: CompletionEvent) { journal.append { JournalRecord.writeEvent(&$0, event) } }
 
     /// Closes the journal and gives up the directory.

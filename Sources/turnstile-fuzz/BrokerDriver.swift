@@ -84,6 +84,8 @@ struct BrokerDriver {
         case .throttle(let provider, let tenant, let retryAfter):
             guard let delay = retryAfter.delayMilliseconds(wall: wall) else { return broker.tick(now: now) }
             broker.throttle(provider: provider, tenant: tenant, retryAfterMilliseconds: delay, now: now)
+        case .clearThrottle(let provider, let tenant): _ = broker.clearThrottle(provider: provider, tenant: tenant, now: now)
+        case .unflag(let model): _ = broker.unflag(model: model, now: now, wall: wall)
         case .record(let event):
             var stamped = event
             stamped.completedAt = wall

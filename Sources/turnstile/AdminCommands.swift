@@ -30,9 +30,11 @@ struct Resume: ParsableCommand {
     }
 }
 
-/// `turnstile throttle PROVIDER --retry-after 30s | --retry-after-header VALUE` (admin).
+/// `turnstile throttle PROVIDER --retry-after 30s | --retry-after-header VALUE | --clear` (admin).
 struct Throttle: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Record that a provider rate-limited a tenant (admin).")
+    static let configuration = CommandConfiguration(
+        abstract: "Record that a provider rate-limited a tenant, or lift that (admin).",
+        discussion: "A throttle is never shortened: --retry-after 0 leaves a longer one in force and says so; --clear lifts it.")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
     @Argument(help: "The provider.") var provider: String
@@ -40,22 +42,53 @@ struct Throttle: ParsableCommand {
     @Option(name: .customLong("retry-after"), help: "How long (30s, 2m…).") var retryAfter: String?
     @Option(name: .customLong("retry-after-header"), help: "The provider's Retry-After header as given (seconds or an HTTP date).")
     var header: String?
+    @Flag(help: "Lift the throttle now.") var clear = false
 
     func validate() throws {
-        if (retryAfter == nil) == (header == nil) { throw ValidationError("give either --retry-after or --retry-after-header") }
+        if [retryAfter != nil, header != nil, clear].filter({ $0 }).count != 1 {
+            throw ValidationError("give one of --retry-after, --retry-after-header or --clear")
+        }
     }
 
     func run() throws {
         var fields: [(String, JSONValue)] = [("provider", .text(provider))]
         if let tenant { fields.append(("tenant", .text(tenant))) }
+        let who = "\(TerminalText.safe(provider)) for tenant \(TerminalText.safe(tenant ?? "local"))"
+        if clear {
+            fields.append(("clear", .bool(true)))
+            return try finish(connection.connect().request("throttle", fields), output) { answer in
+                [answer["cleared"]?.boolValue == true ? "lifted the throttle on \(who)" : "\(who) was not throttled"]
+            }
+        }
         if let retryAfter {
             guard let milliseconds = Durations.milliseconds(retryAfter) else { throw ValidationError("--retry-after: not a duration") }
             fields.append(("retry_after_ms", .integer(milliseconds)))
         }
         if let header { fields.append(("retry_after", .text(header))) }
+        let asked = retryAfter.flatMap(Durations.milliseconds)
         try finish(connection.connect().request("throttle", fields), output) { answer in
-            let left = answer["retry_after_ms"].map { " for \(HumanLines.duration($0))" } ?? ""
-            return ["throttled \(TerminalText.safe(provider)) for tenant \(TerminalText.safe(tenant ?? "local"))\(left)"]
+            guard let left = answer["retry_after_ms"], let ms = left.numberValue?.uint64 else { return ["throttled \(who)"] }
+            if let asked, ms > asked {
+                return ["\(who) stays throttled for \(HumanLines.duration(left)): a throttle is never shortened "
+                    + "(turnstile throttle \(TerminalText.safe(provider)) --clear lifts it)"]
+            }
+            return ms == 0 ? ["\(who) is not throttled"] : ["throttled \(who) for \(HumanLines.duration(left))"]
+        }
+    }
+}
+
+/// `turnstile unflag MODEL` (admin): lift a subscription-limit flag before its TTL.
+struct Unflag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Lift a model's subscription-limit flag before its TTL (admin).")
+    @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
+    @Argument(help: "The model (provider/model, or the name a record used).") var model: String
+
+    func run() throws {
+        try finish(connection.connect().request("unflag", [("model", .text(model))]), output) { answer in
+            [answer["unflagged"]?.boolValue == true ? "lifted the subscription-limit flag on \(TerminalText.safe(model))"
+                : "\(TerminalText.safe(model)) was not flagged"]
         }
     }
 }

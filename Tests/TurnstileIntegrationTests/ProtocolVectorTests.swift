@@ -32,6 +32,17 @@ struct ProtocolVectorTests {
         }
     }
 
+    /// The request schemas list exactly the fields the decoder takes (plus `op` and `id`), so
+    /// that a field the daemon refuses as unknown is never one the documents promise.
+    @Test(arguments: Op.allCases)
+    func requestSchemaListsTheFieldsTheDecoderTakes(op: Op) throws {
+        let text = try String(contentsOfFile: Self.schemas + "/requests/\(op.rawValue).json", encoding: .utf8)
+        let schema = try #require(try JSONParser.parse(text).objectValue)
+        let listed = Set(try #require(schema["properties"]?.objectValue).members.map(\.key))
+        #expect(listed == Set(["op", "id"] + op.fields.map(\.description)))
+        #expect(schema["additionalProperties"]?.boolValue == false)
+    }
+
     @Test(arguments: vectorNames)
     func replay(name: String) throws {
         let lines = try String(contentsOfFile: Self.directory + "/" + name, encoding: .utf8)

@@ -98,7 +98,8 @@ struct SecurityTests {
         #expect(acquired.contains(#""ok":true"#), "\(acquired)")
         let pause = try askAsNobody(daemon, #"{"id":2,"op":"pause","project":"alpha"}"#)
         #expect(pause.contains(#""error":"forbidden""#), "\(pause)")
-        for op in [#""op":"reload""#, #""op":"throttle","provider":"p","retry_after_ms":5"#, #""op":"revoke","fence":1"#] {
+        for op in [#""op":"reload""#, #""op":"throttle","provider":"p","retry_after_ms":5"#, #""op":"revoke","fence":1"#,
+                   #""op":"throttle","provider":"p","clear":true"#, #""op":"unflag","model":"a/b""#] {
             let answer = try askAsNobody(daemon, "{\(op)}")
             #expect(answer.contains(#""error":"forbidden""#), "\(op): \(answer)")
         }

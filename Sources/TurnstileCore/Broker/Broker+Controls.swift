@@ -64,6 +64,34 @@ extension Broker {
         return remaining
     }
 
+    /// Lifts a provider's throttle for a tenant before its end (an operator's `throttle` with
+    /// `clear: true`); the waiters it held are granted if they fit.
+    /// - Returns: whether a throttle was in force.
+    public mutating func clearThrottle(provider: String, tenant: String, now: Instant) -> Bool {
+        liftEndedBlocks(now: now)
+        let key = ThrottleTable.Key(tenant: tenant, provider: provider)
+        guard throttles.clear(key, now: now) else { return false }
+        effects.append(.throttleCleared(provider: key.provider, tenant: tenant))
+        dispatch(now: now)
+        debugCheckInvariants(now: now)
+        return true
+    }
+
+    /// Lifts a model's subscription-limit flag before its TTL (`unflag`): the limiter counts the
+    /// model as free again and performance stops reporting the limit. Its events stay.
+    /// - Returns: whether a flag was in force.
+    public mutating func unflag(model: String, now: Instant, wall: WallTime) -> Bool {
+        liftEndedBlocks(now: now)
+        let key = Telemetry.modelKey(model)
+        let limiterFlag = modelFlags.remove(key, now: now)
+        let telemetryFlag = telemetry.unflag(model: key, now: wall)
+        guard limiterFlag || telemetryFlag else { return false }
+        effects.append(.unflagged(model: key))
+        dispatch(now: now)
+        debugCheckInvariants(now: now)
+        return true
+    }
+
     /// Records a `project-meta` run's outcome; a trip pauses the project.
     public mutating func report(project: String, agent: String, success: Bool,
                                 now: Instant) -> Result<CircuitBreaker.Outcome, LeaseError> {

@@ -28,4 +28,8 @@ public enum Effect: Sendable, Equatable {
     case tripped(project: String, failures: Int)
     /// A provider was throttled for a tenant; `retryAfterMilliseconds` is the time in force.
     case throttled(provider: String, tenant: String, retryAfterMilliseconds: UInt64)
+    /// An operator lifted a provider's throttle for a tenant before its end.
+    case throttleCleared(provider: String, tenant: String)
+    /// An operator lifted a model's subscription-limit flag before its TTL.
+    case unflagged(model: String)
 }

@@ -20,6 +20,14 @@ struct FlagTable: Sendable {
 
     var isEmpty: Bool { ends.isEmpty }
 
+    /// Lifts a model's flag now.
+    /// - Returns: whether one was in force.
+    mutating func remove(_ model: String, now: Instant) -> Bool {
+        guard let end = ends.removeValue(forKey: model) else { return false }
+        earliestEnd = ends.values.min()
+        return end > now
+    }
+
     /// Forgets flags that have ended.
     /// - Returns: true if any ended (the broker then dispatches).
     mutating func expire(now: Instant) -> Bool {

@@ -44,6 +44,14 @@ public struct ThrottleTable: Sendable {
         return end
     }
 
+    /// Lifts the throttle on `key` now (an operator's `clear`).
+    /// - Returns: whether one was in force.
+    public mutating func clear(_ key: Key, now: Instant) -> Bool {
+        guard let end = until.removeValue(forKey: key) else { return false }
+        earliestEnd = until.values.min()
+        return end > now
+    }
+
     /// Milliseconds until the throttle on `key` ends, or nil if none is in force.
     public func remaining(_ key: Key, now: Instant) -> UInt64? {
         guard let end = until[key], end > now else { return nil }

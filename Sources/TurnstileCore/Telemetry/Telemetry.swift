@@ -90,6 +90,13 @@ public struct Telemetry: Sendable {
     /// Whether the store knows a model (it has events or a flag).
     public func knows(model: String) -> Bool { models.contains(model) }
 
+    /// Lifts a model's subscription-limit flag (its events stay).
+    /// - Returns: whether one was in force at `now`.
+    public mutating func unflag(model: String, now: WallTime) -> Bool {
+        guard let end = limits.removeValue(forKey: Self.modelKey(model)) else { return false }
+        return now < end
+    }
+
     /// Records one completion.
     /// - Returns: the flag raised if the event says the subscription's limit was reached.
     @discardableResult

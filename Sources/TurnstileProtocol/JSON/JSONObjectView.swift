@@ -142,6 +142,11 @@ public struct JSONObjectView {
     /// A boolean member's value.
     public func bool(_ member: JSONMember) -> Bool { bytes[member.value.lowerBound] == UInt8(ascii: "t") }
 
+    /// A member's key, unescaped.
+    public func key(_ member: JSONMember) -> String {
+        member.keyIsPlain ? String(decoding: bytes[member.key], as: UTF8.self) : decodedKey(member)
+    }
+
     private func decodedKey(_ member: JSONMember) -> String {
         let quoted = UnsafeBufferPointer(rebasing: bytes[(member.key.lowerBound - 1)..<(member.key.upperBound + 1)])
         return (try? JSONParser.parse(quoted))?.stringValue ?? ""

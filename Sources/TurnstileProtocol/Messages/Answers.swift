@@ -175,6 +175,23 @@ public enum Answers {
     }
 
     /// The `throttled` watch event.
+    /// `{"event":"throttle_cleared","provider":…,"tenant":…}`: an operator lifted a throttle.
+    public static func watchThrottleCleared(_ w: inout JSONWriter, provider: String, tenant: String) {
+        w.beginObject()
+        w.key("event"); w.string("throttle_cleared")
+        w.key("provider"); w.string(provider)
+        w.key("tenant"); w.string(tenant)
+        close(&w)
+    }
+
+    /// `{"event":"unflagged","model":…}`: an operator lifted a subscription-limit flag.
+    public static func watchUnflagged(_ w: inout JSONWriter, model: String) {
+        w.beginObject()
+        w.key("event"); w.string("unflagged")
+        w.key("model"); w.string(model)
+        close(&w)
+    }
+
     public static func watchThrottled(_ w: inout JSONWriter, provider: String, tenant: String, retryAfterMilliseconds: UInt64) {
         w.beginObject()
         w.key("event")

@@ -30,7 +30,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
 /// The operations of the wire protocol (protocol/PROTOCOL.md).
 public enum Op: String, Sendable, CaseIterable {
     case hello, acquire, heartbeat, release, attach, cancel, status, pause, resume, report, throttle
-    case record, performance, usage, metrics, watch, reload, park, unpark, revoke
+    case record, performance, usage, metrics, watch, reload, park, unpark, revoke, unflag
 
     /// Every op's name as bytes, to match a request's `op` without making a `String` (the
     /// synthesized `init(rawValue:)` hashes the string through a generic switch cache).
@@ -48,8 +48,34 @@ public enum Op: String, Sendable, CaseIterable {
     /// Ops reserved for the daemon's owner, root and `admin_uids` (protocol/PROTOCOL.md §2 and §12).
     public var isAdmin: Bool {
         switch self {
-        case .pause, .resume, .throttle, .reload, .revoke: true
+        case .pause, .resume, .throttle, .reload, .revoke, .unflag: true
         default: false
+        }
+    }
+
+    /// The fields this op knows besides `op` and `id` (protocol/PROTOCOL.md §3): any other is
+    /// a `bad_request` naming it, so that a typo (`projct`) is an error, not a default.
+    public var fields: [StaticString] {
+        switch self {
+        case .hello: ["client"]
+        case .acquire:
+            ["project", "mode", "model", "fallback", "providers", "workspace", "tenant", "priority", "wait_ms",
+             "ttl_ms", "detach", "pid", "holder", "notify"]
+        case .heartbeat: ["lease", "leases"]
+        case .release: ["lease"]
+        case .attach: ["lease", "pid"]
+        case .cancel: ["target"]
+        case .status, .metrics, .watch, .reload: []
+        case .pause, .resume: ["project"]
+        case .report: ["project", "agent", "success"]
+        case .throttle: ["provider", "tenant", "retry_after_ms", "retry_after", "clear"]
+        case .record: ["model", "session_id", "latency_ms", "success", "tokens", "cost_usd", "error", "status"]
+        case .performance: ["model"]
+        case .usage: ["session_id"]
+        case .park: ["lease"]
+        case .unpark: ["lease", "wait_ms", "notify"]
+        case .revoke: ["lease", "fence"]
+        case .unflag: ["model"]
         }
     }
 }

@@ -35,6 +35,41 @@ struct FieldReader {
         RequestError(.badRequest, field: field.description, message)
     }
 
+    /// Fails naming the first field that is neither `op`, `id` nor one of `known` (a typo such
+    /// as `projct` is an error, not a silent default). A scanned key is compared as bytes.
+    func rejectUnknown(_ known: [StaticString], nested prefix: String = "") throws(RequestError) {
+        func isKnown(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
+            if prefix.isEmpty && (Self.equals(key, "op") || Self.equals(key, "id")) { return true }
+            return known.contains { Self.equals(key, $0) }
+        }
+        if let view {
+            for member in view.members {
+                if member.keyIsPlain {
+                    if isKnown(UnsafeBufferPointer(rebasing: view.bytes[member.key])) { continue }
+                    throw unknown(prefix + String(decoding: view.bytes[member.key], as: UTF8.self))
+                }
+                var name = view.key(member)
+                if !name.withUTF8({ isKnown($0) }) { throw unknown(prefix + name) }
+            }
+        } else if let object {
+            for (key, _) in object.members {
+                var name = key
+                if !name.withUTF8({ isKnown($0) }) { throw unknown(prefix + key) }
+            }
+        }
+    }
+
+    /// An unknown field's error; a long name is cut (the answer echoes it).
+    private func unknown(_ field: String) -> RequestError {
+        let shown = field.utf8.count <= 64 ? field : String(decoding: field.utf8.prefix(64), as: UTF8.self) + "…"
+        return RequestError(.badRequest, field: shown, "unknown field \"\(shown)\" (not one this op takes)")
+    }
+
+    private static func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ name: StaticString) -> Bool {
+        bytes.count == name.utf8CodeUnitCount
+            && bytes.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+    }
+
     /// `op`: unlike other fields, a null one is a wrong type, not an absent one.
     func op() throws(RequestError) -> Op {
         let name: String

@@ -14,6 +14,9 @@ public enum Request: Sendable, Equatable {
     case resume(project: String)
     case report(project: String, agent: String, success: Bool)
     case throttle(provider: String, tenant: String, retryAfter: RetryAfter)
+    /// `throttle` with `clear: true`: lift the throttle now.
+    case clearThrottle(provider: String, tenant: String)
+    case unflag(model: String)
     case record(CompletionEvent)
     case performance(model: String?)
     case usage(session: String)
@@ -37,7 +40,8 @@ public enum Request: Sendable, Equatable {
         case .pause: .pause
         case .resume: .resume
         case .report: .report
-        case .throttle: .throttle
+        case .throttle, .clearThrottle: .throttle
+        case .unflag: .unflag
         case .record: .record
         case .performance: .performance
         case .usage: .usage

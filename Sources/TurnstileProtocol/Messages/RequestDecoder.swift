@@ -28,7 +28,9 @@ public enum RequestDecoder {
     }
 
     private static func decode(_ fields: FieldReader, resolveModel: (String) -> ModelKey?) throws(RequestError) -> Request {
-        switch try fields.op() {
+        let op = try fields.op()
+        try fields.rejectUnknown(op.fields)
+        switch op {
         case .hello: return .hello(client: try fields.label("client"))
         case .acquire: return try decodeAcquire(fields, resolveModel: resolveModel)
         case .heartbeat: return try decodeHeartbeat(fields)
@@ -48,6 +50,7 @@ public enum RequestDecoder {
             return .report(project: try fields.project(required: true), agent: try fields.requiredLabel("agent"),
                            success: try fields.requiredBool("success"))
         case .throttle: return try decodeThrottle(fields)
+        case .unflag: return .unflag(model: try fields.requiredLabel("model"))
         case .record: return .record(try TelemetryFields.decodeRecord(fields))
         case .performance: return .performance(model: try fields.label("model"))
         case .usage: return .usage(session: try fields.requiredLabel("session_id"))
@@ -136,6 +139,12 @@ public enum RequestDecoder {
     private static func decodeThrottle(_ fields: FieldReader) throws(RequestError) -> Request {
         let provider = try fields.requiredLabel("provider")
         let tenant = try fields.label("tenant") ?? "local"
+        if try fields.bool("clear") == true {
+            if fields.value("retry_after_ms") != nil || fields.value("retry_after") != nil {
+                throw fields.fail("clear", "clear lifts the throttle; it takes no retry_after_ms or retry_after")
+            }
+            return .clearThrottle(provider: provider, tenant: tenant)
+        }
         if let ms = try fields.integer("retry_after_ms", in: 0...Int64(RetryAfter.millisecondsMax)) {
             return .throttle(provider: provider, tenant: tenant, retryAfter: .milliseconds(UInt64(ms)))
         }

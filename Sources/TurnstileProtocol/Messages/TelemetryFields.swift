@@ -10,6 +10,8 @@ enum TelemetryFields {
         if let value = fields.value("tokens") {
             guard let object = value.objectValue else { throw fields.fail("tokens", "tokens must be an object") }
             let inner = FieldReader(object: object)
+            try inner.rejectUnknown(["total", "input", "output", "reasoning", "cache_read", "cache_write"],
+                                    nested: "tokens.")
             func count(_ name: StaticString) throws(RequestError) -> UInt64 {
                 do {
                     return UInt64(try inner.integer(name, in: 0...Int64.max) ?? 0)
