@@ -80,7 +80,7 @@ public enum ConfigParser {
 
     private static func readLimits(_ reader: TableReader) throws(ConfigError) -> LimitsConfig {
         var limits = LimitsConfig()
-        try reader.allowOnly(["global", "time", "issue", "fairness", "default_ttl_ms", "priority_aging_ms"])
+        try reader.allowOnly(["global", "time", "issue", "fairness", "default_ttl_ms", "priority_aging_ms", "kill_grace_ms"])
         limits.global = try reader.int("global", min: 0, max: ConfigBounds.permitsMax) ?? limits.global
         limits.time = try reader.int("time", min: 0, max: ConfigBounds.permitsMax) ?? limits.time
         limits.issue = try reader.int("issue", min: 0, max: ConfigBounds.permitsMax) ?? limits.issue
@@ -95,6 +95,9 @@ public enum ConfigParser {
             limits.defaultTTLMilliseconds = UInt64(ttl)
         }
         if let aging = try reader.int("priority_aging_ms", min: 0, max: ConfigBounds.millisecondsMax) { limits.priorityAgingMilliseconds = UInt64(aging) }
+        if let grace = try reader.int("kill_grace_ms", min: 0, max: ConfigBounds.millisecondsMax) {
+            limits.killGraceMilliseconds = UInt64(grace)
+        }
         return limits
     }
 

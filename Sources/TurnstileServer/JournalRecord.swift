@@ -59,6 +59,8 @@ enum JournalRecord: Decodable, Equatable {
         if let route = lease.route { w.key("route"); w.string(route.rawValue) }
         if let holder = lease.holder { w.key("holder"); w.string(holder) }
         if let pid = lease.pid { w.key("pid"); w.int(pid) }
+        if let pgid = lease.pgid { w.key("pgid"); w.int(pgid) }
+        if let drain = lease.drain { w.key("draining"); w.string(drain.cause.rawValue) }
         w.key("ttl_ms"); w.int(lease.ttlMilliseconds)
         if lease.parked { w.key("parked"); w.bool(true) }
         w.endObject()

@@ -61,6 +61,21 @@ enum MetricsText {
         counter("expired_total", "Leases expired without a heartbeat.", metrics.expiredTotal)
         counter("reclaimed_total", "Leases taken back after a disconnect or a process death.", metrics.reclaimedTotal)
         counter("revoked_total", "Leases revoked by an administrator.", metrics.revokedTotal)
+        let ends: [(String, UInt64)] = [("released", metrics.releasedTotal), ("disconnected", metrics.disconnectedTotal),
+                                        ("process_exited", metrics.processExitedTotal), ("expired", metrics.expiredTotal),
+                                        ("revoked", metrics.revokedTotal)]
+        for (cause, count) in ends {
+            counter("lease_ends_total", "Leases ended, by cause: a finish (released) or a kind of reclaim.", count,
+                    [("cause", cause)])
+        }
+        counter("finished_total", "Releases that said how the work finished, by outcome (exit code 0 or not).",
+                metrics.finishedSuccessTotal, [("outcome", "success")])
+        counter("finished_total", "Releases that said how the work finished, by outcome (exit code 0 or not).",
+                metrics.finishedFailureTotal, [("outcome", "failure")])
+        counter("drained_total", "Leases whose process group outlived them; counted when the group was gone.",
+                metrics.drainedTotal)
+        gauge("draining", "Leases ended whose process group still runs (their slot is still taken).",
+              status.leases.filter { $0.draining != nil }.count)
         counter("refused_total", "Acquires refused at once.", metrics.refusedTotal)
         counter("timed_out_total", "Waits that timed out.", metrics.timedOutTotal)
         counter("dispatch_checks_total", "Admission checks made on queued waiters (one per group of alike waiters).",

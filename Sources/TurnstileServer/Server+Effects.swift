@@ -33,6 +33,8 @@ extension Server {
             broadcastGrant(lease)
         case .leaseEnded(let lease, let cause):
             leaseEnded(lease, cause)
+        case .leaseDraining(let lease):
+            leaseDraining(lease)
         case .leaseChanged(let lease):
             store.journalChange(lease)
         case .watchProcess(let pid):
@@ -64,21 +66,57 @@ extension Server {
 
     private func leaseEnded(_ lease: Lease, _ cause: LeaseEndCause) {
         store.journalEnd(lease)
-        if debugLogging {
+        let drainedMilliseconds = lease.drain.map { now.milliseconds(since: $0.since) }
+        if cause == .drained {
             var metadata = leaseMetadata(lease)
-            metadata["cause"] = "\(cause.rawValue)"
-            logger.debug("lease ended", metadata: metadata)
+            metadata["ended_by"] = "\(lease.drain?.cause.rawValue ?? "")"
+            metadata["drained_ms"] = "\(drainedMilliseconds ?? 0)"
+            logger.info("process group gone: slot free", metadata: metadata)
+        } else if debugLogging {
+            logger.debug("lease ended", metadata: endMetadata(lease, cause))
         }
-        let name: String
+        let name = Self.eventName(cause)
+        notifyHolder(lease, cause)
+        broadcast { Answers.watchLease(&$0, name: name, lease, cause: cause, drainedMilliseconds: drainedMilliseconds) }
+    }
+
+    /// A lease ended while its process group runs: journal it as draining, tell its holder as
+    /// for any end, and have the group stopped and watched until it is gone.
+    private func leaseDraining(_ lease: Lease) {
+        guard let drain = lease.drain, let pgid = lease.pgid else { return }
+        store.journalChange(lease)
+        logger.info("lease ended while its process group runs: draining", metadata: endMetadata(lease, drain.cause))
+        notifyHolder(lease, drain.cause)
+        broadcast { Answers.watchLease(&$0, name: "draining", lease, cause: drain.cause) }
+        groups.drain(pgid)
+    }
+
+    /// The watch event name of a lease end.
+    private static func eventName(_ cause: LeaseEndCause) -> String {
         switch cause {
-        case .expired: name = "expired"
-        case .revoked: name = "revoked"
-        case .released, .disconnected, .processExited: name = "released"
+        case .expired: "expired"
+        case .revoked: "revoked"
+        case .released, .disconnected, .processExited, .drained: "released"
         }
-        if cause == .expired || cause == .revoked, let client = lease.client, let connection = connections[client] {
-            send(to: connection) { Answers.leaseEvent(&$0, name: name, lease) }
+    }
+
+    /// Sends an expired or revoked lease's holder its event (protocol/PROTOCOL.md §9.2).
+    private func notifyHolder(_ lease: Lease, _ cause: LeaseEndCause) {
+        guard cause == .expired || cause == .revoked, let client = lease.client, let connection = connections[client]
+        else { return }
+        send(to: connection) { Answers.leaseEvent(&$0, name: Self.eventName(cause), lease) }
+    }
+
+    private func endMetadata(_ lease: Lease, _ cause: LeaseEndCause) -> Logger.Metadata {
+        var metadata = leaseMetadata(lease)
+        metadata["cause"] = "\(cause.rawValue)"
+        switch lease.exit {
+        case .code(let code)?: metadata["exit_code"] = "\(code)"
+        case .signal(let signal)?: metadata["signal"] = "\(signal)"
+        case nil: break
         }
-        broadcast { Answers.watchLease(&$0, name: name, lease, cause: cause) }
+        if let pgid = lease.pgid { metadata["pgid"] = "\(pgid)" }
+        return metadata
     }
 
     /// Answers a waiting request, if its connection is still there.

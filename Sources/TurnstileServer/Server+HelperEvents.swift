@@ -26,4 +26,11 @@ extension Server {
         processEffects()
         requestCommit()
     }
+
+    /// A draining lease's process group is gone: its slot is free.
+    func processGroupGone(_ pgid: Int32) {
+        broker.processGroupEnded(pgid, now: now)
+        processEffects()
+        requestCommit()
+    }
 }

@@ -9,6 +9,12 @@ extension Server {
         if connection.pending.count >= limits.maxPendingPerConnection && request.waitMilliseconds > 0 {
             return fail(context, .tooMany, "this connection already waits on \(limits.maxPendingPerConnection) requests")
         }
+        if let pid = request.pid, ProcessWatch.isGone(pid) {
+            return fail(context, .badRequest, "pid \(pid) names no live process", field: "pid")
+        }
+        if let pgid = request.pgid, !ProcessGroups.isAlive(pgid) {
+            return fail(context, .badRequest, "pgid \(pgid) names no live process group", field: "pgid")
+        }
         let ticket = connection.nextTicket()
         answer(broker.acquire(request, ticket: ticket, now: now), ticket: ticket, notify: notify, context)
     }
@@ -66,21 +72,32 @@ extension Server {
         }
     }
 
-    /// `release`: answers how long it was held.
-    func release(_ token: LeaseToken, _ context: RequestContext) {
+    /// `release`: answers how long it was held, and whether its slot waits for its process
+    /// group to end (`draining`).
+    func release(_ token: LeaseToken, exit: ExitStatus?, _ context: RequestContext) {
         let at = now
-        switch broker.release(token, now: at) {
-        case .success(let lease): succeed(context) { $0.key("held_ms"); $0.int(at.milliseconds(since: lease.grantedAt)) }
+        switch broker.release(token, exit: exit, now: at) {
+        case .success(let lease):
+            succeed(context) {
+                $0.key("held_ms"); $0.int(at.milliseconds(since: lease.grantedAt))
+                if lease.drain != nil { $0.key("draining"); $0.bool(true) }
+            }
         case .failure(let error): fail(context, error)
         }
     }
 
     /// `attach`: binds the lease to this connection (and optionally a process).
-    func attach(_ token: LeaseToken, pid: Int32?, _ context: RequestContext) {
+    func attach(_ token: LeaseToken, pid: Int32?, pgid: Int32?, _ context: RequestContext) {
+        if let pid, ProcessWatch.isGone(pid) {
+            return fail(context, .badRequest, "pid \(pid) names no live process", field: "pid")
+        }
+        if let pgid, !ProcessGroups.isAlive(pgid) {
+            return fail(context, .badRequest, "pgid \(pgid) names no live process group", field: "pgid")
+        }
         if broker.leaseCount(of: context.connection.id) >= settings.config.server.maxLeasesPerConnection {
             return fail(context, .tooMany, "this connection already holds \(settings.config.server.maxLeasesPerConnection) leases")
         }
-        switch broker.attach(token, client: context.connection.id, pid: pid, now: now) {
+        switch broker.attach(token, client: context.connection.id, pid: pid, pgid: pgid, now: now) {
         case .success(let lease):
             succeed(context) { w in
                 w.key("fence"); w.int(lease.fence)

@@ -66,8 +66,8 @@ extension Server {
         switch request {
         case .acquire(let acquireRequest, let notify): acquire(acquireRequest, notify: notify, context)
         case .heartbeat(let tokens, let multiple): heartbeat(tokens, multiple: multiple, context)
-        case .release(let token): release(token, context)
-        case .attach(let token, let pid): attach(token, pid: pid, context)
+        case .release(let token, let exit): release(token, exit: exit, context)
+        case .attach(let token, let pid, let pgid): attach(token, pid: pid, pgid: pgid, context)
         case .cancel(let target): cancel(target, context)
         case .park(let token): park(token, context)
         case .unpark(let token, let wait, let notify): unpark(token, waitMilliseconds: wait, notify: notify, context)

@@ -51,6 +51,8 @@ public final class Server {
     var lingering: [ClientID: (connection: Connection, deadline: Instant)] = [:]
     var lingerTimer: UnsafeMutablePointer<uv_timer_t>?
     var processes: ProcessWatch!
+    /// Draining leases' process groups, stopped and watched until gone.
+    var groups: ProcessGroups!
     var pauseFlags: PauseDirectory!
     /// The members of the line being handled, reused from line to line.
     var memberScratch: [JSONMember] = []
@@ -97,11 +99,13 @@ public final class Server {
         startedAt = Instant(milliseconds: uv_now(loop))
         deadlinesServedAt = startedAt
         broker = Broker(config: settings.config, random: KernelRandom())
+        broker.processGroupAlive = { ProcessGroups.isAlive($0) }
         try prepareListening()
         store = try StateStore(directory: settings.stateDirectory, socketPath: settings.socketPath, logger: logger)
         store.loopOfJournal = loop
         uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
         processes = ProcessWatch(server: self)
+        groups = ProcessGroups(server: self)
         pauseFlags = try PauseDirectory(path: settings.pauseDirectory, server: self)
         try restoreState()
     }
@@ -167,6 +171,8 @@ public final class Server {
             signalHandles.append(handle)
         }
         try pauseFlags.start()
+        // Leases that were draining when the daemon stopped: stop and watch their groups again.
+        for pgid in broker.drainingGroups { groups.drain(pgid) }
         rearmDeadlineTimer()
         logger.info("turnstiled ready", metadata: [
             "socket": "\(settings.socketPath)", "state_dir": "\(settings.stateDirectory)", "config": "\(settings.loadedConfigDescription)",
@@ -218,6 +224,7 @@ public final class Server {
         signalHandles = []
         pauseFlags.stop()
         processes.stopAll()
+        groups.stopAll()
         store.close()
     }
 

@@ -145,6 +145,27 @@ func onProcessFallbackTick(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
     Server.of(timer.pointee.loop).processes.pollFallback()
 }
 
+/// A member of a draining process group exited (`data` is its pid).
+func onProcessGroupMemberExit(_ poll: UnsafeMutablePointer<uv_poll_t>?, _ status: Int32, _ events: Int32) {
+    guard let poll else { return }
+    let pid = Int32(Int(bitPattern: uv_handle_get_data(UVHandle.handle(poll))))
+    Server.of(poll.pointee.loop).groups.memberExited(pid)
+}
+
+/// The periodic check of a draining process group (`data` is its pgid).
+func onProcessGroupCheck(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
+    guard let timer else { return }
+    let pgid = Int32(Int(bitPattern: uv_handle_get_data(UVHandle.handle(timer))))
+    Server.of(timer.pointee.loop).groups.check(pgid)
+}
+
+/// A draining process group's grace is over (`data` is its pgid).
+func onProcessGroupKill(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
+    guard let timer else { return }
+    let pgid = Int32(Int(bitPattern: uv_handle_get_data(UVHandle.handle(timer))))
+    Server.of(timer.pointee.loop).groups.killRemaining(pgid)
+}
+
 /// Something changed in the pause directory: rescan it.
 func onPauseDirectoryChanged(_ handle: UnsafeMutablePointer<uv_fs_event_t>?, _ name: UnsafePointer<CChar>?,
                              _ events: Int32, _ status: Int32) {

@@ -70,8 +70,9 @@ struct BrokerDriver {
         case .acquire(let acquire, _): _ = broker.acquire(acquire, ticket: ticket, now: now)
         case .heartbeat(let tokens, _):
             for case .token(let token) in tokens { _ = broker.heartbeat(lease(token), now: now) }
-        case .release(let token): _ = broker.release(lease(token), now: now)
-        case .attach(let token, let pid): _ = broker.attach(lease(token), client: ticket.client, pid: pid, now: now)
+        case .release(let token, let exit): _ = broker.release(lease(token), exit: exit, now: now)
+        case .attach(let token, let pid, let pgid):
+            _ = broker.attach(lease(token), client: ticket.client, pid: pid, pgid: pgid, now: now)
         case .cancel: _ = broker.cancel(Ticket(client: ticket.client, request: serial - 1), now: now)
         case .status, .metrics:
             broker.tick(now: now)

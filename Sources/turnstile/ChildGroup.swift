@@ -68,21 +68,21 @@ struct ChildGroup {
     }
 
     /// Checks the child without blocking.
-    /// - Returns: its exit code (128+N for signal N) if it ended, `.stopped` if it stopped.
+    /// - Returns: its exit code (128+N for signal N, and the signal) if it ended, `.stopped` if it stopped.
     func poll() -> ChildState {
         var status: Int32 = 0
         let reaped = waitpid(pid, &status, WNOHANG | WUNTRACED)
         guard reaped == pid else { return .running }
         let low = status & 0x7F
-        if low == 0 { return .exited(code: (status >> 8) & 0xFF) }
+        if low == 0 { return .exited(code: (status >> 8) & 0xFF, signal: nil) }
         if low == 0x7F { return .stopped }
-        return .exited(code: 128 + low)
+        return .exited(code: 128 + low, signal: low)
     }
 
     /// What the child is doing.
     enum ChildState: Equatable {
         case running, stopped
-        case exited(code: Int32)
+        case exited(code: Int32, signal: Int32?)
     }
 }
 

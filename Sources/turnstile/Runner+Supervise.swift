@@ -45,13 +45,13 @@ extension Runner {
             switch waitForInput(timeout: timeout, watchChild: true) {
             case .childChanged:
                 switch child!.poll() {
-                case .exited(let code): return finished(code)
+                case .exited(let code, let signal): return finished(code, signal: signal)
                 case .stopped: passStopOn()
                 case .running: break
                 }
             case .signal(let number):
                 if number == SIGCHLD {
-                    if case .exited(let code) = child!.poll() { return finished(code) }
+                    if case .exited(let code, let signal) = child!.poll() { return finished(code, signal: signal) }
                     child?.reapOthers()
                 } else {
                     child?.signal(number)
@@ -69,7 +69,8 @@ extension Runner {
     /// grace and then SIGKILL, as the spec says of the whole group; `turnstile` waits for the
     /// group to be gone (reaping the orphans it inherited), at most two seconds past the
     /// SIGKILL (a process stuck in the kernel cannot hold `turnstile` forever).
-    private mutating func finished(_ code: Int32) -> Int32 {
+    private mutating func finished(_ code: Int32, signal: Int32?) -> Int32 {
+        endedBySignal = signal
         guard lost != nil, let child else { return code }
         var giveUpAt: Int64?
         while true {
@@ -108,7 +109,7 @@ extension Runner {
     /// After the daemon went away: connect again and re-attach the lease to COMMAND.
     private mutating func reconnect() {
         guard let fresh = try? TurnstileClient(socketPath: socketPath) else { return }
-        guard let answer = try? fresh.call("attach", [("lease", .text(token)), ("pid", .integer(child!.pid))],
+        guard let answer = try? fresh.call("attach", [("lease", .text(token)), ("pgid", .integer(child!.pid))],
                                            timeoutMilliseconds: 2000) else { return }
         if answer.ok {
             client = fresh
@@ -120,7 +121,7 @@ extension Runner {
     }
 
     /// The lease is gone: stop COMMAND's group, TERM first, KILL after the grace.
-    private mutating func leaseLost(_ why: String) {
+    mutating func leaseLost(_ why: String) {
         guard lost == nil else { return }
         lost = why
         printError("turnstile: lease lost (\(why)); stopping \(command[0])")
@@ -138,9 +139,30 @@ extension Runner {
         child?.signal(SIGCONT)
     }
 
-    /// Gives the lease back (best effort: it is bound to COMMAND's pid anyway).
-    mutating func release() {
-        _ = try? client?.call("release", [("lease", .text(token))], timeoutMilliseconds: 2000)
+    /// Gives the lease back, saying how COMMAND finished when it did (best effort: closing the
+    /// connection ends the lease too, as a reclaim).
+    /// - Returns: false if the daemon no longer knew the lease (it had ended first).
+    @discardableResult
+    mutating func release(exitCode: Int32? = nil) -> Bool {
+        var fields: [(String, JSONValue)] = [("lease", .text(token))]
+        if let signal = endedBySignal {
+            fields.append(("signal", .integer(signal)))
+        } else if let exitCode {
+            fields.append(("exit_code", .integer(exitCode)))
+        }
+        let answer = try? client?.call("release", fields, timeoutMilliseconds: 2000)
+        return answer?.error != "not_found"
+    }
+
+    /// Handles the lease events already read (set aside while waiting for an answer).
+    mutating func takeLeaseEvents() {
+        while let event = try? client?.nextEvent(timeoutMilliseconds: 0) { handle(event) }
+    }
+
+    /// COMMAND ended, then its lease turned out lost: wait for the rest of its group as
+    /// `finished` does for a lease lost while COMMAND ran.
+    mutating func finishAfterLoss(_ code: Int32) -> Int32 {
+        finished(code, signal: endedBySignal)
     }
 
     /// Waits for a signal, a message from the daemon, or (with `watchChild`) the child's exit.

@@ -29,6 +29,8 @@ struct Runner {
     var lastConfirmed: Int64 = 0
     var heartbeatID: Int?
     var lost: String?
+    /// The signal that ended COMMAND, if one did.
+    var endedBySignal: Int32?
     var killAt: Int64?
 
     init(socketPath: String, command: [String], acquire: [(String, JSONValue)], graceMilliseconds: Int64,
@@ -73,11 +75,20 @@ struct Runner {
             release()
             return error.code == ENOENT ? 127 : 126
         }
-        _ = try? client?.send("attach", [("lease", .text(token)), ("pid", .integer(child!.pid))])
+        // Bound to COMMAND's process group (its pgid is its pid): the slot stays taken while any
+        // process of the group runs, whatever becomes of this wrapper (README, "turnstile run").
+        _ = try? client?.send("attach", [("lease", .text(token)), ("pgid", .integer(child!.pid))])
         lastConfirmed = SocketStream.monotonicMilliseconds()
-        let code = supervise()
+        var code = supervise()
         child?.reclaimTerminal()
-        if lost == nil { release() }
+        if lost == nil && !release(exitCode: code) {
+            // The lease ended before COMMAND did (revoked or expired: the daemon then stops the
+            // group itself, and its signal can come before its event is read): read the event,
+            // and wait for the group as for any lost lease.
+            takeLeaseEvents()
+            if lost == nil { leaseLost("ended before \(command[0]) did") }
+            code = finishAfterLoss(code)
+        }
         return lost == nil ? code : Exit.leaseLost.rawValue
     }
 

@@ -50,17 +50,17 @@ struct CLIRunTests {
         #expect(!plain.output.contains("TURNSTILE_ROUTE") && plain.output.contains("TURNSTILE_LEASE="))
     }
 
-    @Test func theLeaseIsBoundToTheCommandsPid() throws {
+    @Test func theLeaseIsBoundToTheCommandsProcessGroup() throws {
         let daemon = try Daemon()
         let run = try Self.turnstile(daemon, ["run", "--holder", "bound", "--", "sh", "-c", "echo pid=$$; exec sleep 600"])
         #expect(run.waitForOutput("pid="))
         let pid = run.output.split(separator: "\n").first { $0.hasPrefix("pid=") }.map { Int64($0.dropFirst(4)) ?? 0 }
         let client = try daemon.client()
-        var leasePID: Int64?
-        for _ in 0..<2000 where leasePID != pid {
-            leasePID = try client.ask("status")["leases"]?.arrayValue?.first?.objectValue?["pid"]?.numberValue?.int64
+        var leaseGroup: Int64?
+        for _ in 0..<2000 where leaseGroup != pid {
+            leaseGroup = try client.ask("status")["leases"]?.arrayValue?.first?.objectValue?["pgid"]?.numberValue?.int64
         }
-        #expect(leasePID == pid)
+        #expect(leaseGroup == pid, "COMMAND leads its own group")
         run.signal(SIGTERM)
         _ = run.waitForExit()
         #expect(run.exitCode == 143)
@@ -87,7 +87,7 @@ struct CLIRunTests {
         let client = try daemon.client()
         var pid: Int64?
         for _ in 0..<2000 where pid == nil {
-            pid = try client.ask("status")["leases"]?.arrayValue?.first?.objectValue?["pid"]?.numberValue?.int64
+            pid = try client.ask("status")["leases"]?.arrayValue?.first?.objectValue?["pgid"]?.numberValue?.int64
         }
         let command = try #require(pid.map { Int32($0) })
         run.signal(SIGKILL)

@@ -98,15 +98,20 @@ struct ReclaimTests {
         _ = sleeper.waitForExit()
     }
 
-    @Test func aDeadPidIsReleasedImmediately() throws {
-        let daemon = try Daemon()
+    /// A pid or pgid that names no live process is refused, never a grant that vanishes.
+    @Test func aDeadPidOrGroupIsABadRequestAndTakesNothing() throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 1")
         let short = try ChildProcess(["true"])
         _ = short.waitForExit()
         let client = try daemon.client()
-        _ = try client.ask("watch")
-        let lease = try client.ask("acquire", [("detach", .bool(true)), ("pid", .integer(short.pid))])
-        #expect(lease.ok)
-        #expect(try Self.waitForRelease(client, cause: "process_exited") != nil)
+        let byPid = try client.ask("acquire", [("detach", .bool(true)), ("pid", .integer(short.pid))])
+        #expect(byPid.error == "bad_request" && byPid.string("field") == "pid", "\(byPid)")
+        let byGroup = try client.ask("acquire", [("pgid", .integer(short.pid))])
+        #expect(byGroup.error == "bad_request" && byGroup.string("field") == "pgid", "\(byGroup)")
+        let held = try client.ask("acquire")
+        #expect(held.ok, "the refused acquires took no slot")
+        let attach = try client.ask("attach", [("lease", .text(held.string("lease")!)), ("pgid", .integer(short.pid))])
+        #expect(attach.error == "bad_request" && attach.string("field") == "pgid")
     }
 
     @Test func aSilentLeaseExpiresWithAnEventToItsHolder() throws {

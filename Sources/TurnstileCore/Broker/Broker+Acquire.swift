@@ -21,7 +21,7 @@ extension Broker {
         case .admit(let candidate):
             let lease = grantLease(request.admission, candidate: candidate, client: ticket.client,
                                    ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
-                                   holder: request.holder, waitedMilliseconds: 0, now: now)
+                                   pgid: request.pgid, holder: request.holder, waitedMilliseconds: 0, now: now)
             return .granted(lease)
         case .block(let refusal):
             if request.waitMilliseconds == 0 {
@@ -29,7 +29,7 @@ extension Broker {
                 return .refused(refusal)
             }
             let kind = Waiter.Kind.acquire(ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
-                                           holder: request.holder)
+                                           pgid: request.pgid, holder: request.holder)
             let waiter = queue.enqueue(ticket: ticket, request: request.admission, candidates: candidates, kind: kind,
                                        now: now, waitMilliseconds: request.waitMilliseconds)
             return .queued(position: position(of: waiter, now: now), refusal)
@@ -62,12 +62,12 @@ extension Broker {
 
     /// Creates a lease and reserves everything it holds.
     mutating func grantLease(_ request: AdmissionRequest, candidate: ModelCandidate?, client: ClientID,
-                             ttlMilliseconds: UInt64, detach: Bool, pid: Int32?, holder: String?,
+                             ttlMilliseconds: UInt64, detach: Bool, pid: Int32?, pgid: Int32?, holder: String?,
                              waitedMilliseconds: UInt64, now: Instant) -> Lease {
         fenceHighWater += 1
         let lease = Lease(
             token: LeaseToken(high: random.next(), low: random.next()), fence: fenceHighWater, request: request,
-            model: candidate?.key, route: candidate?.route, holder: holder, pid: pid,
+            model: candidate?.key, route: candidate?.route, holder: holder, pid: pid, pgid: pgid,
             ttlMilliseconds: ttlMilliseconds, grantedAt: now, lastHeartbeatAt: now,
             deadline: now.adding(milliseconds: ttlMilliseconds), client: client, bound: !detach, parked: false,
             waitedMilliseconds: waitedMilliseconds)

@@ -157,9 +157,9 @@ extension Broker {
         let waiter = queue.remove(id)!
         let waited = now.milliseconds(since: waiter.enqueuedAt)
         switch waiter.kind {
-        case .acquire(let ttl, let detach, let pid, let holder):
+        case .acquire(let ttl, let detach, let pid, let pgid, let holder):
             let lease = grantLease(waiter.request, candidate: candidate, client: waiter.ticket.client,
-                                   ttlMilliseconds: ttl, detach: detach, pid: pid, holder: holder,
+                                   ttlMilliseconds: ttl, detach: detach, pid: pid, pgid: pgid, holder: holder,
                                    waitedMilliseconds: waited, now: now)
             effects.append(.granted(waiter.ticket, lease))
         case .unpark(let fence):

@@ -22,6 +22,16 @@ extension Broker {
                 problems.append("pid index of fence \(lease.fence)")
             }
         }
+        for lease in draining.values {
+            if lease.holdsCapacity { recount.take(lease.request, model: lease.model) }
+            if let workspace = lease.request.workspace {
+                if recount.workspaces[workspace] != nil { problems.append("workspace \(workspace) held twice") }
+                recount.workspaces[workspace] = lease.fence
+            }
+            if lease.drain == nil || lease.pgid == nil || leases[lease.fence] != nil || tokens[lease.token] != nil {
+                problems.append("draining fence \(lease.fence) is also live, or has no drain or group")
+            }
+        }
         if recount != occupancy { problems.append("occupancy drifted: counted \(recount), kept \(occupancy)") }
         if tokens.count != leases.count { problems.append("token index size") }
         if leasesByClient.values.reduce(0, { $0 + $1.count }) != leases.values.filter({ $0.client != nil }).count {

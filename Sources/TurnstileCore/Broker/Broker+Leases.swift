@@ -15,11 +15,18 @@ extension Broker {
     }
 
     /// Releases a lease and grants whoever can now be granted.
-    /// - Returns: the lease as it ended (its `grantedAt` gives `held_ms`).
-    public mutating func release(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
+    /// - Parameters:
+    ///   - exit: how the holder's work finished, when it says (`exit_code`/`signal`).
+    /// - Returns: the lease as it ended (its `grantedAt` gives `held_ms`; `drain` is set if its
+    ///   process group still runs and keeps the slot).
+    public mutating func release(_ token: LeaseToken, exit: ExitStatus? = nil, now: Instant) -> Result<Lease, LeaseError> {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
+        if let exit {
+            metrics.recordFinish(exit)
+            leases[fence]!.exit = exit
+        }
         let lease = endLease(fence, cause: .released, now: now)
         dispatch(now: now)
         return .success(lease)
@@ -29,7 +36,9 @@ extension Broker {
     /// a process. Also counts as a heartbeat: the holder is evidently alive.
     /// - Parameters:
     ///   - pid: a process whose exit releases the lease (replacing any earlier one).
-    public mutating func attach(_ token: LeaseToken, client: ClientID, pid: Int32? = nil,
+    ///   - pgid: a process group whose live members keep the slot after the lease ends
+    ///     (replacing any earlier one).
+    public mutating func attach(_ token: LeaseToken, client: ClientID, pid: Int32? = nil, pgid: Int32? = nil,
                                 now: Instant) -> Result<Lease, LeaseError> {
         liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
@@ -46,6 +55,7 @@ extension Broker {
             lease.pid = pid
             bindProcess(pid, fence: fence)
         }
+        if let pgid { lease.pgid = pgid }
         lease.deadline = now.adding(milliseconds: lease.ttlMilliseconds)
         lease.lastHeartbeatAt = now
         leases[fence] = lease
@@ -99,17 +109,43 @@ extension Broker {
         return fence
     }
 
-    /// Removes a lease from every index and gives back everything it held. Callers dispatch.
+    /// Ends a lease: removes it from every index and gives back everything it held; or, if
+    /// its process group still runs, makes it draining: its token and bindings go, its slot
+    /// stays until `processGroupEnded`. Callers dispatch.
     @discardableResult
     mutating func endLease(_ fence: UInt64, cause: LeaseEndCause, now: Instant) -> Lease {
-        let lease = removeFromIndexes(fence)
+        let drains = leases[fence]!.pgid.map { processGroupAlive($0) } ?? false
+        var lease = removeFromIndexes(fence, keepingSlot: drains)
         if let waiter = queue.unparkWaiter(of: fence) {
             let ticket = queue.remove(waiter)!.ticket
             effects.append(.failed(ticket, .leaseGone))
         }
         metrics.recordEnd(cause)
-        effects.append(.leaseEnded(lease, cause))
+        if drains {
+            lease.drain = Lease.Drain(cause: cause, since: now)
+            effects.append(.leaseDraining(lease))
+            lease.client = nil
+            draining[fence] = lease
+        } else {
+            effects.append(.leaseEnded(lease, cause))
+        }
         return lease
+    }
+
+    /// A process group has no live process left: the leases draining on it give their slots
+    /// back, and waiters that fit are granted.
+    public mutating func processGroupEnded(_ pgid: Int32, now: Instant) {
+        defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
+        let fences = draining.values.filter { $0.pgid == pgid }.map(\.fence).sorted()
+        guard !fences.isEmpty else { return }
+        for fence in fences {
+            let lease = draining.removeValue(forKey: fence)!
+            giveBackSlot(lease)
+            metrics.drainedTotal += 1
+            effects.append(.leaseEnded(lease, .drained))
+        }
+        dispatch(now: now)
     }
 }
 
@@ -117,19 +153,25 @@ extension Broker {
     /// Removes a live lease from every index and gives back the capacity and workspace it
     /// holds: what ending a lease and withdrawing an unsaved grant share.
     /// - Returns: the lease as it was.
+    /// - Parameter keepingSlot: keep its capacity and workspace (a lease starting to drain).
     @discardableResult
-    mutating func removeFromIndexes(_ fence: UInt64) -> Lease {
+    mutating func removeFromIndexes(_ fence: UInt64, keepingSlot: Bool = false) -> Lease {
         let lease = leases.removeValue(forKey: fence)!
         tokens[lease.token] = nil
-        if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
-        if let workspace = lease.request.workspace, occupancy.workspaces[workspace] == fence {
-            occupancy.workspaces[workspace] = nil
-        }
+        if !keepingSlot { giveBackSlot(lease) }
         // A connection's (possibly empty) set stays until it disconnects: the next grant to it
         // then needs no new allocation.
         if let client = lease.client { leasesByClient[client]?.remove(fence) }
         if let pid = lease.pid { unbindProcess(pid, fence: fence) }
         return lease
+    }
+
+    /// Gives back the capacity and the workspace lock a lease holds.
+    private mutating func giveBackSlot(_ lease: Lease) {
+        if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
+        if let workspace = lease.request.workspace, occupancy.workspaces[workspace] == lease.fence {
+            occupancy.workspaces[workspace] = nil
+        }
     }
 
     /// A connection closed: its waiters are dropped (nobody is left to answer), its bound

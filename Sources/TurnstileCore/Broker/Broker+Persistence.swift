@@ -50,7 +50,7 @@ extension Broker {
     public func snapshot(now: Instant, wall: WallTime) -> BrokerSnapshot {
         BrokerSnapshot(
             fenceHighWater: fenceHighWater,
-            leases: leases.values.sorted { $0.fence < $1.fence }.map(LeaseRecord.init),
+            leases: (Array(leases.values) + Array(draining.values)).sorted { $0.fence < $1.fence }.map(LeaseRecord.init),
             breaker: breaker.exportState(),
             throttles: throttles.active(now: now).map {
                 .init(tenant: $0.key.tenant, provider: $0.key.provider,
@@ -72,20 +72,26 @@ extension Broker {
         var rejected: [LeaseRecord] = []
         for record in snapshot.leases {
             guard let token = LeaseToken(hex: record.token), tokens[token] == nil, leases[record.fence] == nil,
+                  draining[record.fence] == nil, record.draining == nil || record.pgid != nil,
                   record.request.workspace.map({ occupancy.workspaces[$0] == nil }) ?? true,
                   AcquireRequest.ttlRange.contains(record.ttlMilliseconds)
             else {
                 rejected.append(record)
                 continue
             }
-            insert(Lease(token: token, fence: record.fence, request: record.request, model: record.model,
-                         route: record.route, holder: record.holder, pid: record.pid,
-                         ttlMilliseconds: record.ttlMilliseconds, grantedAt: now, lastHeartbeatAt: now,
-                         deadline: now.adding(milliseconds: record.ttlMilliseconds), client: nil, bound: false,
-                         parked: record.parked, waitedMilliseconds: 0))
+            let lease = Lease(token: token, fence: record.fence, request: record.request, model: record.model,
+                              route: record.route, holder: record.holder, pid: record.pid, pgid: record.pgid,
+                              ttlMilliseconds: record.ttlMilliseconds, grantedAt: now, lastHeartbeatAt: now,
+                              deadline: now.adding(milliseconds: record.ttlMilliseconds), client: nil, bound: false,
+                              parked: record.parked, waitedMilliseconds: 0)
+            if let cause = record.draining {
+                restoreDraining(lease, cause: cause, now: now)
+            } else {
+                insert(lease)
+            }
         }
         fenceHighWater = max(fenceHighWater, snapshot.fenceHighWater, fenceFloor,
-                             leases.keys.max() ?? 0)
+                             leases.keys.max() ?? 0, draining.keys.max() ?? 0)
         breaker.importState(snapshot.breaker)
         // Wall times come from a file: differences are checked, never trapped on.
         for throttle in snapshot.throttles where throttle.until > wall {
@@ -100,6 +106,17 @@ extension Broker {
             }
         }
         return rejected
+    }
+
+    /// Puts back a lease that was draining when saved: it holds its slot, with no token or
+    /// bindings, until the daemon finds its group gone.
+    private mutating func restoreDraining(_ lease: Lease, cause: LeaseEndCause, now: Instant) {
+        var lease = lease
+        lease.drain = Lease.Drain(cause: cause == .drained ? .released : cause, since: now)
+        lease.pid = nil
+        if lease.holdsCapacity { occupancy.take(lease.request, model: lease.model) }
+        if let workspace = lease.request.workspace { occupancy.workspaces[workspace] = lease.fence }
+        draining[lease.fence] = lease
     }
 
     /// Milliseconds from `wall` to `end`: 0 if `end` has passed, `UInt64.max` if the

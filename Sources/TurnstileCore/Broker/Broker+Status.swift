@@ -16,13 +16,15 @@ extension Broker {
             global: .init(limit: config.limits.global, inUse: occupancy.global, waiting: queue.count),
             modes: modes, projects: projectInfos(), models: modelInfos(now: now),
             workspaces: occupancy.workspaces.sorted { $0.key < $1.key }.map {
-                BrokerStatus.WorkspaceLock(path: $0.key, fence: $0.value, parked: leases[$0.value]?.parked ?? false)
+                BrokerStatus.WorkspaceLock(path: $0.key, fence: $0.value,
+                                           parked: (leases[$0.value] ?? draining[$0.value])?.parked ?? false)
             },
             throttles: throttles.active(now: now).map {
                 BrokerStatus.Throttle(provider: $0.key.provider, tenant: $0.key.tenant,
                                       remainingMilliseconds: $0.remainingMilliseconds)
             },
-            leases: leases.values.sorted { $0.fence < $1.fence }.map { leaseInfo($0, now: now) },
+            leases: (Array(leases.values) + Array(draining.values)).sorted { $0.fence < $1.fence }
+                .map { leaseInfo($0, now: now) },
             waiting: waiting, metrics: metrics, queuedByReason: queuedByReason)
     }
 
@@ -61,7 +63,9 @@ extension Broker {
             route: lease.route, workspace: lease.request.workspace, tenant: lease.request.tenant,
             holder: lease.holder, pid: lease.pid, ageMilliseconds: now.milliseconds(since: lease.grantedAt),
             sinceHeartbeatMilliseconds: now.milliseconds(since: lease.lastHeartbeatAt),
-            expiresInMilliseconds: lease.deadline.milliseconds(since: now), bound: lease.bound, parked: lease.parked)
+            expiresInMilliseconds: lease.drain == nil ? lease.deadline.milliseconds(since: now) : 0,
+            bound: lease.bound && lease.drain == nil, parked: lease.parked, pgid: lease.pgid, draining: lease.drain?.cause,
+            drainingMilliseconds: lease.drain.map { now.milliseconds(since: $0.since) })
     }
 
     private func waiterInfos(now: Instant) -> [BrokerStatus.WaiterInfo] {
@@ -78,7 +82,7 @@ extension Broker {
                 reason = refusal.reason
             }
             var holder: String?
-            if case .acquire(_, _, _, let label) = waiter.kind { holder = label } else if let owner {
+            if case .acquire(_, _, _, _, let label) = waiter.kind { holder = label } else if let owner {
                 holder = leases[owner]?.holder
             }
             return BrokerStatus.WaiterInfo(

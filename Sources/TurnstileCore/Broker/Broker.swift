@@ -18,6 +18,9 @@ public struct Broker: Sendable {
     var tokens: [LeaseToken: UInt64] = [:]
     var leasesByClient: [ClientID: Set<UInt64>] = [:]
     var leasesByPid: [Int32: Set<UInt64>] = [:]
+    /// Leases that have ended while their process group ran, by fence: they keep their slot
+    /// (capacity and workspace) until `processGroupEnded` (protocol/PROTOCOL.md §10.10).
+    var draining: [UInt64: Lease] = [:]
     var leaseDeadlines = DeadlineHeap()
     var queue = WaitQueue()
 
@@ -39,6 +42,10 @@ public struct Broker: Sendable {
     /// Whether debug builds assert the invariants after every mutation. The simulation test
     /// turns it off to check them itself and report the failing seed instead of stopping.
     public var assertsInvariants = true
+
+    /// Whether any process of a group still runs (not a zombie). The daemon asks the kernel;
+    /// tests answer from a table. Asked only when a lease with a `pgid` ends.
+    public var processGroupAlive: @Sendable (Int32) -> Bool = { _ in false }
 
     var random: any RandomNumberGenerator & Sendable
     /// What the daemon must do because of the calls since it last drained.
@@ -96,6 +103,9 @@ public struct Broker: Sendable {
 
     /// Whether a ticket is waiting.
     public func isWaiting(_ ticket: Ticket) -> Bool { queue.id(of: ticket) != nil }
+
+    /// The process groups of draining leases (for the daemon to watch, e.g. after a restart).
+    public var drainingGroups: [Int32] { Set(draining.values.compactMap(\.pgid)).sorted() }
 
     /// Every pid some live lease is bound to.
     public var watchedPids: [Int32] { leasesByPid.keys.sorted() }

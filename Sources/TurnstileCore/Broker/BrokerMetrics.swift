@@ -11,8 +11,18 @@ public struct BrokerMetrics: Sendable, Equatable {
     public var expiredTotal: UInt64 = 0
     /// Leases taken back because their connection closed or their process died.
     public var reclaimedTotal: UInt64 = 0
+    /// Of `reclaimedTotal`: connections closed.
+    public var disconnectedTotal: UInt64 = 0
+    /// Of `reclaimedTotal`: bound processes exited.
+    public var processExitedTotal: UInt64 = 0
     /// Leases revoked by an administrator.
     public var revokedTotal: UInt64 = 0
+    /// Leases that ended while their process group ran, whose slot came free when it was gone.
+    public var drainedTotal: UInt64 = 0
+    /// Releases that said how the work finished, with exit code 0.
+    public var finishedSuccessTotal: UInt64 = 0
+    /// Releases that said how the work finished, with another code or a signal.
+    public var finishedFailureTotal: UInt64 = 0
     /// Acquires refused at once (`wait_ms` 0).
     public var refusedTotal: UInt64 = 0
     /// Waits that ended in `timeout`.
@@ -47,8 +57,19 @@ public struct BrokerMetrics: Sendable, Equatable {
         case .released: releasedTotal += 1
         case .expired: expiredTotal += 1
         case .revoked: revokedTotal += 1
-        case .disconnected, .processExited: reclaimedTotal += 1
+        case .disconnected:
+            reclaimedTotal += 1
+            disconnectedTotal += 1
+        case .processExited:
+            reclaimedTotal += 1
+            processExitedTotal += 1
+        case .drained: break
         }
+    }
+
+    /// Records how a released lease's work finished.
+    mutating func recordFinish(_ exit: ExitStatus) {
+        if exit == .code(0) { finishedSuccessTotal += 1 } else { finishedFailureTotal += 1 }
     }
 
     /// Integer mean of the last `waitWindow` waits, 0 with none.

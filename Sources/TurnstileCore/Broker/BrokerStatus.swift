@@ -68,6 +68,12 @@ public struct BrokerStatus: Sendable, Equatable {
         public var expiresInMilliseconds: UInt64
         public var bound: Bool
         public var parked: Bool
+        /// The process group whose members keep its slot after it ends.
+        public var pgid: Int32?
+        /// What ended it, while its process group still runs (its slot is still taken).
+        public var draining: LeaseEndCause?
+        /// How long it has been draining.
+        public var drainingMilliseconds: UInt64?
     }
 
     /// A waiting request.

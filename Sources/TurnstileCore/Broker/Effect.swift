@@ -14,6 +14,9 @@ public enum Effect: Sendable, Equatable {
     case leaseGranted(Lease)
     /// A lease ended.
     case leaseEnded(Lease, LeaseEndCause)
+    /// A lease ended (by `drain.cause`) while its process group ran: its slot stays taken
+    /// until the group is gone. `client` is the connection that held it (for holder events).
+    case leaseDraining(Lease)
     /// A lease's binding, pid, parking or model changed (journal it).
     case leaseChanged(Lease)
     /// Start watching a process: the first live lease bound to it appeared.

@@ -3,7 +3,7 @@ struct Waiter: Sendable {
     /// What to do on a grant.
     enum Kind: Sendable, Equatable {
         /// A new lease with these properties.
-        case acquire(ttlMilliseconds: UInt64, detach: Bool, pid: Int32?, holder: String?)
+        case acquire(ttlMilliseconds: UInt64, detach: Bool, pid: Int32?, pgid: Int32?, holder: String?)
         /// Give capacity back to a parked lease.
         case unpark(fence: UInt64)
     }

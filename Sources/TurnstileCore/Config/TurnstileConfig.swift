@@ -45,6 +45,9 @@ public struct LimitsConfig: Sendable, Equatable {
     /// Priority aging step (`priority_aging_ms`): a waiter's effective priority rises by one
     /// per step waited; 0 disables aging.
     public var priorityAgingMilliseconds: UInt64 = 60_000
+    /// How long a draining lease's process group has after SIGTERM before SIGKILL
+    /// (`kill_grace_ms`; protocol/PROTOCOL.md §10.10).
+    public var killGraceMilliseconds: UInt64 = 10_000
 
     public init() {}
 

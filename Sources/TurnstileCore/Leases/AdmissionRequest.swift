@@ -62,11 +62,14 @@ public struct AcquireRequest: Sendable, Equatable {
     public var detach: Bool
     /// A process whose exit releases the lease.
     public var pid: Int32?
+    /// A process group whose live members keep the slot taken after the lease ends.
+    public var pgid: Int32?
     /// A label shown by `status` and `watch`.
     public var holder: String?
 
     public init(_ admission: AdmissionRequest, waitMilliseconds: UInt64 = 0, ttlMilliseconds: UInt64? = nil,
-                detach: Bool = false, pid: Int32? = nil, holder: String? = nil) {
+                detach: Bool = false, pid: Int32? = nil, pgid: Int32? = nil, holder: String? = nil) {
+        self.pgid = pgid
         self.admission = admission
         self.waitMilliseconds = waitMilliseconds
         self.ttlMilliseconds = ttlMilliseconds

@@ -15,6 +15,8 @@ public struct Lease: Sendable, Equatable {
     public var holder: String?
     /// A process whose exit releases it.
     public var pid: Int32?
+    /// A process group whose live members keep its slot taken after it ends (protocol/PROTOCOL.md §10.10).
+    public var pgid: Int32?
     /// Heartbeat period allowance.
     public var ttlMilliseconds: UInt64
     /// When it was granted (or restored).
@@ -31,13 +33,62 @@ public struct Lease: Sendable, Equatable {
     public var parked: Bool
     /// How long its acquire (or unpark) waited.
     public var waitedMilliseconds: UInt64
+    /// Set once it has ended while its process group still ran: it keeps its slot until the
+    /// group is gone (protocol/PROTOCOL.md §10.10).
+    public var drain: Drain?
+    /// How its work finished, when its `release` said so.
+    public var exit: ExitStatus?
 
     /// Whether it holds capacity (global, mode, project, model).
     public var holdsCapacity: Bool { !parked }
+
+    public init(token: LeaseToken, fence: UInt64, request: AdmissionRequest, model: ModelKey?, route: Route?,
+                holder: String?, pid: Int32?, pgid: Int32? = nil, ttlMilliseconds: UInt64, grantedAt: Instant,
+                lastHeartbeatAt: Instant, deadline: Instant, client: ClientID?, bound: Bool, parked: Bool,
+                waitedMilliseconds: UInt64, drain: Drain? = nil) {
+        self.token = token
+        self.fence = fence
+        self.request = request
+        self.model = model
+        self.route = route
+        self.holder = holder
+        self.pid = pid
+        self.pgid = pgid
+        self.ttlMilliseconds = ttlMilliseconds
+        self.grantedAt = grantedAt
+        self.lastHeartbeatAt = lastHeartbeatAt
+        self.deadline = deadline
+        self.client = client
+        self.bound = bound
+        self.parked = parked
+        self.waitedMilliseconds = waitedMilliseconds
+        self.drain = drain
+    }
+
+    /// How a lease whose work outlived it ended, while the daemon waits for that work to stop.
+    public struct Drain: Sendable, Equatable {
+        /// What ended the lease (never `drained`).
+        public var cause: LeaseEndCause
+        /// When it ended.
+        public var since: Instant
+
+        public init(cause: LeaseEndCause, since: Instant) {
+            self.cause = cause
+            self.since = since
+        }
+    }
+}
+
+/// How a holder said it finished (`release` with `exit_code` or `signal`).
+public enum ExitStatus: Sendable, Equatable {
+    /// Its work exited with this code.
+    case code(Int32)
+    /// A signal ended its work.
+    case signal(Int32)
 }
 
 /// Why a lease ended; `watch` and the metrics tell them apart.
-public enum LeaseEndCause: String, Sendable, Equatable {
+public enum LeaseEndCause: String, Sendable, Equatable, Codable {
     /// Its holder released it.
     case released
     /// Its deadline passed without a heartbeat.
@@ -48,6 +99,9 @@ public enum LeaseEndCause: String, Sendable, Equatable {
     case disconnected
     /// Its bound process exited.
     case processExited = "process_exited"
+    /// It had ended (by any of the above) while its process group ran; the group is now gone
+    /// and the slot free.
+    case drained
 
     /// Whether the daemon took it back because its holder vanished (counted as reclaimed).
     public var isReclaim: Bool { self == .disconnected || self == .processExited }
@@ -64,10 +118,15 @@ public struct LeaseRecord: Sendable, Equatable, Codable {
     public var route: Route?
     public var holder: String?
     public var pid: Int32?
+    public var pgid: Int32?
     public var ttlMilliseconds: UInt64
     public var parked: Bool
+    /// What ended it, if it is draining (its process group still ran when it was saved).
+    public var draining: LeaseEndCause?
 
     public init(_ lease: Lease) {
+        pgid = lease.pgid
+        draining = lease.drain?.cause
         token = lease.token.hex
         fence = lease.fence
         request = lease.request
@@ -80,7 +139,7 @@ public struct LeaseRecord: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case token, fence, request, model, route, holder, pid, parked
+        case token, fence, request, model, route, holder, pid, pgid, parked, draining
         case ttlMilliseconds = "ttl_ms"
     }
 
@@ -96,5 +155,7 @@ public struct LeaseRecord: Sendable, Equatable, Codable {
         pid = try c.decodeIfPresent(Int32.self, forKey: .pid)
         ttlMilliseconds = try c.decode(UInt64.self, forKey: .ttlMilliseconds)
         parked = try c.decodeIfPresent(Bool.self, forKey: .parked) ?? false
+        pgid = try c.decodeIfPresent(Int32.self, forKey: .pgid)
+        draining = try c.decodeIfPresent(LeaseEndCause.self, forKey: .draining)
     }
 }

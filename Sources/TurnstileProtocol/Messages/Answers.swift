@@ -129,9 +129,12 @@ public enum Answers {
         close(&w)
     }
 
-    /// A `watch` event about a lease (`granted`, `released`, `expired`, `revoked`): never
-    /// the token.
-    public static func watchLease(_ w: inout JSONWriter, name: String, _ lease: Lease, cause: LeaseEndCause? = nil) {
+    /// A `watch` event about a lease (`granted`, `released`, `draining`, `expired`, `revoked`;
+    /// protocol/PROTOCOL.md §9.3), never with the token. `released` and `draining` carry the
+    /// `cause` (with `exit_code` or `signal` when the release said); a `released` with cause
+    /// `drained` says what ended the lease (`ended_by`) and how long its group took to go.
+    public static func watchLease(_ w: inout JSONWriter, name: String, _ lease: Lease, cause: LeaseEndCause? = nil,
+                                  drainedMilliseconds: UInt64? = nil) {
         w.beginObject()
         w.key("event")
         w.string(name)
@@ -145,9 +148,22 @@ public enum Answers {
         w.string(lease.model?.description)
         w.key("holder")
         w.string(lease.holder)
-        if let cause, cause != .released, name == "released" {
+        if let cause, name == "released" || name == "draining" {
             w.key("cause")
             w.string(cause.rawValue)
+            switch lease.exit {
+            case .code(let code)?: w.key("exit_code"); w.int(code)
+            case .signal(let signal)?: w.key("signal"); w.int(signal)
+            case nil: break
+            }
+        }
+        if let drain = lease.drain {
+            if name == "draining" {
+                w.key("pgid"); w.int(lease.pgid ?? 0)
+            } else if cause == .drained {
+                w.key("ended_by"); w.string(drain.cause.rawValue)
+                if let drainedMilliseconds { w.key("drained_ms"); w.int(drainedMilliseconds) }
+            }
         }
         close(&w)
     }

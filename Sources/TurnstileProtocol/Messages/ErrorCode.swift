@@ -60,10 +60,10 @@ public enum Op: String, Sendable, CaseIterable {
         case .hello: ["client"]
         case .acquire:
             ["project", "mode", "model", "fallback", "providers", "workspace", "tenant", "priority", "wait_ms",
-             "ttl_ms", "detach", "pid", "holder", "notify"]
+             "ttl_ms", "detach", "pid", "pgid", "holder", "notify"]
         case .heartbeat: ["lease", "leases"]
-        case .release: ["lease"]
-        case .attach: ["lease", "pid"]
+        case .release: ["lease", "exit_code", "signal"]
+        case .attach: ["lease", "pid", "pgid"]
         case .cancel: ["target"]
         case .status, .metrics, .watch, .reload: []
         case .pause, .resume: ["project"]

@@ -6,8 +6,8 @@ public enum Request: Sendable, Equatable {
     case acquire(AcquireRequest, notify: Bool)
     /// One token (`lease`) or several (`leases`, answered with `results`).
     case heartbeat([TokenArgument], multiple: Bool)
-    case release(LeaseToken)
-    case attach(LeaseToken, pid: Int32?)
+    case release(LeaseToken, exit: ExitStatus?)
+    case attach(LeaseToken, pid: Int32?, pgid: Int32?)
     case cancel(target: RequestKey)
     case status
     case pause(project: String)

@@ -34,10 +34,18 @@ public enum RequestDecoder {
         case .hello: return .hello(client: try fields.label("client"))
         case .acquire: return try decodeAcquire(fields, resolveModel: resolveModel)
         case .heartbeat: return try decodeHeartbeat(fields)
-        case .release: return .release(try fields.requiredToken("lease"))
+        case .release:
+            let token = try fields.requiredToken("lease")
+            let code = try fields.integer("exit_code", in: 0...255)
+            let signal = try fields.integer("signal", in: 1...64)
+            if code != nil && signal != nil {
+                throw fields.fail("signal", "give exit_code or signal, not both: a process ends one way")
+            }
+            return .release(token, exit: code.map { .code(Int32($0)) } ?? signal.map { .signal(Int32($0)) })
         case .attach:
             return .attach(try fields.requiredToken("lease"),
-                           pid: try fields.integer("pid", in: 1...Int64(Int32.max)).map { Int32($0) })
+                           pid: try fields.integer("pid", in: 1...Int64(Int32.max)).map { Int32($0) },
+                           pgid: try fields.integer("pgid", in: 1...Int64(Int32.max)).map { Int32($0) })
         case .cancel:
             guard let target = fields.value("target"), target.isScalar else {
                 throw RequestError(.badRequest, field: "target", "target must be the id of a pending acquire")
@@ -114,6 +122,7 @@ public enum RequestDecoder {
             admission, waitMilliseconds: try fields.milliseconds("wait_ms") ?? 0,
             ttlMilliseconds: ttl.map { UInt64($0) }, detach: try fields.bool("detach") ?? false,
             pid: try fields.integer("pid", in: 1...Int64(Int32.max)).map { Int32($0) },
+            pgid: try fields.integer("pgid", in: 1...Int64(Int32.max)).map { Int32($0) },
             holder: try fields.label("holder"))
         return .acquire(request, notify: try fields.bool("notify") ?? false)
     }

@@ -137,6 +137,11 @@ public enum StatusEncoding {
             w.key("expires_in_ms"); w.int(lease.expiresInMilliseconds)
             w.key("bound"); w.bool(lease.bound)
             w.key("parked"); w.bool(lease.parked)
+            if let pgid = lease.pgid { w.key("pgid"); w.int(pgid) }
+            if let cause = lease.draining {
+                w.key("draining"); w.string(cause.rawValue)
+                w.key("draining_ms"); w.int(lease.drainingMilliseconds ?? 0)
+            }
             w.endObject()
         }
         w.endArray()
@@ -172,6 +177,11 @@ public enum StatusEncoding {
         w.key("expired_total"); w.int(metrics.expiredTotal)
         w.key("reclaimed_total"); w.int(metrics.reclaimedTotal)
         w.key("revoked_total"); w.int(metrics.revokedTotal)
+        w.key("disconnected_total"); w.int(metrics.disconnectedTotal)
+        w.key("process_exited_total"); w.int(metrics.processExitedTotal)
+        w.key("drained_total"); w.int(metrics.drainedTotal)
+        w.key("finished_success_total"); w.int(metrics.finishedSuccessTotal)
+        w.key("finished_failure_total"); w.int(metrics.finishedFailureTotal)
         w.key("refused_total"); w.int(metrics.refusedTotal)
         w.key("timed_out_total"); w.int(metrics.timedOutTotal)
         w.key("avg_wait_ms"); w.int(metrics.averageWaitMilliseconds)
