@@ -107,29 +107,46 @@ static inline int turnstile_signalfd_read(int fd) {
    the signals in `defaults`, and `death_signal` sent to it if the caller dies (Linux's
    parent-death signal: a killed `turnstile run`, whose lease goes with it, must not leave
    COMMAND running without a permit). posix_spawn cannot set the parent-death signal, hence a
-   fork that calls only async-signal-safe functions before exec. A failed exec's errno comes
-   back through a close-on-exec pipe. Returns the pid, or -errno. */
+   fork that calls only async-signal-safe functions before exec.
+   The child waits at a gate before exec: its group exists, but nothing of COMMAND runs until
+   the caller has bound the group to the lease and calls `turnstile_spawn_open_gate` (if the
+   caller dies first, the gate's EOF ends the child). `*gate` and `*result` receive the two
+   descriptors that call needs. Returns the pid, or -errno. */
 static inline pid_t turnstile_spawn_group(char *const argv[], char *const envp[], const sigset_t *defaults,
-                                          int death_signal) {
-    int pipe_fds[2];
-    if (pipe(pipe_fds) != 0) return -errno;
-    fcntl(pipe_fds[0], F_SETFD, FD_CLOEXEC);
-    fcntl(pipe_fds[1], F_SETFD, FD_CLOEXEC);
+                                          int death_signal, int *gate, int *result) {
+    int pipe_fds[2], gate_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) return -errno;
+    if (pipe2(gate_fds, O_CLOEXEC) != 0) {
+        int error = errno;
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        return -error;
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         int error = errno;
         close(pipe_fds[0]);
         close(pipe_fds[1]);
+        close(gate_fds[0]);
+        close(gate_fds[1]);
         return -error;
     }
     if (pid == 0) {
         close(pipe_fds[0]);
+        close(gate_fds[1]);
         setpgid(0, 0);
         if (death_signal != 0) {
             prctl(PR_SET_PDEATHSIG, death_signal);
             if (getppid() != parent) _exit(127); /* the parent died before prctl took effect */
         }
+        char go = 0;
+        ssize_t opened;
+        do {
+            opened = read(gate_fds[0], &go, 1);
+        } while (opened < 0 && errno == EINTR);
+        if (opened != 1) _exit(127); /* the caller went away before opening the gate */
+        close(gate_fds[0]);
         for (int number = 1; number < NSIG; number++) {
             if (sigismember(defaults, number) == 1) signal(number, SIG_DFL);
         }
@@ -146,18 +163,33 @@ static inline pid_t turnstile_spawn_group(char *const argv[], char *const envp[]
         _exit(127);
     }
     close(pipe_fds[1]);
+    close(gate_fds[0]);
     setpgid(pid, pid); /* also here, so the group exists whichever runs first */
+    *gate = gate_fds[1];
+    *result = pipe_fds[0];
+    return pid;
+}
+
+/* Lets a child started by `turnstile_spawn_group` exec, and waits for the exec's outcome.
+   Returns 0, or -errno of a failed exec (the child is then reaped). */
+static inline int turnstile_spawn_open_gate(pid_t pid, int gate, int result) {
+    char go = 1;
+    ssize_t written;
+    do {
+        written = write(gate, &go, 1);
+    } while (written < 0 && errno == EINTR);
+    close(gate);
     int error = 0;
     ssize_t count;
     do {
-        count = read(pipe_fds[0], &error, sizeof(error));
+        count = read(result, &error, sizeof(error));
     } while (count < 0 && errno == EINTR);
-    close(pipe_fds[0]);
+    close(result);
     if (count == (ssize_t)sizeof(error)) {
         waitpid(pid, NULL, 0);
         return -error;
     }
-    return pid;
+    return 0;
 }
 
 /* Makes the caller the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER), so that

@@ -89,11 +89,21 @@ public enum StatusTable {
         for lease in leases {
             var state = lease["bound"]?.boolValue == true ? "bound" : "detached"
             if lease["parked"]?.boolValue == true { state += ",parked" }
+            if let cause = lease["draining"]?.stringValue {
+                state = "draining (\(cause), group \(text(lease["pgid"])), \(duration(lease["draining_ms"])))"
+            }
             rows.append([text(lease["fence"]), text(lease["project"]), text(lease["mode"]), text(lease["model"]),
-                         text(lease["holder"]), text(lease["pid"]), duration(lease["age_ms"]),
-                         duration(lease["since_heartbeat_ms"]) + " ago", "in " + duration(lease["expires_in_ms"]), state])
+                         text(lease["holder"]), process(lease), duration(lease["age_ms"]),
+                         duration(lease["since_heartbeat_ms"]) + " ago",
+                         lease["draining"] == nil ? "in " + duration(lease["expires_in_ms"]) : "-", state])
         }
         out += columns(rows)
+    }
+
+    /// The PID column: the bound process, or `-PGID` for a process group (as `kill` writes it).
+    private static func process(_ lease: JSONObject) -> String {
+        if lease["pid"]?.numberValue == nil, let group = lease["pgid"]?.numberValue { return "-" + group.text }
+        return text(lease["pid"])
     }
 
     private static func appendWaiting(_ status: JSONObject, _ filter: Filter, to out: inout [String]) {

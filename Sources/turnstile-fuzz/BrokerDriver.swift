@@ -35,6 +35,8 @@ struct BrokerDriver {
         self.config = config
         broker = Broker(config: config, random: SplitMix64(seed: UInt64(seed)))
         broker.assertsInvariants = false
+        // Even process groups "run": leases bound to them drain; the clock's steps end them.
+        broker.processGroupAlive = { $0 % 2 == 0 }
     }
 
     /// Moves the clock on by what the line's first and last bytes choose, serving deadlines
@@ -44,13 +46,14 @@ struct BrokerDriver {
         now = now.adding(milliseconds: step)
         wall = wall.adding(milliseconds: Int64(step))
         if step % 3 != 0 { broker.tick(now: now) }
+        if step % 5 == 0 { broker.processGroupEnded(Int32(truncatingIfNeeded: step % 8), now: now) }
         serial += 1
         let ticket = Ticket(client: ClientID(serial % 3), request: serial)
         perform(request, ticket: ticket)
         for effect in broker.drainEffects() {
             switch effect {
             case .leaseGranted(let lease): live.append(lease.token)
-            case .leaseEnded(let lease, _): live.removeAll { $0 == lease.token }
+            case .leaseEnded(let lease, _), .leaseDraining(let lease): live.removeAll { $0 == lease.token }
             default: break
             }
         }

@@ -13,11 +13,14 @@ struct ChildGroup {
     let pidfd: Int32
     /// The terminal handed to the child's group, if any.
     private let terminal: Int32?
+    /// The gate the child waits at before exec, and the pipe its exec's outcome comes back on.
+    private let gate: Int32, result: Int32
 
-    /// Starts the command. If `turnstile` itself dies (killed, so unable to stop COMMAND
-    /// itself), COMMAND gets SIGTERM: its lease went with `turnstile`'s connection, and it must
-    /// not go on running without one.
-    /// - Throws: the `errno` of a failed spawn (ENOENT: no such command).
+    /// Creates COMMAND's process group with a child that waits to exec until `start` (so the
+    /// lease can be bound to the group before anything of COMMAND runs). If `turnstile` itself
+    /// dies (killed, so unable to stop COMMAND itself), COMMAND gets SIGTERM: its lease went
+    /// with `turnstile`'s connection, and it must not go on running without one.
+    /// - Throws: the `errno` of a failed fork.
     init(_ command: [String], environment: [String]) throws(SpawnError) {
         var defaults = sigset_t()
         sigemptyset(&defaults)
@@ -30,9 +33,12 @@ struct ChildGroup {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        let pid = turnstile_spawn_group(argv, envp, &defaults, SIGTERM)
+        var gate: Int32 = -1, result: Int32 = -1
+        let pid = turnstile_spawn_group(argv, envp, &defaults, SIGTERM, &gate, &result)
         guard pid > 0 else { throw SpawnError(code: -pid) }
         self.pid = pid
+        self.gate = gate
+        self.result = result
         pidfd = turnstile_pidfd_open(pid)
         // Hand the terminal to the child's group, so an interactive agent can read it; a child
         // that touched the terminal before this is stopped by SIGTTIN/SIGTTOU, so continue it.
@@ -44,6 +50,13 @@ struct ChildGroup {
         } else {
             terminal = nil
         }
+    }
+
+    /// Lets COMMAND exec.
+    /// - Throws: the `errno` of a failed exec (ENOENT: no such command).
+    func start() throws(SpawnError) {
+        let outcome = turnstile_spawn_open_gate(pid, gate, result)
+        if outcome != 0 { throw SpawnError(code: -outcome) }
     }
 
     /// Sends a signal to the whole group.

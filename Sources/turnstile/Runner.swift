@@ -70,14 +70,17 @@ struct Runner {
         _ = turnstile_become_subreaper()
         do {
             child = try ChildGroup(command, environment: environment.map { "\($0.key)=\($0.value)" })
+            // Bound to COMMAND's process group (its pgid is its pid) before anything of COMMAND
+            // runs: the slot then stays taken while any process of the group runs, whatever
+            // becomes of this wrapper (README, "turnstile run").
+            _ = try? client?.call("attach", [("lease", .text(token)), ("pgid", .integer(child!.pid))],
+                                  timeoutMilliseconds: 2000)
+            try child!.start()
         } catch {
             printError("turnstile: cannot run \(command[0]): \(error)")
             release()
             return error.code == ENOENT ? 127 : 126
         }
-        // Bound to COMMAND's process group (its pgid is its pid): the slot stays taken while any
-        // process of the group runs, whatever becomes of this wrapper (README, "turnstile run").
-        _ = try? client?.send("attach", [("lease", .text(token)), ("pgid", .integer(child!.pid))])
         lastConfirmed = SocketStream.monotonicMilliseconds()
         var code = supervise()
         child?.reclaimTerminal()

@@ -62,6 +62,19 @@ struct StatusTableTests {
         #expect(!rendered.contains("WAITING") && !rendered.contains("THROTTLES"))
     }
 
+    @Test func aGroupLeaseShowsItsGroupAndADrainingOneSaysSo() throws {
+        let object = try #require(try JSONParser.parse(#"""
+            {"ok":true,"global":{"limit":1,"in_use":1,"waiting":0},"leases":[
+             {"fence":3,"project":"__global__","mode":"any","model":null,"holder":"job","pid":null,"pgid":4242,
+              "age_ms":5000,"since_heartbeat_ms":5000,"expires_in_ms":0,"bound":false,"parked":false,
+              "draining":"disconnected","draining_ms":1200}]}
+            """#).objectValue)
+        let rendered = StatusTable.render(object)
+        #expect(rendered.contains("-4242"), "\(rendered)")
+        #expect(rendered.contains("draining (disconnected, group 4242, 1s)"), "\(rendered)")
+        #expect(!rendered.contains("in 0ms"), "a draining lease expires no more")
+    }
+
     @Test func watchEventsAreOneLineEach() throws {
         let event = try #require(try JSONParser.parse(#"{"event":"granted","fence":7,"project":"alpha","mode":"issue","model":null,"holder":"h"}"#).objectValue)
         #expect(EventLine.render(event) == "granted fence=7 project=alpha mode=issue model=- holder=h")
