@@ -52,6 +52,10 @@ final class Connection {
         var id: [UInt8]?
         /// Its key, for `cancel`.
         var key: RequestKey?
+        /// Whether it asked for `queued` events, and the reason and position it was last told.
+        var notify = false
+        var toldReason: BlockReason?
+        var toldPosition = 0
     }
 
     init(id: ClientID) {
@@ -74,8 +78,10 @@ final class Connection {
     }
 
     /// Registers a request that waits, to answer it later.
-    func remember(_ ticket: Ticket, id rawID: ArraySlice<UInt8>?, key: RequestKey?) {
-        pending[ticket.request] = PendingRequest(id: rawID.map(Array.init), key: key)
+    /// - Parameter told: the `queued` event sent with it (notify), if one was.
+    func remember(_ ticket: Ticket, id rawID: ArraySlice<UInt8>?, key: RequestKey?, told: (BlockReason, Int)? = nil) {
+        pending[ticket.request] = PendingRequest(id: rawID.map(Array.init), key: key, notify: told != nil,
+                                                 toldReason: told?.0, toldPosition: told?.1 ?? 0)
         if let key { pendingByKey[key] = ticket.request }
     }
 

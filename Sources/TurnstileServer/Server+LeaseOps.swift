@@ -29,9 +29,12 @@ extension Server {
             if debugLogging { logger.debug("refused", metadata: ["reason": "\(refusal.reason.rawValue)", "detail": "\(refusal.detail)"]) }
             send(to: connection) { Answers.refused(&$0, id: context.id, refusal) }
         case .queued(let position, let refusal):
-            connection.remember(ticket, id: context.id, key: context.key)
+            connection.remember(ticket, id: context.id, key: context.key, told: notify ? (refusal.reason, position) : nil)
             if debugLogging { logger.debug("queued", metadata: ["reason": "\(refusal.reason.rawValue)", "position": "\(position)"]) }
-            if notify { send(to: connection) { Answers.queued(&$0, id: context.id, position: position, refusal) } }
+            if notify {
+                send(to: connection) { Answers.queued(&$0, id: context.id, position: position, refusal) }
+                startWaitProgress()
+            }
         case .overBound(.leasesPerConnection(let limit)):
             fail(context, .tooMany, "this connection already holds \(limit) leases")
         case .overBound(.waiters(let limit)):
@@ -117,6 +120,19 @@ extension Server {
             return fail(context, .notFound, "no pending request with that id on this connection")
         }
         succeed(context)
+    }
+
+    /// `cancel` with `holder`: the peer's waiting acquires with that holder label, on any of
+    /// its connections (an admin's: anyone's); each is answered `cancelled`.
+    func cancel(holder: String, _ context: RequestContext) {
+        let mine = context.connection
+        var cancelled = 0
+        for ticket in broker.waitingTickets(holder: holder) {
+            guard let owner = connections[ticket.client], mine.isAdmin || owner.uid == mine.uid else { continue }
+            if broker.cancel(ticket, now: now) { cancelled += 1 }
+        }
+        guard cancelled > 0 else { return fail(context, .notFound, "no waiting acquire of yours is held as \(holder)") }
+        succeed(context) { $0.key("cancelled"); $0.int(cancelled) }
     }
 
     /// `park`: free the capacity, keep the workspace.

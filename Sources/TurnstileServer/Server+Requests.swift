@@ -69,6 +69,7 @@ extension Server {
         case .release(let token, let exit): release(token, exit: exit, context)
         case .attach(let token, let pid, let pgid): attach(token, pid: pid, pgid: pgid, context)
         case .cancel(let target): cancel(target, context)
+        case .cancelHolder(let holder): cancel(holder: holder, context)
         case .park(let token): park(token, context)
         case .unpark(let token, let wait, let notify): unpark(token, waitMilliseconds: wait, notify: notify, context)
         case .revoke(let reference): revoke(reference, context)

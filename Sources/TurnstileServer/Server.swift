@@ -47,6 +47,8 @@ public final class Server {
     /// Connections whose peer half-closed while requests were pending.
     var halfClosed: [ClientID: Connection] = [:]
     var halfClosedTimer: UnsafeMutablePointer<uv_timer_t>?
+    /// Every 10 s while someone waits with `notify`: `queued` again where reason or place changed.
+    var waitProgressTimer: UnsafeMutablePointer<uv_timer_t>?
     /// Closed connections draining their peer's last input, with their deadlines.
     var lingering: [ClientID: (connection: Connection, deadline: Instant)] = [:]
     var lingerTimer: UnsafeMutablePointer<uv_timer_t>?
@@ -209,6 +211,8 @@ public final class Server {
         if lockFileDescriptor >= 0 { close(lockFileDescriptor) }
         for connection in connections.values { closeNow(connection) }
         if let halfClosedTimer { uv_close(UVHandle.handle(halfClosedTimer), onHandleClosedFree) }
+        if let waitProgressTimer { uv_close(UVHandle.handle(waitProgressTimer), onHandleClosedFree) }
+        waitProgressTimer = nil
         halfClosedTimer = nil
         if let lingerTimer { uv_close(UVHandle.handle(lingerTimer), onHandleClosedFree) }
         lingerTimer = nil

@@ -81,6 +81,12 @@ func onHandleClosedFree(_ handle: UnsafeMutablePointer<uv_handle_t>?) {
     handle?.deallocate()
 }
 
+/// The 10 s wait-progress round.
+func onWaitProgress(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
+    guard let timer else { return }
+    Server.of(timer.pointee.loop).reportWaitProgress()
+}
+
 /// The 100 ms check of half-closed connections.
 func onHalfClosedCheck(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
     guard let timer else { return }

@@ -77,6 +77,8 @@ struct BrokerDriver {
         case .attach(let token, let pid, let pgid):
             _ = broker.attach(lease(token), client: ticket.client, pid: pid, pgid: pgid, now: now)
         case .cancel: _ = broker.cancel(Ticket(client: ticket.client, request: serial - 1), now: now)
+        case .cancelHolder(let holder):
+            for waiting in broker.waitingTickets(holder: holder) { _ = broker.cancel(waiting, now: now) }
         case .status, .metrics:
             broker.tick(now: now)
             StatusEncoding.write(&w, id: nil, broker.status(now: now),

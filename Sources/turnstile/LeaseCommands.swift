@@ -230,3 +230,22 @@ struct Unpark: ParsableCommand {
         try finish(answer, output) { [HumanLines.granted($0)] }
     }
 }
+
+/// `turnstile cancel HOLDER`: gives up the waiting acquires held as HOLDER (a `run` or
+/// `acquire` still queued, say a cron job that is no longer wanted): each exits 75 as if its
+/// `--wait` had ended. Only your own, unless you are an admin.
+struct Cancel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Cancel the waiting acquires held as HOLDER (your own; an admin's: anyone's).",
+        discussion: "The cancelled run or acquire exits 75 (or its --conflict-exit-code), COMMAND never started.")
+    @OptionGroup var connection: SocketOption
+    @OptionGroup var output: OutputOptions
+    @Argument(help: "The holder label the waiting run or acquire was given (--holder; run's default is COMMAND's name).")
+    var holder: String
+
+    func run() throws {
+        try finish(connection.connect().request("cancel", [("holder", .text(holder))]), output) { answer in
+            ["cancelled \(HumanLines.text(answer["cancelled"])) waiting acquire(s) held as \(TerminalText.safe(holder))"]
+        }
+    }
+}

@@ -15,7 +15,7 @@ struct Turnstile: ParsableCommand {
         version: TurnstileVersion.current,
         subcommands: [
             Run.self, Acquire.self, Heartbeat.self, Release.self, Attach.self, Park.self, Unpark.self, Revoke.self,
-            Status.self, Watch.self, Metrics.self, Pause.self, Resume.self, Report.self, Throttle.self, Unflag.self,
+            Status.self, Watch.self, Metrics.self, Pause.self, Resume.self, Report.self, Throttle.self, Unflag.self, Cancel.self,
             Record.self, Performance.self, Usage.self, Reload.self,
         ])
 

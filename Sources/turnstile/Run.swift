@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import TurnstileClient
 import TurnstileProtocol
@@ -26,6 +29,8 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("conflict-exit-code"),
             help: "The exit code when no permit comes within --wait (default 75), to tell it from COMMAND's own (flock -E).")
     var conflictExitCode: Int32?
+    @Flag(help: "Report a long wait's reason and position whenever they change, also when stderr is not a terminal.")
+    var verbose = false
     @Argument(parsing: .postTerminator, help: "The command to run.") var command: [String]
 
     func validate() throws {
@@ -41,7 +46,8 @@ struct Run: ParsableCommand {
         let holder = permit.holder ?? String(command[0].split(separator: "/").last ?? Substring(command[0]))
         var runner = Runner(socketPath: connection.path, command: command, acquire: try permit.fields(holder: holder),
                             graceMilliseconds: Int64(Durations.milliseconds(grace)!), waitDescription: permit.wait,
-                            noPermitExitCode: conflictExitCode ?? Exit.noPermit.rawValue)
+                            noPermitExitCode: conflictExitCode ?? Exit.noPermit.rawValue,
+                            reportsProgress: verbose || isatty(STDERR_FILENO) == 1)
         let code = try runner.run()
         throw ExitCode(code)
     }

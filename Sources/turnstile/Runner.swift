@@ -32,10 +32,14 @@ struct Runner {
     /// The signal that ended COMMAND, if one did.
     var endedBySignal: Int32?
     var killAt: Int64?
+    /// Whether a long wait is reported again when its reason or position changes (on a
+    /// terminal, or with `--verbose`); otherwise once.
+    let reportsProgress: Bool
 
     init(socketPath: String, command: [String], acquire: [(String, JSONValue)], graceMilliseconds: Int64,
-         waitDescription: String?, noPermitExitCode: Int32 = Exit.noPermit.rawValue) {
+         waitDescription: String?, noPermitExitCode: Int32 = Exit.noPermit.rawValue, reportsProgress: Bool = false) {
         self.noPermitExitCode = noPermitExitCode
+        self.reportsProgress = reportsProgress
         self.socketPath = socketPath
         self.command = command
         self.acquire = acquire
@@ -136,13 +140,21 @@ struct Runner {
             return .daemonGone
         }
         var queued: JSONObject?
-        var told = false
+        var told: String?
+        var toldAt: Int64 = 0
         while true {
-            if !told, let queued, SocketStream.monotonicMilliseconds() - started >= 1000 {
-                printError("turnstile: waiting: \(queued["reason"]?.stringValue ?? "?") (position \(StatusTable.text(queued["position"])))")
-                told = true
+            let now = SocketStream.monotonicMilliseconds()
+            if let queued, now - started >= 1000 {
+                // Said once after a second; again when it changes (the daemon says so at most every
+                // 10 s), if progress is reported at all.
+                let line = "\(queued["reason"]?.stringValue ?? "?") (position \(StatusTable.text(queued["position"])))"
+                if told == nil || (reportsProgress && line != told && now - toldAt >= 10_000) {
+                    printError("turnstile: waiting: \(line)")
+                    told = line
+                    toldAt = now
+                }
             }
-            let timeout: Int32 = told || queued == nil ? 1000 : Int32(max(0, 1000 - (SocketStream.monotonicMilliseconds() - started)))
+            let timeout: Int32 = told != nil || queued == nil ? 1000 : Int32(max(0, 1000 - (now - started)))
             switch waitForInput(timeout: timeout, watchChild: false) {
             case .signal(let number):
                 if [SIGINT, SIGTERM, SIGHUP].contains(number) { return .decided(128 + number) }
@@ -173,6 +185,9 @@ struct Runner {
         switch answer.error {
         case "shutting_down":
             return .daemonGone
+        case "cancelled":
+            printError("turnstile: no permit: the wait was cancelled (turnstile cancel)")
+            return .decided(noPermitExitCode)
         case "timeout", "unavailable":
             let within = waitDescription.map { Durations.milliseconds($0) == 0 ? " now" : " within \($0)" } ?? ""
             printError("turnstile: no permit\(within): \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")

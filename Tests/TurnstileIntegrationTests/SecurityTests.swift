@@ -98,6 +98,14 @@ struct SecurityTests {
         #expect(acquired.contains(#""ok":true"#), "\(acquired)")
         let pause = try askAsNobody(daemon, #"{"id":2,"op":"pause","project":"alpha"}"#)
         #expect(pause.contains(#""error":"forbidden""#), "\(pause)")
+        // Root fills the slots and waits; nobody may not cancel that wait, root may.
+        let root = try daemon.client()
+        for _ in 0..<8 { _ = try root.ask("acquire") }
+        let rootWait = try root.send("acquire", [("holder", .text("root-job")), ("wait_ms", .integer(60_000))])
+        let cancel = try askAsNobody(daemon, #"{"id":3,"op":"cancel","holder":"root-job"}"#)
+        #expect(cancel.contains(#""error":"not_found""#), "another uid's waiter is not its to cancel: \(cancel)")
+        #expect(try root.ask("cancel", [("holder", .text("root-job"))]).ok, "its own uid may")
+        #expect(try root.answer(to: rootWait, timeoutMilliseconds: 10_000).error == "cancelled")
         for op in [#""op":"reload""#, #""op":"throttle","provider":"p","retry_after_ms":5"#, #""op":"revoke","fence":1"#,
                    #""op":"throttle","provider":"p","clear":true"#, #""op":"unflag","model":"a/b""#] {
             let answer = try askAsNobody(daemon, "{\(op)}")

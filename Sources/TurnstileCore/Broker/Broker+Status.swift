@@ -68,6 +68,29 @@ extension Broker {
             drainingMilliseconds: lease.drain.map { now.milliseconds(since: $0.since) })
     }
 
+    /// Where each waiter stands now: what blocks it and its place in line, for the daemon's
+    /// periodic `queued` updates (protocol/PROTOCOL.md §9.1).
+    public func waiterProgress(now: Instant) -> [(ticket: Ticket, refusal: Refusal, position: Int)] {
+        let positions = self.positions(now: now)
+        return queue.inArrivalOrder().map { waiter in
+            var owner: UInt64?
+            if case .unpark(let fence) = waiter.kind { owner = fence }
+            var refusal = Refusal(.global, detail: "waiting")
+            if case .block(let blocked) = evaluate(waiter.request, candidates: waiter.candidates, owner: owner, now: now) {
+                refusal = blocked
+            }
+            return (waiter.ticket, refusal, positions[waiter.id]!)
+        }
+    }
+
+    /// The tickets of waiting acquires whose holder label is `holder` (for `cancel` by holder).
+    public func waitingTickets(holder: String) -> [Ticket] {
+        queue.inArrivalOrder().compactMap { waiter in
+            if case .acquire(_, _, _, _, let label) = waiter.kind, label == holder { return waiter.ticket }
+            return nil
+        }
+    }
+
     private func waiterInfos(now: Instant) -> [BrokerStatus.WaiterInfo] {
         let positions = self.positions(now: now)
         return queue.inArrivalOrder().map { waiter in

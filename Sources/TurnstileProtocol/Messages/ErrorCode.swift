@@ -64,7 +64,7 @@ public enum Op: String, Sendable, CaseIterable {
         case .heartbeat: ["lease", "leases"]
         case .release: ["lease", "exit_code", "signal"]
         case .attach: ["lease", "pid", "pgid"]
-        case .cancel: ["target"]
+        case .cancel: ["target", "holder"]
         case .status, .metrics, .watch, .reload: []
         case .pause, .resume: ["project"]
         case .report: ["project", "agent", "success"]

@@ -9,6 +9,9 @@ public enum Request: Sendable, Equatable {
     case release(LeaseToken, exit: ExitStatus?)
     case attach(LeaseToken, pid: Int32?, pgid: Int32?)
     case cancel(target: RequestKey)
+    /// `cancel` with `holder`: every waiting acquire with that holder label, on the peer's own
+    /// connections (an admin's: anyone's).
+    case cancelHolder(String)
     case status
     case pause(project: String)
     case resume(project: String)
@@ -35,7 +38,7 @@ public enum Request: Sendable, Equatable {
         case .heartbeat: .heartbeat
         case .release: .release
         case .attach: .attach
-        case .cancel: .cancel
+        case .cancel, .cancelHolder: .cancel
         case .status: .status
         case .pause: .pause
         case .resume: .resume
