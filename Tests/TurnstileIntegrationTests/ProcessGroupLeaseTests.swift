@@ -110,3 +110,39 @@ struct ProcessGroupLeaseTests {
         #expect(try client.ask("acquire").ok)
     }
 }
+
+/// Where the daemon may not signal a group (another user's, and it is not root) it waits for
+/// the group to end on its own (protocol/PROTOCOL.md §10.10).
+@Suite("Draining another user's process group", .timeLimit(.minutes(1)))
+struct ForeignGroupDrainTests {
+    @Test func aDaemonThatMayNotSignalTheGroupWaitsForIt() throws {
+        guard getuid() == 0 else { return }  // needs to start the daemon as another user
+        let directory = try Daemon.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "[limits]\nglobal = 1\nkill_grace_ms = 100\n".write(toFile: directory + "/t.toml", atomically: true, encoding: .utf8)
+        chmod(directory + "/t.toml", 0o644)
+        chown(directory, 65534, 65534)
+        let daemon = try ChildProcess(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Binaries.turnstiled,
+                                       "--config", directory + "/t.toml", "--socket", directory + "/t.sock",
+                                       "--state-dir", directory + "/state"])
+        defer { daemon.signal(SIGKILL); _ = daemon.waitForExit() }
+        #expect(daemon.waitForOutput("turnstiled ready"), "\(daemon.output)")
+        let work = try ChildProcess(["python3", "-c",
+                                     "import os,time; os.setpgid(0,0); print('ready', flush=True); time.sleep(600)"])
+        defer { work.signal(SIGKILL); _ = work.waitForExit() }
+        #expect(work.waitForOutput("ready"))
+        let client = try TurnstileClient(socketPath: directory + "/t.sock")
+        _ = try client.ask("watch")
+        let lease = try client.ask("acquire", [("pgid", .integer(Int64(work.pid)))])
+        #expect(lease.ok, "\(lease)")
+        let released = try client.ask("release", [("lease", .text(lease.string("lease") ?? ""))])
+        #expect(released["draining"]?.boolValue == true)
+        #expect(daemon.waitForOutput("may not signal process group \(work.pid)"), "\(daemon.output)")
+        #expect(work.waitForExit(milliseconds: 500) == nil, "the daemon sent it nothing it could act on")
+        #expect(try client.ask("acquire").string("reason") == "global", "the slot waits for the group")
+        work.signal(SIGKILL)
+        let freed = try client.waitForEvent("released")
+        #expect(freed?["cause"]?.stringValue == "drained")
+        #expect(try client.ask("acquire").ok)
+    }
+}
