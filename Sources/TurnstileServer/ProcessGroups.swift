@@ -40,6 +40,9 @@ final class ProcessGroups {
     static func isAlive(_ pgid: Int32) -> Bool {
         guard pgid > 0 else { return false }
         if kill(-pgid, 0) != 0 && errno == ESRCH { return false }
+        // The usual case, a group whose leader runs, costs one read of /proc; only a group
+        // whose leader is gone (or a zombie) is looked for member by member.
+        if let leader = processStat(pgid), leader.group == pgid, leader.state != "Z" && leader.state != "X" { return true }
         guard let members = members(of: pgid) else { return true }
         // kill() counts zombies; /proc tells them apart. A group /proc shows nothing of (hidepid)
         // is taken as alive: the periodic check finds its end through kill() alone.

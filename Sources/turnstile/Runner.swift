@@ -76,9 +76,9 @@ struct Runner {
             child = try ChildGroup(command, environment: environment.map { "\($0.key)=\($0.value)" })
             // Bound to COMMAND's process group (its pgid is its pid) before anything of COMMAND
             // runs: the slot then stays taken while any process of the group runs, whatever
-            // becomes of this wrapper (README, "turnstile run").
-            _ = try? client?.call("attach", [("lease", .text(token)), ("pgid", .integer(child!.pid))],
-                                  timeoutMilliseconds: 2000)
+            // becomes of this wrapper (README, "turnstile run"). Sent is enough: the daemon reads
+            // the attach before it can see this connection close, so its answer is not awaited.
+            _ = try? client?.send("attach", [("lease", .text(token)), ("pgid", .integer(child!.pid))])
             try child!.start()
         } catch {
             printError("turnstile: cannot run \(command[0]): \(error)")
