@@ -36,6 +36,12 @@ public enum StatusTable {
             return "\(member.key) \(text(mode?["in_use"]))" + (limit.map { "/\($0)" } ?? "")
         }
         out.append("MODES     " + modes.joined(separator: " · "))
+        let pools = (status["pools"]?.objectValue?.members ?? []).map { member -> String in
+            let pool = member.value.objectValue
+            let adHoc = pool?["ad_hoc"]?.boolValue == true ? " (ad hoc)" : ""
+            return "\(TerminalText.safe(member.key)) \(text(pool?["in_use"]))/\(text(pool?["limit"]))\(adHoc)"
+        }
+        if !pools.isEmpty { out.append("POOLS     " + pools.joined(separator: " · ")) }
         appendProjects(status, to: &out)
         appendModels(status, to: &out)
         if !filter.waitingOnly { appendLeases(status, filter, to: &out) }

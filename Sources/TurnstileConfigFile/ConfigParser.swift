@@ -26,7 +26,7 @@ public enum ConfigParser {
     private static func readRoot(_ reader: TableReader) throws(ConfigError) -> TurnstileConfig {
         var config = TurnstileConfig()
         try reader.allowOnly(["socket", "state_dir", "pause_dir", "socket_mode", "socket_group", "allow_uids",
-                              "allow_gids", "admin_uids", "limits", "server", "projects", "providers", "models",
+                              "allow_gids", "admin_uids", "limits", "server", "projects", "pools", "providers", "models",
                               "circuit_breaker", "telemetry"])
         config.socketPath = try reader.path("socket")
         config.stateDirectory = try reader.path("state_dir")
@@ -58,6 +58,7 @@ public enum ConfigParser {
                 sessions: try telemetry.int("max_sessions", min: 1, max: ConfigBounds.telemetryCountMax) ?? bounds.sessions)
         }
         config.projects = try readProjects(reader)
+        config.pools = try readPools(reader)
         config.providers = try readProviders(reader)
         config.models = try readModels(reader)
         return config
@@ -113,6 +114,21 @@ public enum ConfigParser {
             ?? server.maxLeasesPerConnection
         server.maxWaiters = try reader.int("max_waiters", min: 1, max: ConfigBounds.waitersMax) ?? server.maxWaiters
         return server
+    }
+
+    private static func readPools(_ reader: TableReader) throws(ConfigError) -> [PoolConfig] {
+        var pools: [PoolConfig] = []
+        for entry in try reader.tables("pools") {
+            try entry.allowOnly(["name", "limit"])
+            let name = try entry.requiredString("name")
+            if let problem = Names.labelProblem(name, what: "pool name") { throw entry.error("name", problem) }
+            if pools.contains(where: { $0.name.utf8.elementsEqual(name.utf8) }) { throw entry.error("name", "duplicate pool \(name)") }
+            guard let limit = try entry.int("limit", min: 1, max: PoolConfig.limitMax) else {
+                throw entry.error("limit", "pool \(name) needs a limit (1 to \(PoolConfig.limitMax))")
+            }
+            pools.append(PoolConfig(name: name, limit: limit))
+        }
+        return pools
     }
 
     private static func readProjects(_ reader: TableReader) throws(ConfigError) -> [ProjectConfig] {

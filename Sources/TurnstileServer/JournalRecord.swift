@@ -90,6 +90,21 @@ enum JournalRecord: Decodable, Equatable {
         if let workspace = request.workspace { w.key("workspace"); w.string(workspace) }
         if request.tenant != "local" { w.key("tenant"); w.string(request.tenant) }
         if request.priority != 0 { w.key("priority"); w.int(request.priority) }
+        if !request.pools.isEmpty {
+            w.key("pools")
+            w.beginArray()
+            for pool in request.pools { w.string(pool) }
+            w.endArray()
+        }
+        if !request.poolLimits.isEmpty {
+            w.key("pool_limits")
+            w.beginObject()
+            for (pool, limit) in request.poolLimits.sorted(by: { $0.key < $1.key }) {
+                w.dynamicKey(pool)
+                w.int(limit)
+            }
+            w.endObject()
+        }
         w.endObject()
     }
 

@@ -52,6 +52,10 @@ enum MetricsText {
             gauge("model_subscription_limited", "1 while a pool is flagged subscription-limited.",
                   model.limitedForMilliseconds == nil ? 0 : 1, labels)
         }
+        for pool in status.pools {
+            gauge("pool_in_use", "Units held per named pool.", pool.inUse, [("pool", pool.name)])
+            gauge("pool_limit", "Units per named pool (configured, or ad hoc while in use).", pool.limit, [("pool", pool.name)])
+        }
         gauge("workspaces_locked", "Workspace locks held.", status.workspaces.count)
         gauge("throttles_active", "Provider throttles in force.", status.throttles.count)
         let metrics = status.metrics

@@ -39,6 +39,8 @@ extension Server {
             fail(context, .tooMany, "this connection already holds \(limit) leases")
         case .overBound(.waiters(let limit)):
             fail(context, .tooMany, "the queue is full (\(limit) waiters)")
+        case .invalid(let field, let message):
+            fail(context, .badRequest, message, field: field)
         }
     }
 

@@ -20,6 +20,10 @@ struct PermitOptions: ParsableArguments {
     var ttl: String?
     @Option(help: "How long to wait for a permit (default: forever; 0: do not wait).") var wait: String?
     @Option(help: "A label for status and watch.") var holder: String?
+    @Option(name: .customLong("pool"), help: ArgumentHelp(
+        "Take a unit of a pool, NAME for a configured one or NAME=LIMIT to define it as `sem --id NAME -j LIMIT` does (repeatable).",
+        valueName: "NAME[=LIMIT]"))
+    var pools: [String] = []
 
     /// The acquire request's fields.
     func fields(holder defaultHolder: String?) throws -> [(String, JSONValue)] {
@@ -34,6 +38,23 @@ struct PermitOptions: ParsableArguments {
         add("tenant", tenant)
         add("holder", holder ?? defaultHolder)
         if let priority { fields.append(("priority", .integer(priority))) }
+        if !pools.isEmpty {
+            var names: [String] = []
+            var limits: [(key: String, value: JSONValue)] = []
+            for entry in pools {
+                let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                guard !parts[0].isEmpty else { throw ValidationError("--pool: give NAME or NAME=LIMIT, not \(entry)") }
+                names.append(parts[0])
+                if parts.count == 2 {
+                    guard let limit = Int(parts[1]), limit >= 1 else {
+                        throw ValidationError("--pool \(entry): the limit is a whole number of at least 1")
+                    }
+                    limits.append((parts[0], .integer(limit)))
+                }
+            }
+            fields.append(("pools", .strings(names)))
+            if !limits.isEmpty { fields.append(("pool_limits", .object(JSONObject(limits)))) }
+        }
         if let ttl {
             guard let ttlMilliseconds = Durations.milliseconds(ttl) else { throw ValidationError("--ttl: not a duration: \(ttl)") }
             fields.append(("ttl_ms", .integer(ttlMilliseconds)))

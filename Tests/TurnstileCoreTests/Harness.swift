@@ -80,7 +80,7 @@ extension AcquireOutcome {
     /// The refusal if refused or queued.
     var refusal: Refusal? {
         switch self {
-        case .granted, .overBound: nil
+        case .granted, .overBound, .invalid: nil
         case .refused(let refusal): refusal
         case .queued(_, let refusal): refusal
         }

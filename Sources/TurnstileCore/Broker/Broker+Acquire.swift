@@ -15,6 +15,9 @@ extension Broker {
         if request.waitMilliseconds > 0 && queue.count >= bounds.maxWaiters {
             return .overBound(.waiters(bounds.maxWaiters))
         }
+        if !request.admission.pools.isEmpty, case .badRequest(let field, let message)? = poolProblem(request.admission) {
+            return .invalid(field: field, message: message)
+        }
         let candidates = candidates(for: request.admission)
         let ttl = request.ttlMilliseconds ?? config.limits.defaultTTLMilliseconds
         switch evaluate(request.admission, candidates: candidates, now: now) {

@@ -144,6 +144,7 @@ extension Broker {
         config = newConfig
         models = ModelTable(providers: newConfig.providers, models: newConfig.models)
         projectCaps = Dictionary(newConfig.projects.map { (ExactName($0.name), $0) }, uniquingKeysWith: { $1 })
+        poolCaps = Self.poolCaps(newConfig)
         breaker.setThreshold(newConfig.circuitBreaker.threshold)
         telemetry.configure(windowSeconds: newConfig.telemetry.windowSeconds,
                             subscriptionLimitTTLSeconds: newConfig.telemetry.subscriptionLimitTTLSeconds,

@@ -32,6 +32,12 @@ extension Broker {
                 problems.append("draining fence \(lease.fence) is also live, or has no drain or group")
             }
         }
+        // Which holder's pool_limits set an ad-hoc limit depends on arrival order, not on the
+        // leases alone: check only that each belongs to a pool in use.
+        if occupancy.adHocLimits.keys.contains(where: { (recount.namedPools[$0] ?? 0) == 0 }) {
+            problems.append("an ad-hoc pool limit outlived its last unit")
+        }
+        recount.adHocLimits = occupancy.adHocLimits
         if recount != occupancy { problems.append("occupancy drifted: counted \(recount), kept \(occupancy)") }
         if tokens.count != leases.count { problems.append("token index size") }
         if leasesByClient.values.reduce(0, { $0 + $1.count }) != leases.values.filter({ $0.client != nil }).count {

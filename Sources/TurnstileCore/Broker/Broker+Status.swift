@@ -14,7 +14,7 @@ extension Broker {
         return BrokerStatus(
             fairness: config.limits.fairness,
             global: .init(limit: config.limits.global, inUse: occupancy.global, waiting: queue.count),
-            modes: modes, projects: projectInfos(), models: modelInfos(now: now),
+            modes: modes, projects: projectInfos(), models: modelInfos(now: now), pools: poolInfos(),
             workspaces: occupancy.workspaces.sorted { $0.key < $1.key }.map {
                 BrokerStatus.WorkspaceLock(path: $0.key, fence: $0.value,
                                            parked: (leases[$0.value] ?? draining[$0.value])?.parked ?? false)
@@ -43,6 +43,17 @@ extension Broker {
         }
     }
 
+    /// Configured pools in config order, then ad-hoc pools in use by name.
+    private func poolInfos() -> [BrokerStatus.PoolUse] {
+        var infos = config.pools.map {
+            BrokerStatus.PoolUse(name: $0.name, limit: $0.limit, inUse: occupancy.namedPools[ExactName($0.name)] ?? 0, adHoc: false)
+        }
+        for (name, limit) in occupancy.adHocLimits.sorted(by: { $0.key < $1.key }) where poolCaps[name] == nil {
+            infos.append(BrokerStatus.PoolUse(name: name.text, limit: limit, inUse: occupancy.namedPools[name] ?? 0, adHoc: true))
+        }
+        return infos
+    }
+
     private func modelInfos(now: Instant) -> [BrokerStatus.ModelUse] {
         var pools = models.configuredPools
         var seen = Set(pools)
@@ -65,7 +76,7 @@ extension Broker {
             sinceHeartbeatMilliseconds: now.milliseconds(since: lease.lastHeartbeatAt),
             expiresInMilliseconds: lease.drain == nil ? lease.deadline.milliseconds(since: now) : 0,
             bound: lease.bound && lease.drain == nil, parked: lease.parked, pgid: lease.pgid, draining: lease.drain?.cause,
-            drainingMilliseconds: lease.drain.map { now.milliseconds(since: $0.since) })
+            drainingMilliseconds: lease.drain.map { now.milliseconds(since: $0.since) }, pools: lease.request.pools)
     }
 
     /// Where each waiter stands now: what blocks it and its place in line, for the daemon's

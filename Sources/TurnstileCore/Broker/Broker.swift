@@ -11,6 +11,8 @@ public struct Broker: Sendable {
     public internal(set) var config: TurnstileConfig
     var models: ModelTable
     var projectCaps: [ExactName: ProjectConfig]
+    /// Configured pools' limits (`[[pools]]`).
+    var poolCaps: [ExactName: Int]
 
     var occupancy = Occupancy()
     /// Live leases by fence.
@@ -60,12 +62,17 @@ public struct Broker: Sendable {
         self.config = config
         self.models = ModelTable(providers: config.providers, models: config.models)
         self.projectCaps = Dictionary(config.projects.map { (ExactName($0.name), $0) }, uniquingKeysWith: { $1 })
+        self.poolCaps = Self.poolCaps(config)
         self.breaker = CircuitBreaker(threshold: config.circuitBreaker.threshold)
         self.telemetry = Telemetry(windowSeconds: config.telemetry.windowSeconds,
                                    subscriptionLimitTTLSeconds: config.telemetry.subscriptionLimitTTLSeconds,
                                    bounds: config.telemetry.bounds)
         self.random = random
         self.fenceHighWater = fenceHighWater
+    }
+
+    static func poolCaps(_ config: TurnstileConfig) -> [ExactName: Int] {
+        Dictionary(config.pools.map { (ExactName($0.name), $0.limit) }, uniquingKeysWith: { $1 })
     }
 
     /// Hands the pending effects to the caller and empties the outbox.

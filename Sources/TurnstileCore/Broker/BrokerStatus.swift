@@ -38,6 +38,15 @@ public struct BrokerStatus: Sendable, Equatable {
         public var limitedForMilliseconds: UInt64?
     }
 
+    /// One named pool: configured, or ad hoc while units of it are held.
+    public struct PoolUse: Sendable, Equatable {
+        public var name: String
+        public var limit: Int
+        public var inUse: Int
+        /// Whether an acquire's `pool_limits` defined it (it is forgotten when empty).
+        public var adHoc: Bool
+    }
+
     /// A locked workspace.
     public struct WorkspaceLock: Sendable, Equatable {
         public var path: String
@@ -74,6 +83,8 @@ public struct BrokerStatus: Sendable, Equatable {
         public var draining: LeaseEndCause?
         /// How long it has been draining.
         public var drainingMilliseconds: UInt64?
+        /// The pools it holds a unit of.
+        public var pools: [String] = []
     }
 
     /// A waiting request.
@@ -95,6 +106,7 @@ public struct BrokerStatus: Sendable, Equatable {
     public var modes: [ModeUse]
     public var projects: [ProjectUse]
     public var models: [ModelUse]
+    public var pools: [PoolUse] = []
     public var workspaces: [WorkspaceLock]
     public var throttles: [Throttle]
     public var leases: [LeaseInfo]

@@ -4,6 +4,7 @@ public enum BlockReason: String, Sendable, Equatable, CaseIterable, Codable {
     case paused
     case rateLimit = "rate_limit"
     case workspaceLock = "workspace_lock"
+    case pool
     case mode, project, mention, proportional, model, global
 }
 
@@ -40,6 +41,9 @@ public enum AcquireOutcome: Sendable, Equatable {
     case queued(position: Int, Refusal)
     /// Not considered: a resource bound of the daemon (`[server]` config) is reached.
     case overBound(ResourceBound)
+    /// Not considered: it cannot be granted as asked (a pool with no limit, or a limit that
+    /// disagrees with the one in force); a `bad_request` naming the field.
+    case invalid(field: String, message: String)
 }
 
 /// A `[server]` resource bound an acquire can meet (protocol/PROTOCOL.md §2 and §12), with its configured value.

@@ -23,7 +23,7 @@ struct Waiter: Sendable {
         var owner: UInt64?
         if case .unpark(let fence) = kind { owner = fence }
         return Demand(tenant: request.tenant, providers: request.providers, workspace: request.workspace,
-                      candidates: candidates, priority: request.priority, owner: owner)
+                      pools: request.pools, candidates: candidates, priority: request.priority, owner: owner)
     }
 }
 
@@ -36,6 +36,7 @@ struct Demand: Hashable, Sendable {
     var tenant: String
     var providers: [String]
     var workspace: String?
+    var pools: [String]
     var candidates: [ModelCandidate]
     /// Kept apart so that a group's oldest waiter is also its highest under aging.
     var priority: Int

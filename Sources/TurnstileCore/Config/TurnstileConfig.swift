@@ -17,6 +17,8 @@ public struct TurnstileConfig: Sendable, Equatable {
     public var limits = LimitsConfig()
     /// Per-project caps, in file order.
     public var projects: [ProjectConfig] = []
+    /// Named counting semaphores (`[[pools]]`), in file order.
+    public var pools: [PoolConfig] = []
     /// Providers, in file order (capability fallback walks them in this order).
     public var providers: [ProviderConfig] = []
     /// Per-model settings, by bare name or `provider/model`.
@@ -59,6 +61,25 @@ public struct LimitsConfig: Sendable, Equatable {
         case .mention, .any: nil
         }
     }
+}
+
+/// A named counting semaphore (`[[pools]]`): a GPU, a build slot, a test database. An acquire
+/// that names it takes one unit (protocol/PROTOCOL.md §8.2).
+public struct PoolConfig: Sendable, Equatable {
+    /// The pool's name.
+    public var name: String
+    /// How many units it has (1 … 1,000,000).
+    public var limit: Int
+
+    public init(name: String, limit: Int) {
+        self.name = name
+        self.limit = limit
+    }
+
+    /// Most units a pool may have, configured or ad hoc.
+    public static let limitMax = 1_000_000
+    /// Most pools one acquire may name.
+    public static let perAcquireMax = 16
 }
 
 /// Caps of one project (`[[projects]]`). A project with no entry has no cap.

@@ -18,10 +18,18 @@ public struct AdmissionRequest: Sendable, Equatable, Codable {
     public var tenant: String
     /// Priority for the `priority` policy.
     public var priority: Int
+    /// Pools it takes one unit of each of (protocol/PROTOCOL.md §8.2), without repeats.
+    public var pools: [String]
+    /// Limits for pools the config does not name (`pool_limits`): the first holder's sets an
+    /// ad-hoc pool's limit.
+    public var poolLimits: [String: Int]
 
     public init(project: String = Names.globalProject, mode: Mode = .any, model: ModelKey? = nil,
                 fallback: [ModelKey] = [], providers: [String] = [], workspace: String? = nil,
-                tenant: String = "local", priority: Int = 0) {
+                tenant: String = "local", priority: Int = 0, pools: [String] = [], poolLimits: [String: Int] = [:]) {
+        var seen = Set<ExactName>()
+        self.pools = pools.filter { seen.insert(ExactName($0)).inserted }
+        self.poolLimits = poolLimits
         self.project = project
         self.mode = mode
         self.model = model
@@ -33,7 +41,8 @@ public struct AdmissionRequest: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case project, mode, model, fallback, providers, workspace, tenant, priority
+        case project, mode, model, fallback, providers, workspace, tenant, priority, pools
+        case poolLimits = "pool_limits"
     }
 
     /// Decodes with every field optional, defaults where absent (the journal leaves them out).
@@ -46,7 +55,9 @@ public struct AdmissionRequest: Sendable, Equatable, Codable {
                   providers: try c.decodeIfPresent([String].self, forKey: .providers) ?? [],
                   workspace: try c.decodeIfPresent(String.self, forKey: .workspace),
                   tenant: try c.decodeIfPresent(String.self, forKey: .tenant) ?? "local",
-                  priority: try c.decodeIfPresent(Int.self, forKey: .priority) ?? 0)
+                  priority: try c.decodeIfPresent(Int.self, forKey: .priority) ?? 0,
+                  pools: try c.decodeIfPresent([String].self, forKey: .pools) ?? [],
+                  poolLimits: try c.decodeIfPresent([String: Int].self, forKey: .poolLimits) ?? [:])
     }
 }
 

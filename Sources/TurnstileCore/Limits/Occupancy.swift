@@ -18,6 +18,11 @@ struct Occupancy: Sendable, Equatable {
     var pools: [ModelKey: Int] = [:]
     /// Workspace locks: normalised path → fence of the lease holding it (parked or not).
     var workspaces: [String: UInt64] = [:]
+    /// Units held per named pool (entries vanish at zero).
+    var namedPools: [ExactName: Int] = [:]
+    /// Limits of the ad-hoc pools in use: set by the first holder's `pool_limits`, forgotten
+    /// with the pool's last unit (protocol/PROTOCOL.md §8.2).
+    var adHocLimits: [ExactName: Int] = [:]
 
     /// Counts a lease's capacity (global, mode, project, model).
     mutating func take(_ request: AdmissionRequest, model: ModelKey?) {
@@ -27,6 +32,11 @@ struct Occupancy: Sendable, Equatable {
         projects[project, default: ProjectUse()].total += 1
         if request.mode == .mention { projects[project]!.mention += 1 }
         if let model { pools[model, default: 0] += 1 }
+        for pool in request.pools {
+            let name = ExactName(pool)
+            namedPools[name, default: 0] += 1
+            if adHocLimits[name] == nil, let limit = request.poolLimits[pool] { adHocLimits[name] = limit }
+        }
     }
 
     /// Gives a lease's capacity back.
@@ -42,6 +52,12 @@ struct Occupancy: Sendable, Equatable {
         if let model {
             let held = pools[model]! - 1
             pools[model] = held == 0 ? nil : held
+        }
+        for pool in request.pools {
+            let name = ExactName(pool)
+            let held = namedPools[name]! - 1
+            namedPools[name] = held == 0 ? nil : held
+            if held == 0 { adHocLimits[name] = nil }
         }
     }
 

@@ -148,6 +148,12 @@ public enum Answers {
         w.string(lease.model?.description)
         w.key("holder")
         w.string(lease.holder)
+        if name == "granted" && !lease.request.pools.isEmpty {
+            w.key("pools")
+            w.beginArray()
+            for pool in lease.request.pools { w.string(pool) }
+            w.endArray()
+        }
         if let cause, name == "released" || name == "draining" {
             w.key("cause")
             w.string(cause.rawValue)

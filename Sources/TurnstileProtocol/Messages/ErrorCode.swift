@@ -60,7 +60,7 @@ public enum Op: String, Sendable, CaseIterable {
         case .hello: ["client"]
         case .acquire:
             ["project", "mode", "model", "fallback", "providers", "workspace", "tenant", "priority", "wait_ms",
-             "ttl_ms", "detach", "pid", "pgid", "holder", "notify"]
+             "ttl_ms", "detach", "pid", "pgid", "holder", "notify", "pools", "pool_limits"]
         case .heartbeat: ["lease", "leases"]
         case .release: ["lease", "exit_code", "signal"]
         case .attach: ["lease", "pid", "pgid"]

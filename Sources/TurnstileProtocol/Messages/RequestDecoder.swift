@@ -112,13 +112,15 @@ public enum RequestDecoder {
             }
             workspace = normalised
         }
+        let (pools, poolLimits) = try decodePools(fields)
         let ttlRange = AcquireRequest.ttlRange
         let ttl = try fields.integer("ttl_ms", in: Int64(ttlRange.lowerBound)...Int64(ttlRange.upperBound))
         let admission = AdmissionRequest(
             project: try fields.project(), mode: mode, model: model,
             fallback: ModelKey.parseChain(try fields.labels("fallback")), providers: providers,
             workspace: workspace, tenant: try fields.label("tenant") ?? "local",
-            priority: Int(try fields.integer("priority", in: -1_000_000...1_000_000) ?? 0))
+            priority: Int(try fields.integer("priority", in: -1_000_000...1_000_000) ?? 0),
+            pools: pools, poolLimits: poolLimits)
         let request = AcquireRequest(
             admission, waitMilliseconds: try fields.milliseconds("wait_ms") ?? 0,
             ttlMilliseconds: ttl.map { UInt64($0) }, detach: try fields.bool("detach") ?? false,
@@ -126,6 +128,33 @@ public enum RequestDecoder {
             pgid: try fields.integer("pgid", in: 1...Int64(Int32.max)).map { Int32($0) },
             holder: try fields.label("holder"))
         return .acquire(request, notify: try fields.bool("notify") ?? false)
+    }
+
+    /// `pools` (names, as `providers`) and `pool_limits` (an object of limits for pools the
+    /// config does not name; each key must be one of `pools`).
+    private static func decodePools(_ fields: FieldReader) throws(RequestError) -> ([String], [String: Int]) {
+        let pools = try fields.labels("pools")
+        if pools.count > PoolConfig.perAcquireMax {
+            throw fields.fail("pools", "at most \(PoolConfig.perAcquireMax) pools per acquire")
+        }
+        for pool in pools {
+            if let problem = Names.labelProblem(pool, what: "pool name") { throw fields.fail("pools", problem) }
+        }
+        guard let value = fields.value("pool_limits") else { return (pools, [:]) }
+        guard let object = value.objectValue else {
+            throw fields.fail("pool_limits", "pool_limits must be an object of pool names and limits ({\"build\": 3})")
+        }
+        var limits: [String: Int] = [:]
+        for (pool, limit) in object.members {
+            guard pools.contains(where: { $0.utf8.elementsEqual(pool.utf8) }) else {
+                throw fields.fail("pool_limits", "pool_limits names \(pool), which pools does not")
+            }
+            guard let number = limit.numberValue?.int64, (1...Int64(PoolConfig.limitMax)).contains(number) else {
+                throw fields.fail("pool_limits", "a pool's limit is a whole number from 1 to \(PoolConfig.limitMax)")
+            }
+            limits[pool] = Int(number)
+        }
+        return (pools, limits)
     }
 
     private static func decodeHeartbeat(_ fields: FieldReader) throws(RequestError) -> Request {

@@ -96,6 +96,17 @@ public enum StatusEncoding {
     }
 
     private static func writeLocksAndThrottles(_ w: inout JSONWriter, _ status: BrokerStatus) {
+        w.key("pools")
+        w.beginObject()
+        for pool in status.pools {
+            w.dynamicKey(pool.name)
+            w.beginObject()
+            w.key("limit"); w.int(pool.limit)
+            w.key("in_use"); w.int(pool.inUse)
+            w.key("ad_hoc"); w.bool(pool.adHoc)
+            w.endObject()
+        }
+        w.endObject()
         w.key("workspaces")
         w.beginArray()
         for lock in status.workspaces {
@@ -138,6 +149,12 @@ public enum StatusEncoding {
             w.key("bound"); w.bool(lease.bound)
             w.key("parked"); w.bool(lease.parked)
             if let pgid = lease.pgid { w.key("pgid"); w.int(pgid) }
+            if !lease.pools.isEmpty {
+                w.key("pools")
+                w.beginArray()
+                for pool in lease.pools { w.string(pool) }
+                w.endArray()
+            }
             if let cause = lease.draining {
                 w.key("draining"); w.string(cause.rawValue)
                 w.key("draining_ms"); w.int(lease.drainingMilliseconds ?? 0)
