@@ -338,7 +338,7 @@ struct ExampleTests {
         }
         let machineSpecific: Set<String> = ["socket", "state_dir", "pause_dir", "socket_group"]
         for key in accepted.sorted() {
-            if ["limits", "server", "projects", "providers", "models", "circuit_breaker", "telemetry"].contains(key) {
+            if ["limits", "server", "projects", "pools", "providers", "models", "circuit_breaker", "telemetry"].contains(key) {
                 #expect(tables.contains(key), "a [\(key)] table")
             } else if machineSpecific.contains(key) {
                 #expect(commented.contains(key) && !set.contains(key), "\(key) is shown, commented out")
