@@ -84,6 +84,8 @@ struct ProcessGroupLeaseTests {
         #expect(metrics["finished_failure_total"]?.numberValue?.int64 == 2)
         let text = try daemon.client().ask("metrics").string("text") ?? ""
         #expect(text.contains(#"turnstile_lease_ends_total{cause="released"} 22"#), "\(text)")
+        #expect(daemon.logShows("cause=released exit_code=3"), "the log tells a finish and its exit code")
+        #expect(daemon.logShows("cause=released") && daemon.logShows("signal=9"))
     }
 
     /// A daemon restarted while a lease drains keeps the slot taken and watches the group again.
