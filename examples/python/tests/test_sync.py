@@ -213,3 +213,19 @@ def test_park_unpark_attach_record_usage_performance(daemon: Daemon) -> None:
         assert snapshot["successful_completions"] == 1
         with pytest.raises(TurnstileError):
             client.usage("")
+
+
+def test_a_permit_block_says_how_it_finished_and_pools_go_through(daemon: Daemon) -> None:
+    with TurnstileClient(daemon.socket) as client:
+        with client.permit(holder="fine", pools=["build"], pool_limits={"build": 1}):
+            assert client.status()["pools"] == {"build": {"limit": 1, "in_use": 1, "ad_hoc": True}}
+        with pytest.raises(RuntimeError):
+            with client.permit(holder="failing"):
+                raise RuntimeError("boom")
+        metrics = client.status()["metrics"]
+        assert metrics["finished_success_total"] == 1 and metrics["finished_failure_total"] == 1
+        assert metrics["reclaimed_total"] == 0
+        lease = client.acquire()
+        assert "draining" not in client.release(lease, exit_code=3)
+        with pytest.raises(BadRequest):
+            client.acquire(projct="typo")

@@ -288,11 +288,13 @@ class AsyncTurnstileClient:
         """Extends a lease by its ttl. Raises :class:`NotFound` if it is gone."""
         return await self.request("heartbeat", lease=_token(lease))
 
-    async def release(self, lease: str | Lease) -> dict[str, Any]:
-        """Gives a lease back (answer: ``held_ms``)."""
+    async def release(self, lease: str | Lease, *, exit_code: int | None = None,
+                      signal: int | None = None) -> dict[str, Any]:
+        """Gives a lease back (answer: ``held_ms``); ``exit_code``/``signal`` say how the work
+        finished, as in the blocking client."""
         token = _token(lease)
         self._leases.pop(token, None)
-        return await self.request("release", lease=token)
+        return await self.request("release", lease=token, exit_code=exit_code, signal=signal)
 
     async def attach(self, lease: str, pid: int | None = None) -> Lease:
         """Binds an existing lease to this connection (its events come here from now on)."""
@@ -371,8 +373,10 @@ class AsyncTurnstileClient:
                 task.cancel()
             lease.on_lost(interrupt)
         beats = asyncio.get_running_loop().create_task(self._heartbeat_loop(lease))
+        failed = True
         try:
             yield lease
+            failed = False
         except asyncio.CancelledError:
             if cancelled_by_loss:
                 if task is not None:
@@ -386,7 +390,7 @@ class AsyncTurnstileClient:
             self._leases.pop(lease.lease, None)
             if not lease.lost and not self.closed:
                 with contextlib.suppress(TurnstileError):
-                    await self.release(lease.lease)
+                    await self.release(lease.lease, exit_code=1 if failed else 0)
 
     async def _heartbeat_loop(self, lease: Lease) -> None:
         """Heartbeats ``lease`` every third of its ttl until cancelled or the lease is lost."""

@@ -317,12 +317,16 @@ class TurnstileClient:
         """Extends a lease by its ttl (answer: ``ttl_ms``). Raises :class:`NotFound` if gone."""
         return self.request("heartbeat", lease=_token(lease))
 
-    def release(self, lease: str | Lease) -> dict[str, Any]:
-        """Gives a lease back; the answer has ``held_ms``. Raises :class:`NotFound` if gone."""
+    def release(self, lease: str | Lease, *, exit_code: int | None = None,
+                signal: int | None = None) -> dict[str, Any]:
+        """Gives a lease back; the answer has ``held_ms`` (and ``draining`` while a process
+        group bound to it still runs). ``exit_code`` or ``signal``: how the work finished, so
+        that metrics and ``watch`` count a finish, not a reclaim. Raises :class:`NotFound` if
+        gone."""
         token = _token(lease)
         with self._state:
             self._leases.pop(token, None)
-        return self.request("release", lease=token)
+        return self.request("release", lease=token, exit_code=exit_code, signal=signal)
 
     def attach(self, lease: str, pid: int | None = None) -> Lease:
         """Binds an existing (e.g. detached) lease to this connection; its ``expired`` and
@@ -403,8 +407,10 @@ class TurnstileClient:
         beats = threading.Thread(target=self._heartbeat_loop, args=(lease, stop),
                                  name=f"turnstile-heartbeat-{lease.fence}", daemon=True)
         beats.start()
+        failed = True
         try:
             yield lease
+            failed = False
         finally:
             stop.set()
             beats.join()
@@ -412,8 +418,9 @@ class TurnstileClient:
                 self._leases.pop(lease.lease, None)
             if not lease.lost and not self.closed:
                 # Best effort: if it is already gone (or the connection with it), nothing is held.
+                # The block's outcome is the work's: 0 when it ended normally, 1 on an exception.
                 with contextlib.suppress(TurnstileError):
-                    self.release(lease.lease)
+                    self.release(lease.lease, exit_code=1 if failed else 0)
 
     def _heartbeat_loop(self, lease: Lease, stop: threading.Event) -> None:
         """Heartbeats ``lease`` every third of its ttl until ``stop`` is set or it is lost."""
