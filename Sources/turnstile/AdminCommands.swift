@@ -4,7 +4,8 @@ import TurnstileProtocol
 
 /// `turnstile pause PROJECT` (admin).
 struct Pause: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Pause a project: its acquires wait (admin).")
+    static let configuration = CommandConfiguration(
+        commandName: "pause", abstract: "Pause a project: its acquires wait (admin).")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
     @Argument(help: "The project.") var project: String
@@ -18,7 +19,8 @@ struct Pause: ParsableCommand {
 
 /// `turnstile resume PROJECT` (admin).
 struct Resume: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Resume a project and re-arm its circuit breaker (admin).")
+    static let configuration = CommandConfiguration(
+        commandName: "resume", abstract: "Resume a project and re-arm its circuit breaker (admin).")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
     @Argument(help: "The project.") var project: String
@@ -33,6 +35,7 @@ struct Resume: ParsableCommand {
 /// `turnstile throttle PROVIDER --retry-after 30s | --retry-after-header VALUE | --clear` (admin).
 struct Throttle: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "throttle",
         abstract: "Record that a provider rate-limited a tenant, or lift that (admin).",
         discussion: "A throttle is never shortened: --retry-after 0 leaves a longer one in force and says so; --clear lifts it.")
     @OptionGroup var connection: SocketOption
@@ -80,6 +83,7 @@ struct Throttle: ParsableCommand {
 /// `turnstile unflag MODEL` (admin): lift a subscription-limit flag before its TTL.
 struct Unflag: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "unflag",
         abstract: "Lift a model's subscription-limit flag before its TTL (admin).")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
@@ -95,7 +99,8 @@ struct Unflag: ParsableCommand {
 
 /// `turnstile reload` (admin): re-read the config file.
 struct Reload: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Make the daemon re-read its config (admin).")
+    static let configuration = CommandConfiguration(
+        commandName: "reload", abstract: "Make the daemon re-read its config (admin).")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
 

@@ -7,7 +7,8 @@ import TurnstileProtocol
 
 /// `turnstile status`: a readable table, or the daemon's answer as is with `--json`.
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show limits, use, leases, waiters, pauses and throttles.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show limits, use, leases, waiters, pauses and throttles.")
     @OptionGroup var connection: SocketOption
     @Flag(help: "Print the daemon's status answer as JSON.") var json = false
     @Option(help: "List only this project's leases and waiters.") var project: String?
@@ -25,7 +26,8 @@ struct Status: ParsableCommand {
 
 /// `turnstile watch`: one line per event until interrupted.
 struct Watch: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stream events: granted, released, expired, revoked, paused, resumed, tripped, throttled.")
+    static let configuration = CommandConfiguration(
+        commandName: "watch", abstract: "Stream events: granted, released, expired, revoked, paused, resumed, tripped, throttled.")
     @OptionGroup var connection: SocketOption
     @Flag(help: "Print events as JSON lines.") var json = false
 
@@ -48,7 +50,8 @@ struct Watch: ParsableCommand {
 
 /// `turnstile metrics`: Prometheus text.
 struct Metrics: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the daemon's metrics in Prometheus text format.")
+    static let configuration = CommandConfiguration(
+        commandName: "metrics", abstract: "Print the daemon's metrics in Prometheus text format.")
     @OptionGroup var connection: SocketOption
 
     func run() throws {
@@ -59,7 +62,8 @@ struct Metrics: ParsableCommand {
 
 /// `turnstile performance [--model M]`.
 struct Performance: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show model telemetry: completions, success rate, latency, limits.")
+    static let configuration = CommandConfiguration(
+        commandName: "performance", abstract: "Show model telemetry: completions, success rate, latency, limits.")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
     @Option(help: "One model (provider/model or bare name).") var model: String?
@@ -72,7 +76,8 @@ struct Performance: ParsableCommand {
 
 /// `turnstile usage SESSION`.
 struct Usage: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a session's token, cost and message sums.")
+    static let configuration = CommandConfiguration(
+        commandName: "usage", abstract: "Show a session's token, cost and message sums.")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
     @Argument(help: "The session id.") var session: String
@@ -84,7 +89,8 @@ struct Usage: ParsableCommand {
 
 /// `turnstile record --model M --latency D (--success | --no-success) …`.
 struct Record: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Record a completed model call for telemetry.")
+    static let configuration = CommandConfiguration(
+        commandName: "record", abstract: "Record a completed model call for telemetry.")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
     @Option(help: "The model (provider/model or bare name).") var model: String
@@ -120,7 +126,8 @@ struct Record: ParsableCommand {
 
 /// `turnstile report PROJECT AGENT --success|--no-success`: a project-meta run's outcome.
 struct Report: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Report a project-meta run's outcome to the circuit breaker.")
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Report a project-meta run's outcome to the circuit breaker.")
     @OptionGroup var connection: SocketOption
     @Argument(help: "The project.") var project: String
     @Argument(help: "The agent's name (project-meta or project-meta-<suffix> count).") var agent: String

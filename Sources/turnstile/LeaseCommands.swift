@@ -87,6 +87,7 @@ struct PermitOptions: ParsableArguments {
 /// `turnstile acquire`: a detached lease, printed as the daemon's JSON answer.
 struct Acquire: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "acquire",
         abstract: "Take a detached lease and print the answer as JSON (exit 75 if none within --wait).")
 
     @OptionGroup var connection: SocketOption
@@ -116,7 +117,8 @@ struct Acquire: ParsableCommand {
 
 /// `turnstile heartbeat TOKEN…`.
 struct Heartbeat: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Extend leases by their ttl.")
+    static let configuration = CommandConfiguration(
+        commandName: "heartbeat", abstract: "Extend leases by their ttl.")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
     @Argument(help: "Lease tokens.") var tokens: [String]
@@ -139,7 +141,8 @@ struct Heartbeat: ParsableCommand {
 
 /// `turnstile release TOKEN`.
 struct Release: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Give a lease back.")
+    static let configuration = CommandConfiguration(
+        commandName: "release", abstract: "Give a lease back.")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
     @Argument(help: "The lease token.") var token: String
@@ -157,6 +160,7 @@ struct Release: ParsableCommand {
 /// takes over a detached lease for a while; it never returns on its own while the lease lives.
 struct Attach: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "attach",
         abstract: "Hold a lease until interrupted: bind it here, heartbeat it, release it on SIGINT/SIGTERM/SIGHUP (exit 70 if it is lost).")
     @OptionGroup var connection: SocketOption
     @Argument(help: "The lease token.") var token: String
@@ -192,7 +196,8 @@ struct Attach: ParsableCommand {
 
 /// `turnstile revoke --fence N | TOKEN` (admin).
 struct Revoke: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Take a lease away (admin).")
+    static let configuration = CommandConfiguration(
+        commandName: "revoke", abstract: "Take a lease away (admin).")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
     @Option(help: "The lease's fence.") var fence: UInt64?
@@ -213,7 +218,8 @@ struct Revoke: ParsableCommand {
 /// `turnstile park TOKEN`: frees a lease's capacity but keeps its workspace lock (a run
 /// paused for a human); `unpark` takes the capacity back.
 struct Park: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Free a lease's capacity but keep its workspace lock.")
+    static let configuration = CommandConfiguration(
+        commandName: "park", abstract: "Free a lease's capacity but keep its workspace lock.")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
     @Argument(help: "The lease token.") var token: String
@@ -229,6 +235,7 @@ struct Park: ParsableCommand {
 /// `acquire` (exit 75 if none within `--wait`).
 struct Unpark: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "unpark",
         abstract: "Take a parked lease's capacity back, waiting like acquire (exit 75 if none within --wait).")
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
@@ -257,6 +264,7 @@ struct Unpark: ParsableCommand {
 /// `--wait` had ended. Only your own, unless you are an admin.
 struct Cancel: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "cancel",
         abstract: "Cancel the waiting acquires held as HOLDER (your own; an admin's: anyone's).",
         discussion: "The cancelled run or acquire exits 75 (or its --conflict-exit-code), COMMAND never started.")
     @OptionGroup var connection: SocketOption

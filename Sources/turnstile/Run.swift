@@ -8,6 +8,7 @@ import TurnstileProtocol
 /// `turnstile run … -- COMMAND`: acquire, run COMMAND under the lease, release.
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Run COMMAND holding a permit: acquire, heartbeat, release; stop COMMAND if the lease is lost.",
         discussion: """
             COMMAND runs in its own process group (in the terminal's foreground when there is one) \

@@ -67,4 +67,18 @@ struct ExactNameTests {
         #expect(h.grantedTickets().count == 1, "the decomposed waiter, not blocked by the composed cap")
         #expect(h.violations().isEmpty)
     }
+
+    @Test func workspacesTenantsProvidersModelsAndPoolsAreByteExactToo() {
+        var h = Harness {
+            $0.providers = [ProviderConfig(name: "p", models: [composed, decomposed])]
+            $0.models = [ModelConfig(name: "p/" + composed, concurrencyLimit: 1), ModelConfig(name: "p/" + decomposed, concurrencyLimit: 1)]
+        }
+        #expect(h.grant(workspace: "/w/" + composed) != nil)
+        #expect(h.grant(workspace: "/w/" + decomposed) != nil, "two directories on disk, two locks")
+        h.broker.throttle(provider: "p", tenant: composed, retryAfterMilliseconds: 60_000, now: h.now)
+        #expect(h.acquire(providers: ["p"], tenant: decomposed).lease != nil, "another tenant's throttle")
+        #expect(h.grant(model: "p/" + composed)?.model?.model == composed)
+        #expect(h.grant(model: "p/" + decomposed)?.model?.model == decomposed, "another model's pool")
+        #expect(h.violations().isEmpty)
+    }
 }

@@ -90,8 +90,14 @@ struct CLIRunTests {
             pid = try client.ask("status")["leases"]?.arrayValue?.first?.objectValue?["pgid"]?.numberValue?.int64
         }
         let command = try #require(pid.map { Int32($0) })
+        let watcher = try daemon.client()
+        _ = try watcher.ask("watch")
         run.signal(SIGKILL)
         #expect(Self.waitUntilGone(command), "COMMAND got its parent-death signal")
+        // The lease ended with the wrapper's connection while COMMAND still ran: its slot is
+        // free once the daemon has seen the group gone.
+        let freed = try watcher.waitForEvent("released")
+        #expect(freed?["cause"]?.stringValue == "drained" || freed?["cause"]?.stringValue == "disconnected")
         #expect(try client.ask("status")["global"]?.objectValue?["in_use"]?.numberValue?.int64 == 0)
     }
 

@@ -94,7 +94,7 @@ extension Broker {
         leases[lease.fence] = lease
         tokens[lease.token] = lease.fence
         if lease.holdsCapacity { occupancy.take(lease.request, model: lease.model) }
-        if let workspace = lease.request.workspace { occupancy.workspaces[workspace] = lease.fence }
+        if let workspace = lease.request.workspace { occupancy.workspaces[ExactName(workspace)] = lease.fence }
         if let client = lease.client { leasesByClient[client, default: []].insert(lease.fence) }
         if let pid = lease.pid { bindProcess(pid, fence: lease.fence) }
         leaseDeadlines.push(lease.deadline, lease.fence)

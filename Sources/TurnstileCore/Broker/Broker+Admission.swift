@@ -24,7 +24,7 @@ extension Broker {
                                       detail: "provider \(provider) is rate limited for tenant \(request.tenant)"))
             }
         }
-        if let workspace = request.workspace, let holder = occupancy.workspaces[workspace], holder != owner {
+        if let workspace = request.workspace, let holder = occupancy.workspaces[ExactName(workspace)], holder != owner {
             return .block(Refusal(.workspaceLock, limit: 1, inUse: 1, detail: "workspace \(workspace) is locked"))
         }
         if !request.pools.isEmpty, let refusal = poolBlock(request) { return .block(refusal) }

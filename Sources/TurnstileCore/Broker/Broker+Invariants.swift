@@ -9,7 +9,7 @@ extension Broker {
         var recount = Occupancy()
         for lease in leases.values {
             if lease.holdsCapacity { recount.take(lease.request, model: lease.model) }
-            if let workspace = lease.request.workspace {
+            if let workspace = lease.request.workspace.map(ExactName.init) {
                 if recount.workspaces[workspace] != nil { problems.append("workspace \(workspace) held twice") }
                 recount.workspaces[workspace] = lease.fence
             }
@@ -24,7 +24,7 @@ extension Broker {
         }
         for lease in draining.values {
             if lease.holdsCapacity { recount.take(lease.request, model: lease.model) }
-            if let workspace = lease.request.workspace {
+            if let workspace = lease.request.workspace.map(ExactName.init) {
                 if recount.workspaces[workspace] != nil { problems.append("workspace \(workspace) held twice") }
                 recount.workspaces[workspace] = lease.fence
             }

@@ -169,7 +169,7 @@ extension Broker {
     /// Gives back the capacity and the workspace lock a lease holds.
     private mutating func giveBackSlot(_ lease: Lease) {
         if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
-        if let workspace = lease.request.workspace, occupancy.workspaces[workspace] == lease.fence {
+        if let workspace = lease.request.workspace.map(ExactName.init), occupancy.workspaces[workspace] == lease.fence {
             occupancy.workspaces[workspace] = nil
         }
     }

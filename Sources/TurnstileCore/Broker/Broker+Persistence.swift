@@ -73,7 +73,7 @@ extension Broker {
         for record in snapshot.leases {
             guard let token = LeaseToken(hex: record.token), tokens[token] == nil, leases[record.fence] == nil,
                   draining[record.fence] == nil, record.draining == nil || record.pgid != nil,
-                  record.request.workspace.map({ occupancy.workspaces[$0] == nil }) ?? true,
+                  record.request.workspace.map({ occupancy.workspaces[ExactName($0)] == nil }) ?? true,
                   AcquireRequest.ttlRange.contains(record.ttlMilliseconds)
             else {
                 rejected.append(record)
@@ -116,7 +116,7 @@ extension Broker {
         lease.drain = Lease.Drain(cause: cause == .drained ? .released : cause, since: now)
         lease.pid = nil
         if lease.holdsCapacity { occupancy.take(lease.request, model: lease.model) }
-        if let workspace = lease.request.workspace { occupancy.workspaces[workspace] = lease.fence }
+        if let workspace = lease.request.workspace { occupancy.workspaces[ExactName(workspace)] = lease.fence }
         draining[lease.fence] = lease
     }
 

@@ -16,7 +16,7 @@ extension Broker {
             global: .init(limit: config.limits.global, inUse: occupancy.global, waiting: queue.count),
             modes: modes, projects: projectInfos(), models: modelInfos(now: now), pools: poolInfos(waiting),
             workspaces: occupancy.workspaces.sorted { $0.key < $1.key }.map {
-                BrokerStatus.WorkspaceLock(path: $0.key, fence: $0.value,
+                BrokerStatus.WorkspaceLock(path: $0.key.text, fence: $0.value,
                                            parked: (leases[$0.value] ?? draining[$0.value])?.parked ?? false)
             },
             throttles: throttles.active(now: now).map {

@@ -22,8 +22,9 @@ struct Waiter: Sendable {
     var demand: Demand {
         var owner: UInt64?
         if case .unpark(let fence) = kind { owner = fence }
-        return Demand(tenant: request.tenant, providers: request.providers, workspace: request.workspace,
-                      pools: request.pools, candidates: candidates, priority: request.priority, owner: owner)
+        return Demand(tenant: ExactName(request.tenant), providers: request.providers.map(ExactName.init),
+                      workspace: request.workspace.map(ExactName.init), pools: request.pools.map(ExactName.init),
+                      candidates: candidates, priority: request.priority, owner: owner)
     }
 }
 
@@ -33,10 +34,10 @@ struct Waiter: Sendable {
 /// older one always goes first; so dispatch looks at the oldest of each group only, and a
 /// thousand waiters on one full model cost it one check, not a thousand.
 struct Demand: Hashable, Sendable {
-    var tenant: String
-    var providers: [String]
-    var workspace: String?
-    var pools: [String]
+    var tenant: ExactName
+    var providers: [ExactName]
+    var workspace: ExactName?
+    var pools: [ExactName]
     var candidates: [ModelCandidate]
     /// Kept apart so that a group's oldest waiter is also its highest under aging.
     var priority: Int

@@ -16,8 +16,18 @@ public struct ThrottleTable: Sendable {
             self.provider = provider.lowercased()
         }
 
+        /// Byte for byte, as every name in the broker (`ExactName`).
+        public static func == (lhs: Key, rhs: Key) -> Bool {
+            ExactName(lhs.tenant) == ExactName(rhs.tenant) && ExactName(lhs.provider) == ExactName(rhs.provider)
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(ExactName(tenant))
+            hasher.combine(ExactName(provider))
+        }
+
         public static func < (lhs: Key, rhs: Key) -> Bool {
-            (lhs.tenant, lhs.provider) < (rhs.tenant, rhs.provider)
+            (ExactName(lhs.tenant), ExactName(lhs.provider)) < (ExactName(rhs.tenant), ExactName(rhs.provider))
         }
     }
 

@@ -16,8 +16,9 @@ struct Occupancy: Sendable, Equatable {
     var projects: [ExactName: ProjectUse] = [:]
     /// Permits held per model pool (entries vanish at zero).
     var pools: [ModelKey: Int] = [:]
-    /// Workspace locks: normalised path → fence of the lease holding it (parked or not).
-    var workspaces: [String: UInt64] = [:]
+    /// Workspace locks: normalised path → fence of the lease holding it (parked or not). Paths
+    /// name directories, which the file system tells apart by their bytes (NFC ≠ NFD).
+    var workspaces: [ExactName: UInt64] = [:]
     /// Units held per named pool (entries vanish at zero).
     var namedPools: [ExactName: Int] = [:]
     /// Limits of the ad-hoc pools in use: set by the first holder's `pool_limits`, forgotten

@@ -53,8 +53,19 @@ public struct ModelKey: Hashable, Sendable, Codable, CustomStringConvertible, Co
         try container.encode(description)
     }
 
+    /// Byte for byte, as every name in the broker (`ExactName`): canonically equivalent
+    /// spellings are two pools, not one.
+    public static func == (lhs: ModelKey, rhs: ModelKey) -> Bool {
+        ExactName(lhs.provider) == ExactName(rhs.provider) && ExactName(lhs.model) == ExactName(rhs.model)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(ExactName(provider))
+        hasher.combine(ExactName(model))
+    }
+
     public static func < (lhs: ModelKey, rhs: ModelKey) -> Bool {
-        (lhs.provider, lhs.model) < (rhs.provider, rhs.model)
+        (ExactName(lhs.provider), ExactName(lhs.model)) < (ExactName(rhs.provider), ExactName(rhs.model))
     }
 }
 
