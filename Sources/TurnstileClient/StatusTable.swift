@@ -39,7 +39,9 @@ public enum StatusTable {
         let pools = (status["pools"]?.objectValue?.members ?? []).map { member -> String in
             let pool = member.value.objectValue
             let adHoc = pool?["ad_hoc"]?.boolValue == true ? " (ad hoc)" : ""
-            return "\(TerminalText.safe(member.key)) \(text(pool?["in_use"]))/\(text(pool?["limit"]))\(adHoc)"
+            let waiting = pool?["waiting"]?.numberValue?.int64 ?? 0
+            let queue = waiting > 0 ? " +\(waiting) waiting" : ""
+            return "\(TerminalText.safe(member.key)) \(text(pool?["in_use"]))/\(text(pool?["limit"]))\(queue)\(adHoc)"
         }
         if !pools.isEmpty { out.append("POOLS     " + pools.joined(separator: " · ")) }
         appendProjects(status, to: &out)
@@ -91,7 +93,10 @@ public enum StatusTable {
         let leases = (status["leases"]?.arrayValue?.compactMap(\.objectValue) ?? []).filter(filter.admits)
         out.append("LEASES" + (leases.isEmpty ? "    none" : ""))
         guard !leases.isEmpty else { return }
-        var rows = [["FENCE", "PROJECT", "MODE", "MODEL", "HOLDER", "PID", "AGE", "HEARTBEAT", "EXPIRES", "STATE"]]
+        // A POOLS column only when a lease holds a unit of a pool (README "Concepts").
+        let showPools = leases.contains { $0["pools"] != nil }
+        var rows = [["FENCE", "PROJECT", "MODE", "MODEL", "HOLDER", "PID", "AGE", "HEARTBEAT", "EXPIRES"]
+            + (showPools ? ["POOLS"] : []) + ["STATE"]]
         for lease in leases {
             var state = lease["bound"]?.boolValue == true ? "bound" : "detached"
             if lease["parked"]?.boolValue == true { state += ",parked" }
@@ -101,7 +106,8 @@ public enum StatusTable {
             rows.append([text(lease["fence"]), text(lease["project"]), text(lease["mode"]), text(lease["model"]),
                          text(lease["holder"]), process(lease), duration(lease["age_ms"]),
                          duration(lease["since_heartbeat_ms"]) + " ago",
-                         lease["draining"] == nil ? "in " + duration(lease["expires_in_ms"]) : "-", state])
+                         lease["draining"] == nil ? "in " + duration(lease["expires_in_ms"]) : "-"]
+                + (showPools ? [text(lease["pools"])] : []) + [state])
         }
         out += columns(rows)
     }
@@ -154,6 +160,7 @@ public enum StatusTable {
         case .string(let string)?: TerminalText.safe(string)
         case .number(let number)?: number.text
         case .bool(let flag)?: flag ? "yes" : "no"
+        case .array(let items)? where !items.isEmpty: items.map { text($0) }.joined(separator: ",")
         default: "-"
         }
     }

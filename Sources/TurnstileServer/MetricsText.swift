@@ -55,6 +55,7 @@ enum MetricsText {
         for pool in status.pools {
             gauge("pool_in_use", "Units held per named pool.", pool.inUse, [("pool", pool.name)])
             gauge("pool_limit", "Units per named pool (configured, or ad hoc while in use).", pool.limit, [("pool", pool.name)])
+            gauge("pool_waiting", "Waiters whose reason is this pool.", pool.waiting, [("pool", pool.name)])
         }
         gauge("workspaces_locked", "Workspace locks held.", status.workspaces.count)
         gauge("throttles_active", "Provider throttles in force.", status.throttles.count)

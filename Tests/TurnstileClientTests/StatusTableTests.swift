@@ -75,6 +75,23 @@ struct StatusTableTests {
         #expect(!rendered.contains("in 0ms"), "a draining lease expires no more")
     }
 
+    @Test func poolsShowTheirUseWaitersAndHolders() throws {
+        let object = try #require(try JSONParser.parse(#"""
+            {"ok":true,"global":{"limit":8,"in_use":2,"waiting":1},
+             "pools":{"gpu":{"limit":1,"in_use":1,"waiting":1,"ad_hoc":false},"build":{"limit":3,"in_use":1,"waiting":0,"ad_hoc":true}},
+             "leases":[{"fence":1,"project":"__global__","mode":"any","model":null,"holder":"trainer","pid":7,
+                        "age_ms":5000,"since_heartbeat_ms":5000,"expires_in_ms":25000,"bound":true,"parked":false,"pools":["gpu","build"]},
+                       {"fence":2,"project":"__global__","mode":"any","model":null,"holder":"other","pid":8,
+                        "age_ms":5000,"since_heartbeat_ms":5000,"expires_in_ms":25000,"bound":true,"parked":false}]}
+            """#).objectValue)
+        let rendered = StatusTable.render(object)
+        #expect(rendered.contains("POOLS     gpu 1/1 +1 waiting · build 1/3 (ad hoc)"), "\(rendered)")
+        #expect(rendered.contains("HEARTBEAT  EXPIRES  POOLS      STATE"), "\(rendered)")
+        #expect(rendered.contains("gpu,build  bound"), "\(rendered)")
+        let event = try #require(try JSONParser.parse(#"{"event":"granted","fence":1,"pools":["gpu","build"]}"#).objectValue)
+        #expect(EventLine.render(event) == "granted fence=1 pools=gpu,build")
+    }
+
     @Test func watchEventsAreOneLineEach() throws {
         let event = try #require(try JSONParser.parse(#"{"event":"granted","fence":7,"project":"alpha","mode":"issue","model":null,"holder":"h"}"#).objectValue)
         #expect(EventLine.render(event) == "granted fence=7 project=alpha mode=issue model=- holder=h")

@@ -33,6 +33,14 @@ struct ConfigParserTests {
         name = "beta"
         max_mention = 3
 
+        [[pools]]
+        name = "gpu"
+        limit = 1
+
+        [[pools]]
+        name = "test-db"
+        limit = 4
+
         [[providers]]
         name = "anthropic"
         kind = "api"
@@ -82,6 +90,7 @@ struct ConfigParserTests {
         #expect(config.server.maxConnections == 20_000)
         #expect(config.projects == [ProjectConfig(name: "alpha", max: 2, maxMention: 1),
                                     ProjectConfig(name: "beta", maxMention: 3)])
+        #expect(config.pools == [PoolConfig(name: "gpu", limit: 1), PoolConfig(name: "test-db", limit: 4)])
         #expect(config.providers.map(\.kind) == [.api, .cli])
         #expect(config.providers[0].models == ["claude-opus-4", "claude-sonnet-4"])
         #expect(config.models[0] == ModelConfig(name: "claude-opus-4", concurrencyLimit: 2, tier: .premium, tools: true))
@@ -109,6 +118,13 @@ struct ConfigParserTests {
         Refusal(toml: "[[projects]]\nname = \"a/b\"\n", line: 2, key: "projects[1].name", says: "cannot contain '/'"),
         Refusal(toml: "[[projects]]\nmax = 2\n", line: 1, key: "projects[1].name", says: "is required"),
         Refusal(toml: "[[projects]]\nname = \"a\"\nmax = -2\n", line: 3, key: "projects[1].max", says: "from 0 to 1000000"),
+        Refusal(toml: "[[pools]]\nname = \"gpu\"\nlimit = 1\n[[pools]]\nname = \"gpu\"\nlimit = 2\n", line: 5, key: "pools[2].name", says: "duplicate pool gpu"),
+        Refusal(toml: "[[pools]]\nname = \"gpu\"\n", line: 1, key: "pools[1].limit", says: "needs a limit"),
+        Refusal(toml: "[[pools]]\nname = \"gpu\"\nlimit = 0\n", line: 3, key: "pools[1].limit", says: "from 1 to 1000000"),
+        Refusal(toml: "[[pools]]\nname = \"gpu\"\nlimit = 1000001\n", line: 3, key: "pools[1].limit", says: "from 1 to 1000000"),
+        Refusal(toml: "[[pools]]\nname = \"\"\nlimit = 1\n", line: 2, key: "pools[1].name", says: "is empty"),
+        Refusal(toml: "[[pools]]\nname = \"a\\u0007\"\nlimit = 1\n", line: 2, key: "pools[1].name", says: "control characters"),
+        Refusal(toml: "[[pools]]\nname = \"gpu\"\nlimt = 1\n", line: 3, key: "pools[1].limt", says: "unknown key"),
         Refusal(toml: "[[models]]\nname = \"x\"\ntier = \"gold\"\n", line: 3, key: "models[1].tier", says: "unknown tier gold"),
         Refusal(toml: "[[models]]\nname = \"x\"\n[[models]]\nname = \"x\"\n", line: 4, key: "models[2].name", says: "duplicate model x"),
         Refusal(toml: "[[providers]]\nname = \"p\"\nkind = \"grpc\"\n", line: 3, key: "providers[1].kind", says: "\"api\" or \"cli\""),

@@ -6,20 +6,11 @@ import Testing
 /// other limit.
 @Suite("Pools")
 struct PoolTests {
-    private func acquire(_ h: inout Harness, pools: [String], limits: [String: Int] = [:], project: String = Names.globalProject,
-                         workspace: String? = nil, mode: Mode = .any, wait: UInt64 = 0, client: UInt64 = 1) -> AcquireOutcome {
-        let request = AcquireRequest(AdmissionRequest(project: project, mode: mode, workspace: workspace,
-                                                      pools: pools, poolLimits: limits),
-                                     waitMilliseconds: wait)
-        let ticket = h.ticket(client)
-        return h.broker.acquire(request, ticket: ticket, now: h.now)
-    }
-
     @Test func aConfiguredPoolAdmitsUpToItsLimitAndSaysPool() {
         var h = Harness { $0.pools = [PoolConfig(name: "gpu", limit: 2)] }
-        #expect(acquire(&h, pools: ["gpu"]).lease != nil)
-        #expect(acquire(&h, pools: ["gpu"]).lease != nil)
-        let refusal = acquire(&h, pools: ["gpu"]).refusal
+        #expect(h.acquire(pools: ["gpu"]).lease != nil)
+        #expect(h.acquire(pools: ["gpu"]).lease != nil)
+        let refusal = h.acquire(pools: ["gpu"]).refusal
         #expect(refusal?.reason == .pool && refusal?.limit == 2 && refusal?.inUse == 2)
         #expect(h.grant() != nil, "a pool limits only those that name it")
         #expect(h.violations().isEmpty)
@@ -27,23 +18,23 @@ struct PoolTests {
 
     @Test func anAdHocPoolIsDefinedByItsFirstHolderAndForgottenWhenEmpty() {
         var h = Harness()
-        let first = acquire(&h, pools: ["build"], limits: ["build": 1]).lease!
-        #expect(h.broker.status(now: h.now).pools == [.init(name: "build", limit: 1, inUse: 1, adHoc: true)])
-        #expect(acquire(&h, pools: ["build"]).refusal?.reason == .pool, "the limit in force applies without pool_limits")
-        if case .invalid(let field, _) = acquire(&h, pools: ["build"], limits: ["build": 5]) {
+        let first = h.acquire(pools: ["build"], limits: ["build": 1]).lease!
+        #expect(h.broker.status(now: h.now).pools == [.init(name: "build", limit: 1, inUse: 1, waiting: 0, adHoc: true)])
+        #expect(h.acquire(pools: ["build"]).refusal?.reason == .pool, "the limit in force applies without pool_limits")
+        if case .invalid(let field, _) = h.acquire(pools: ["build"], limits: ["build": 5]) {
             #expect(field == "pool_limits")
         } else {
             Issue.record("another limit while units are held is a bad_request")
         }
         h.release(first)
         #expect(h.broker.status(now: h.now).pools.isEmpty, "forgotten when empty")
-        #expect(acquire(&h, pools: ["build"], limits: ["build": 5]).lease != nil, "and may be defined anew")
+        #expect(h.acquire(pools: ["build"], limits: ["build": 5]).lease != nil, "and may be defined anew")
     }
 
     @Test func aPoolWithNoLimitAnywhereIsABadRequest() {
         var h = Harness { $0.pools = [PoolConfig(name: "gpu", limit: 1)] }
-        if case .invalid(let field, _) = acquire(&h, pools: ["nowhere"]) { #expect(field == "pools") } else { Issue.record("no limit") }
-        if case .invalid(let field, _) = acquire(&h, pools: ["gpu"], limits: ["gpu": 3]) {
+        if case .invalid(let field, _) = h.acquire(pools: ["nowhere"]) { #expect(field == "pools") } else { Issue.record("no limit") }
+        if case .invalid(let field, _) = h.acquire(pools: ["gpu"], limits: ["gpu": 3]) {
             #expect(field == "pool_limits", "a configured pool's limit is the config's")
         } else {
             Issue.record("configured limit disagreement")
@@ -56,24 +47,24 @@ struct PoolTests {
             $0.pools = [PoolConfig(name: "gpu", limit: 1)]
             $0.limits.time = 0
         }
-        _ = acquire(&h, pools: ["gpu"], workspace: "/w")
-        #expect(acquire(&h, pools: ["gpu"], workspace: "/w", mode: .time).refusal?.reason == .workspaceLock)
-        #expect(acquire(&h, pools: ["gpu"], mode: .time).refusal?.reason == .pool)
-        #expect(acquire(&h, pools: [], mode: .time).refusal?.reason == .mode)
+        _ = h.acquire(pools: ["gpu"], workspace: "/w")
+        #expect(h.acquire(pools: ["gpu"], workspace: "/w", mode: .time).refusal?.reason == .workspaceLock)
+        #expect(h.acquire(pools: ["gpu"], mode: .time).refusal?.reason == .pool)
+        #expect(h.acquire(pools: [], mode: .time).refusal?.reason == .mode)
     }
 
     @Test func aRefusedAcquireTakesNoUnitOfAnyPool() {
         var h = Harness { $0.pools = [PoolConfig(name: "a", limit: 1), PoolConfig(name: "b", limit: 1)] }
-        _ = acquire(&h, pools: ["b"])
-        #expect(acquire(&h, pools: ["a", "b"]).refusal?.reason == .pool)
-        #expect(acquire(&h, pools: ["a"]).lease != nil, "pool a was not taken by the refused acquire")
+        _ = h.acquire(pools: ["b"])
+        #expect(h.acquire(pools: ["a", "b"]).refusal?.reason == .pool)
+        #expect(h.acquire(pools: ["a"]).lease != nil, "pool a was not taken by the refused acquire")
         #expect(h.violations().isEmpty)
     }
 
     @Test func aWaiterForAFullPoolDoesNotHoldUpOthersAndGetsTheFreedUnit() {
         var h = Harness { $0.pools = [PoolConfig(name: "gpu", limit: 1)] }
-        let holder = acquire(&h, pools: ["gpu"]).lease!
-        let waiting = acquire(&h, pools: ["gpu"], wait: 60_000, client: 2)
+        let holder = h.acquire(pools: ["gpu"]).lease!
+        let waiting = h.acquire(pools: ["gpu"], wait: 60_000, client: 2)
         #expect(waiting.isQueued)
         #expect(h.grant(client: 3) != nil, "a waiter blocked by its pool holds up no one else")
         _ = h.effects()
@@ -84,9 +75,9 @@ struct PoolTests {
 
     @Test func parkGivesTheUnitBackAndUnparkTakesItAgain() {
         var h = Harness { $0.pools = [PoolConfig(name: "gpu", limit: 1)] }
-        let lease = acquire(&h, pools: ["gpu"]).lease!
+        let lease = h.acquire(pools: ["gpu"]).lease!
         _ = h.broker.park(lease.token, now: h.now)
-        let other = acquire(&h, pools: ["gpu"]).lease!
+        let other = h.acquire(pools: ["gpu"]).lease!
         let t = h.ticket()
         let unpark = h.broker.unpark(lease.token, ticket: t, waitMilliseconds: 0, now: h.now)
         if case .success(.refused(let refusal)) = unpark { #expect(refusal.reason == .pool) } else { Issue.record("\(unpark)") }
@@ -98,23 +89,36 @@ struct PoolTests {
 
     @Test func leasesComeBackWithTheirPoolsAfterARestart() {
         var h = Harness()
-        _ = acquire(&h, pools: ["build"], limits: ["build": 2])
+        _ = h.acquire(pools: ["build"], limits: ["build": 2])
         let saved = h.broker.snapshot(now: h.now, wall: h.wall)
         var restarted = Harness()
         restarted.broker.restore(saved, now: restarted.now, wall: restarted.wall)
-        #expect(restarted.broker.status(now: restarted.now).pools == [.init(name: "build", limit: 2, inUse: 1, adHoc: true)])
+        #expect(restarted.broker.status(now: restarted.now).pools == [.init(name: "build", limit: 2, inUse: 1, waiting: 0, adHoc: true)])
         #expect(restarted.violations().isEmpty)
     }
 
     @Test func aReloadChangesAConfiguredLimitAndKeepsTheHolders() {
         var h = Harness { $0.pools = [PoolConfig(name: "gpu", limit: 2)] }
-        _ = acquire(&h, pools: ["gpu"])
-        _ = acquire(&h, pools: ["gpu"])
+        _ = h.acquire(pools: ["gpu"])
+        _ = h.acquire(pools: ["gpu"])
         var lowered = h.broker.config
         lowered.pools = [PoolConfig(name: "gpu", limit: 1)]
         h.broker.reload(lowered, now: h.now)
         #expect(h.broker.status(now: h.now).pools.first?.inUse == 2)
-        #expect(acquire(&h, pools: ["gpu"]).refusal?.reason == .pool)
+        #expect(h.acquire(pools: ["gpu"]).refusal?.reason == .pool)
         #expect(h.violations().isEmpty)
+    }
+}
+
+extension Harness {
+    /// Acquires one unit of each of `pools`, with `limits` as `pool_limits`.
+    mutating func acquire(pools: [String], limits: [String: Int] = [:], project: String = Names.globalProject,
+                          workspace: String? = nil, mode: Mode = .any, wait: UInt64 = 0, pgid: Int32? = nil,
+                          client: UInt64 = 1) -> AcquireOutcome {
+        let request = AcquireRequest(AdmissionRequest(project: project, mode: mode, workspace: workspace,
+                                                      pools: pools, poolLimits: limits),
+                                     waitMilliseconds: wait, pgid: pgid)
+        let t = ticket(client)
+        return broker.acquire(request, ticket: t, now: now)
     }
 }

@@ -62,4 +62,26 @@ struct PoolIntegrationTests {
         holder.signal(SIGTERM)
         _ = holder.waitForExit()
     }
+
+    /// The journal carries each lease's limit in force (protocol/PROTOCOL.md §13.4): after a crash
+    /// an ad-hoc pool whose definer had left comes back at the limit it had, and a conflicting
+    /// `pool_limits` from the wire is still a `bad_request`.
+    @Test func anAdHocPoolSurvivesACrashAfterItsDefinerLeft() throws {
+        let daemon = try Daemon()
+        let client = try daemon.client()
+        let limits: JSONValue = .object(JSONObject([("build", .integer(2))]))
+        let definer = try client.ask("acquire", [("pools", .text("build")), ("pool_limits", limits), ("detach", .bool(true))])
+        let follower = try client.ask("acquire", [("pools", .text("build")), ("detach", .bool(true))])
+        #expect(definer.ok && follower.ok)
+        #expect(try client.ask("release", [("lease", definer["lease"]!)]).ok)
+        daemon.crash()
+        try daemon.start()
+        let again = try daemon.client()
+        let pool = try again.ask("status")["pools"]?.objectValue?["build"]?.objectValue
+        #expect(pool?["limit"]?.numberValue?.int64 == 2 && pool?["in_use"]?.numberValue?.int64 == 1, "\(String(describing: pool))")
+        let conflict = try again.ask("acquire", [("pools", .text("build")), ("pool_limits", .object(JSONObject([("build", .integer(5))])))])
+        #expect(conflict.error == "bad_request" && conflict.string("field") == "pool_limits")
+        #expect(try again.ask("acquire", [("pools", .text("build")), ("detach", .bool(true))]).ok, "a second unit of 2")
+        #expect(try again.ask("acquire", [("pools", .text("build"))]).string("reason") == "pool")
+    }
 }

@@ -15,14 +15,18 @@ extension Broker {
         if request.waitMilliseconds > 0 && queue.count >= bounds.maxWaiters {
             return .overBound(.waiters(bounds.maxWaiters))
         }
-        if !request.admission.pools.isEmpty, case .badRequest(let field, let message)? = poolProblem(request.admission) {
-            return .invalid(field: field, message: message)
+        var admission = request.admission
+        if !admission.pools.isEmpty {
+            if case .badRequest(let field, let message)? = poolProblem(admission) {
+                return .invalid(field: field, message: message)
+            }
+            admission = withPoolLimitsInForce(admission)
         }
-        let candidates = candidates(for: request.admission)
+        let candidates = candidates(for: admission)
         let ttl = request.ttlMilliseconds ?? config.limits.defaultTTLMilliseconds
-        switch evaluate(request.admission, candidates: candidates, now: now) {
+        switch evaluate(admission, candidates: candidates, now: now) {
         case .admit(let candidate):
-            let lease = grantLease(request.admission, candidate: candidate, client: ticket.client,
+            let lease = grantLease(admission, candidate: candidate, client: ticket.client,
                                    ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
                                    pgid: request.pgid, holder: request.holder, waitedMilliseconds: 0, now: now)
             return .granted(lease)
@@ -33,7 +37,7 @@ extension Broker {
             }
             let kind = Waiter.Kind.acquire(ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
                                            pgid: request.pgid, holder: request.holder)
-            let waiter = queue.enqueue(ticket: ticket, request: request.admission, candidates: candidates, kind: kind,
+            let waiter = queue.enqueue(ticket: ticket, request: admission, candidates: candidates, kind: kind,
                                        now: now, waitMilliseconds: request.waitMilliseconds)
             return .queued(position: position(of: waiter, now: now), refusal)
         }
@@ -51,13 +55,17 @@ extension Broker {
         if queue.unparkWaiter(of: fence) != nil {
             return .failure(.badRequest(field: "lease", message: "an unpark of this lease is already waiting"))
         }
-        let candidates = candidates(for: lease.request)
-        switch evaluate(lease.request, candidates: candidates, owner: fence, now: now) {
+        // A parked lease holds no unit: it asks again under the limits in force, and a pool
+        // that has lost its limit meanwhile (a config change across a restart) cannot be had.
+        let request = withPoolLimitsInForce(lease.request)
+        if !request.pools.isEmpty, let problem = poolProblem(request) { return .failure(problem) }
+        let candidates = candidates(for: request)
+        switch evaluate(request, candidates: candidates, owner: fence, now: now) {
         case .admit(let candidate):
             return .success(.granted(takeBackCapacity(fence, candidate: candidate, waitedMilliseconds: 0, now: now)))
         case .block(let refusal):
             if waitMilliseconds == 0 { return .success(.refused(refusal)) }
-            let waiter = queue.enqueue(ticket: ticket, request: lease.request, candidates: candidates,
+            let waiter = queue.enqueue(ticket: ticket, request: request, candidates: candidates,
                                        kind: .unpark(fence: fence), now: now, waitMilliseconds: waitMilliseconds)
             return .success(.queued(position: position(of: waiter, now: now), refusal))
         }
@@ -67,6 +75,7 @@ extension Broker {
     mutating func grantLease(_ request: AdmissionRequest, candidate: ModelCandidate?, client: ClientID,
                              ttlMilliseconds: UInt64, detach: Bool, pid: Int32?, pgid: Int32?, holder: String?,
                              waitedMilliseconds: UInt64, now: Instant) -> Lease {
+        let request = withPoolLimitsInForce(request)
         fenceHighWater += 1
         let lease = Lease(
             token: LeaseToken(high: random.next(), low: random.next()), fence: fenceHighWater, request: request,
@@ -100,6 +109,7 @@ extension Broker {
         lease.model = candidate?.key
         lease.route = candidate?.route
         lease.waitedMilliseconds = waitedMilliseconds
+        lease.request = withPoolLimitsInForce(lease.request)
         occupancy.take(lease.request, model: lease.model)
         leases[fence] = lease
         effects.append(.leaseChanged(lease))

@@ -48,45 +48,6 @@ extension Broker {
         return Refusal(.paused, detail: "project \(project) is paused")
     }
 
-    /// `pool`: one of the request's pools has no unit left.
-    func poolBlock(_ request: AdmissionRequest) -> Refusal? {
-        for pool in request.pools {
-            let name = ExactName(pool)
-            let limit = poolLimit(name, asked: request.poolLimits[pool])
-            let held = occupancy.namedPools[name] ?? 0
-            if held >= limit { return Refusal(.pool, limit: limit, inUse: held, detail: "pool \(pool) is full") }
-        }
-        return nil
-    }
-
-    /// A pool's limit: configured, else the ad-hoc limit in force, else the one asked for.
-    func poolLimit(_ name: ExactName, asked: Int?) -> Int {
-        poolCaps[name] ?? occupancy.adHocLimits[name] ?? asked ?? 0
-    }
-
-    /// Why a request's pools cannot be taken at all (protocol/PROTOCOL.md §8.2): one with no limit
-    /// anywhere, or a `pool_limits` entry that disagrees with the limit in force.
-    func poolProblem(_ request: AdmissionRequest) -> LeaseError? {
-        for pool in request.pools {
-            let name = ExactName(pool)
-            let asked = request.poolLimits[pool]
-            if let configured = poolCaps[name] {
-                if let asked, asked != configured {
-                    return .badRequest(field: "pool_limits", message: "pool \(pool) is configured with limit \(configured), not \(asked)")
-                }
-            } else if let inForce = occupancy.adHocLimits[name] {
-                if let asked, asked != inForce {
-                    return .badRequest(field: "pool_limits",
-                                       message: "pool \(pool) is held with limit \(inForce); ask with that limit or none")
-                }
-            } else if asked == nil {
-                return .badRequest(field: "pools",
-                                   message: "pool \(pool) has no limit: name it in [[pools]] or give pool_limits (\"\(pool)\": N)")
-            }
-        }
-        return nil
-    }
-
     /// `mode`: the mode's global quota is used up.
     func modeBlock(_ mode: Mode) -> Refusal? {
         guard let quota = config.limits.quota(of: mode), occupancy.inUse(mode) >= quota else { return nil }

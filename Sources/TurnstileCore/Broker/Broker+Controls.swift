@@ -144,7 +144,9 @@ extension Broker {
         config = newConfig
         models = ModelTable(providers: newConfig.providers, models: newConfig.models)
         projectCaps = Dictionary(newConfig.projects.map { (ExactName($0.name), $0) }, uniquingKeysWith: { $1 })
+        let oldPoolCaps = poolCaps
         poolCaps = Self.poolCaps(newConfig)
+        let droppedPools = reconcilePools(configuredBefore: oldPoolCaps)
         breaker.setThreshold(newConfig.circuitBreaker.threshold)
         telemetry.configure(windowSeconds: newConfig.telemetry.windowSeconds,
                             subscriptionLimitTTLSeconds: newConfig.telemetry.subscriptionLimitTTLSeconds,
@@ -152,7 +154,8 @@ extension Broker {
         forgetFlagsOfEvictedModels()
         let models = self.models
         queue.recomputeCandidates { request in
-            request.model.map { models.candidates(primary: $0, chain: request.fallback) } ?? []
+            if !droppedPools.isEmpty { _ = Self.recordLimits(droppedPools, in: &request) }
+            return request.model.map { models.candidates(primary: $0, chain: request.fallback) } ?? []
         }
         dispatch(now: now)
         debugCheckInvariants(now: now)

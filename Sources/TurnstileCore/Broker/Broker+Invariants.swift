@@ -32,11 +32,9 @@ extension Broker {
                 problems.append("draining fence \(lease.fence) is also live, or has no drain or group")
             }
         }
-        // Which holder's pool_limits set an ad-hoc limit depends on arrival order, not on the
-        // leases alone: check only that each belongs to a pool in use.
-        if occupancy.adHocLimits.keys.contains(where: { (recount.namedPools[$0] ?? 0) == 0 }) {
-            problems.append("an ad-hoc pool limit outlived its last unit")
-        }
+        // Ad-hoc limits are checked against the pools in use and the config, not recounted:
+        // a lease restored without one gets it from `adoptRestoredPools`.
+        problems += poolViolations(recounted: recount.namedPools)
         recount.adHocLimits = occupancy.adHocLimits
         if recount != occupancy { problems.append("occupancy drifted: counted \(recount), kept \(occupancy)") }
         if tokens.count != leases.count { problems.append("token index size") }

@@ -90,6 +90,7 @@ extension Broker {
                 insert(lease)
             }
         }
+        adoptRestoredPools()
         fenceHighWater = max(fenceHighWater, snapshot.fenceHighWater, fenceFloor,
                              leases.keys.max() ?? 0, draining.keys.max() ?? 0)
         breaker.importState(snapshot.breaker)

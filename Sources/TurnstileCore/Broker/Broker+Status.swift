@@ -14,7 +14,7 @@ extension Broker {
         return BrokerStatus(
             fairness: config.limits.fairness,
             global: .init(limit: config.limits.global, inUse: occupancy.global, waiting: queue.count),
-            modes: modes, projects: projectInfos(), models: modelInfos(now: now), pools: poolInfos(),
+            modes: modes, projects: projectInfos(), models: modelInfos(now: now), pools: poolInfos(waiting),
             workspaces: occupancy.workspaces.sorted { $0.key < $1.key }.map {
                 BrokerStatus.WorkspaceLock(path: $0.key.text, fence: $0.value,
                                            parked: (leases[$0.value] ?? draining[$0.value])?.parked ?? false)
@@ -41,17 +41,6 @@ extension Broker {
                                            mentionInUse: use.mention, paused: paused.contains(name),
                                            failures: breaker.count(name))
         }
-    }
-
-    /// Configured pools in config order, then ad-hoc pools in use by name.
-    private func poolInfos() -> [BrokerStatus.PoolUse] {
-        var infos = config.pools.map {
-            BrokerStatus.PoolUse(name: $0.name, limit: $0.limit, inUse: occupancy.namedPools[ExactName($0.name)] ?? 0, adHoc: false)
-        }
-        for (name, limit) in occupancy.adHocLimits.sorted(by: { $0.key < $1.key }) where poolCaps[name] == nil {
-            infos.append(BrokerStatus.PoolUse(name: name.text, limit: limit, inUse: occupancy.namedPools[name] ?? 0, adHoc: true))
-        }
-        return infos
     }
 
     private func modelInfos(now: Instant) -> [BrokerStatus.ModelUse] {
@@ -112,8 +101,10 @@ extension Broker {
                 unpark = true
             }
             var reason = BlockReason.global
+            var pool: String?
             if case .block(let refusal) = evaluate(waiter.request, candidates: waiter.candidates, owner: owner, now: now) {
                 reason = refusal.reason
+                if reason == .pool { pool = fullPool(waiter.request)?.name }
             }
             var holder: String?
             if case .acquire(_, _, _, _, let label) = waiter.kind { holder = label } else if let owner {
@@ -123,7 +114,7 @@ extension Broker {
                 project: waiter.request.project, mode: waiter.request.mode, model: waiter.request.model,
                 workspace: waiter.request.workspace, holder: holder, priority: waiter.request.priority,
                 reason: reason, waitedMilliseconds: now.milliseconds(since: waiter.enqueuedAt),
-                position: positions[waiter.id]!, unpark: unpark)
+                position: positions[waiter.id]!, unpark: unpark, pool: pool)
         }
     }
 }

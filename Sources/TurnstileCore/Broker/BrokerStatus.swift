@@ -43,6 +43,8 @@ public struct BrokerStatus: Sendable, Equatable {
         public var name: String
         public var limit: Int
         public var inUse: Int
+        /// Waiters whose reason is this pool (the first full one they name).
+        public var waiting: Int
         /// Whether an acquire's `pool_limits` defined it (it is forgotten when empty).
         public var adHoc: Bool
     }
@@ -99,6 +101,8 @@ public struct BrokerStatus: Sendable, Equatable {
         public var waitedMilliseconds: UInt64
         public var position: Int
         public var unpark: Bool
+        /// The pool that blocks it, when its reason is `pool`.
+        public var pool: String?
     }
 
     public var fairness: FairnessPolicy

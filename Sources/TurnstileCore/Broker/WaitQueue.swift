@@ -157,14 +157,17 @@ struct WaitQueue: Sendable {
     /// Every waiter in arrival order.
     func inArrivalOrder() -> [Waiter] { waiters.values.sorted { $0.id < $1.id } }
 
-    /// Replaces the candidates of every waiter (after a reload) and regroups them by their new
-    /// demands, keeping each group oldest first.
-    mutating func recomputeCandidates(_ compute: (AdmissionRequest) -> [ModelCandidate]) {
+    /// Replaces the candidates of every waiter (after a reload), lets `compute` update its
+    /// request too (a pool's limit recorded), and regroups them by their new demands, keeping
+    /// each group oldest first.
+    mutating func recomputeCandidates(_ compute: (inout AdmissionRequest) -> [ModelCandidate]) {
         for laneIndex in lanes.indices {
             for project in lanes[laneIndex].projects { lanes[laneIndex].queues[project] = [:] }
         }
         for waiter in inArrivalOrder() {
-            waiters[waiter.id]!.candidates = compute(waiter.request)
+            var request = waiter.request
+            waiters[waiter.id]!.candidates = compute(&request)
+            waiters[waiter.id]!.request = request
             appendToGroup(waiters[waiter.id]!)
         }
     }

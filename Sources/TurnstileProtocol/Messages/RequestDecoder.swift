@@ -134,6 +134,10 @@ public enum RequestDecoder {
     /// config does not name; each key must be one of `pools`).
     private static func decodePools(_ fields: FieldReader) throws(RequestError) -> ([String], [String: Int]) {
         let pools = try fields.labels("pools")
+        // `labels` skips an array's non-strings (as `providers` does); a unit is not taken silently.
+        if let array = fields.value("pools")?.arrayValue, array.count != pools.count {
+            throw fields.fail("pools", "pools must hold pool names (strings)")
+        }
         if pools.count > PoolConfig.perAcquireMax {
             throw fields.fail("pools", "at most \(PoolConfig.perAcquireMax) pools per acquire")
         }

@@ -103,6 +103,7 @@ public enum StatusEncoding {
             w.beginObject()
             w.key("limit"); w.int(pool.limit)
             w.key("in_use"); w.int(pool.inUse)
+            w.key("waiting"); w.int(pool.waiting)
             w.key("ad_hoc"); w.bool(pool.adHoc)
             w.endObject()
         }
