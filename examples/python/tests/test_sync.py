@@ -218,7 +218,7 @@ def test_park_unpark_attach_record_usage_performance(daemon: Daemon) -> None:
 def test_a_permit_block_says_how_it_finished_and_pools_go_through(daemon: Daemon) -> None:
     with TurnstileClient(daemon.socket) as client:
         with client.permit(holder="fine", pools=["build"], pool_limits={"build": 1}):
-            assert client.status()["pools"] == {"build": {"limit": 1, "in_use": 1, "ad_hoc": True}}
+            assert client.status()["pools"] == {"build": {"limit": 1, "in_use": 1, "waiting": 0, "ad_hoc": True}}
         with pytest.raises(RuntimeError):
             with client.permit(holder="failing"):
                 raise RuntimeError("boom")
