@@ -13,8 +13,9 @@ struct Run: ParsableCommand {
         discussion: """
             COMMAND runs in its own process group (in the terminal's foreground when there is one) \
             with TURNSTILE_LEASE, TURNSTILE_FENCE and, when a model was granted, TURNSTILE_MODEL, \
-            TURNSTILE_PROVIDER and TURNSTILE_ROUTE set. The lease is bound to COMMAND's pid and \
-            heartbeated at a third of its ttl; SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND's \
+            TURNSTILE_PROVIDER and TURNSTILE_ROUTE set. The lease is bound to COMMAND's process group \
+            (its slot stays taken while any process of the group runs, even after this command \
+            is gone: the daemon stops the group) and heartbeated at a third of its ttl; SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND's \
             group. If the lease is lost COMMAND's group gets SIGTERM, then SIGKILL after --grace, \
             and turnstile exits 70. If the daemon restarts, turnstile reconnects and re-attaches \
             the lease for as long as its ttl allows.
