@@ -15,13 +15,18 @@ extension Broker {
         if request.waitMilliseconds > 0 && queue.count >= bounds.maxWaiters {
             return .overBound(.waiters(bounds.maxWaiters))
         }
-        var admission = request.admission
-        if !admission.pools.isEmpty {
-            if case .badRequest(let field, let message)? = poolProblem(admission) {
-                return .invalid(field: field, message: message)
-            }
-            admission = withPoolLimitsInForce(admission)
+        guard request.admission.namesPools else { return admit(request, request.admission, ticket: ticket, now: now) }
+        if case .badRequest(let field, let message)? = poolProblem(request.admission) {
+            return .invalid(field: field, message: message)
         }
+        return admit(request, withPoolLimitsInForce(request.admission), ticket: ticket, now: now)
+    }
+
+    /// An acquire's admission check and its grant, refusal or wait, on `admission` (the
+    /// request's, with its pools' limits in force). The usual request naming no pool is passed
+    /// as it came, not copied.
+    private mutating func admit(_ request: AcquireRequest, _ admission: AdmissionRequest, ticket: Ticket,
+                                now: Instant) -> AcquireOutcome {
         let candidates = candidates(for: admission)
         let ttl = request.ttlMilliseconds ?? config.limits.defaultTTLMilliseconds
         switch evaluate(admission, candidates: candidates, now: now) {
@@ -75,7 +80,7 @@ extension Broker {
     mutating func grantLease(_ request: AdmissionRequest, candidate: ModelCandidate?, client: ClientID,
                              ttlMilliseconds: UInt64, detach: Bool, pid: Int32?, pgid: Int32?, holder: String?,
                              waitedMilliseconds: UInt64, now: Instant) -> Lease {
-        let request = withPoolLimitsInForce(request)
+        let request = request.namesPools ? withPoolLimitsInForce(request) : request
         fenceHighWater += 1
         let lease = Lease(
             token: LeaseToken(high: random.next(), low: random.next()), fence: fenceHighWater, request: request,

@@ -27,7 +27,7 @@ extension Broker {
         if let workspace = request.workspace, let holder = occupancy.workspaces[ExactName(workspace)], holder != owner {
             return .block(Refusal(.workspaceLock, limit: 1, inUse: 1, detail: "workspace \(workspace) is locked"))
         }
-        if !request.pools.isEmpty, let refusal = poolBlock(request) { return .block(refusal) }
+        if request.namesPools, let refusal = poolBlock(request) { return .block(refusal) }
         if let refusal = modeBlock(request.mode) { return .block(refusal) }
         if let refusal = projectBlock(project, mode: request.mode) { return .block(refusal) }
         if let refusal = proportionalBlock(request.mode) { return .block(refusal) }

@@ -114,22 +114,26 @@ extension Broker {
     /// stays until `processGroupEnded`. Callers dispatch.
     @discardableResult
     mutating func endLease(_ fence: UInt64, cause: LeaseEndCause, now: Instant) -> Lease {
-        let drains = leases[fence]!.pgid.map { processGroupAlive($0) } ?? false
-        var lease = removeFromIndexes(fence, keepingSlot: drains)
+        // Taken out of the table first: reading `pgid` through the subscript would copy the
+        // whole lease.
+        let lease = leases.removeValue(forKey: fence)!
+        let drains = lease.pgid.map { processGroupAlive($0) } ?? false
+        unindex(lease, keepingSlot: drains)
         if let waiter = queue.unparkWaiter(of: fence) {
             let ticket = queue.remove(waiter)!.ticket
             effects.append(.failed(ticket, .leaseGone))
         }
         metrics.recordEnd(cause)
-        if drains {
-            lease.drain = Lease.Drain(cause: cause, since: now)
-            effects.append(.leaseDraining(lease))
-            lease.client = nil
-            draining[fence] = lease
-        } else {
+        guard drains else {
             effects.append(.leaseEnded(lease, cause))
+            return lease
         }
-        return lease
+        var drainingLease = lease
+        drainingLease.drain = Lease.Drain(cause: cause, since: now)
+        effects.append(.leaseDraining(drainingLease))
+        drainingLease.client = nil
+        draining[fence] = drainingLease
+        return drainingLease
     }
 
     /// A process group has no live process left: the leases draining on it give their slots
@@ -153,17 +157,22 @@ extension Broker {
     /// Removes a live lease from every index and gives back the capacity and workspace it
     /// holds: what ending a lease and withdrawing an unsaved grant share.
     /// - Returns: the lease as it was.
-    /// - Parameter keepingSlot: keep its capacity and workspace (a lease starting to drain).
     @discardableResult
-    mutating func removeFromIndexes(_ fence: UInt64, keepingSlot: Bool = false) -> Lease {
+    mutating func removeFromIndexes(_ fence: UInt64) -> Lease {
         let lease = leases.removeValue(forKey: fence)!
+        unindex(lease, keepingSlot: false)
+        return lease
+    }
+
+    /// Drops a lease already taken out of `leases` from the other indexes.
+    /// - Parameter keepingSlot: keep its capacity and workspace (a lease starting to drain).
+    private mutating func unindex(_ lease: Lease, keepingSlot: Bool) {
         tokens[lease.token] = nil
         if !keepingSlot { giveBackSlot(lease) }
         // A connection's (possibly empty) set stays until it disconnects: the next grant to it
         // then needs no new allocation.
-        if let client = lease.client { leasesByClient[client]?.remove(fence) }
-        if let pid = lease.pid { unbindProcess(pid, fence: fence) }
-        return lease
+        if let client = lease.client { leasesByClient[client]?.remove(lease.fence) }
+        if let pid = lease.pid { unbindProcess(pid, fence: lease.fence) }
     }
 
     /// Gives back the capacity and the workspace lock a lease holds.

@@ -19,17 +19,33 @@ public struct AdmissionRequest: Sendable, Equatable, Codable {
     /// Priority for the `priority` policy.
     public var priority: Int
     /// Pools it takes one unit of each of (protocol/PROTOCOL.md §8.2), without repeats.
-    public var pools: [String]
+    public var pools: [String] {
+        get { poolDemand?.names ?? [] }
+        set { poolDemand = PoolDemand.make(names: newValue, limits: poolLimits) }
+    }
     /// Limits for pools the config does not name (`pool_limits`): the first holder's sets an
     /// ad-hoc pool's limit.
-    public var poolLimits: [String: Int]
+    public var poolLimits: [String: Int] {
+        get { poolDemand?.limits ?? [:] }
+        set { poolDemand = PoolDemand.make(names: pools, limits: newValue) }
+    }
+    /// Both, behind one reference that is nil for the usual request naming no pool: a request
+    /// is copied into leases, waiters and effects many times per grant, and two collections
+    /// would add two retains and releases to every copy.
+    private var poolDemand: PoolDemand?
+
+    /// Whether it names any pool (without building the list).
+    public var namesPools: Bool { poolDemand.map { !$0.names.isEmpty } ?? false }
 
     public init(project: String = Names.globalProject, mode: Mode = .any, model: ModelKey? = nil,
                 fallback: [ModelKey] = [], providers: [String] = [], workspace: String? = nil,
                 tenant: String = "local", priority: Int = 0, pools: [String] = [], poolLimits: [String: Int] = [:]) {
-        var seen = Set<ExactName>()
-        self.pools = pools.filter { seen.insert(ExactName($0)).inserted }
-        self.poolLimits = poolLimits
+        var unique = pools
+        if pools.count > 1 {
+            var seen = Set<ExactName>()
+            unique = pools.filter { seen.insert(ExactName($0)).inserted }
+        }
+        poolDemand = PoolDemand.make(names: unique, limits: poolLimits)
         self.project = project
         self.mode = mode
         self.model = model
@@ -58,6 +74,44 @@ public struct AdmissionRequest: Sendable, Equatable, Codable {
                   priority: try c.decodeIfPresent(Int.self, forKey: .priority) ?? 0,
                   pools: try c.decodeIfPresent([String].self, forKey: .pools) ?? [],
                   poolLimits: try c.decodeIfPresent([String: Int].self, forKey: .poolLimits) ?? [:])
+    }
+
+    /// Encodes every field; the pools only when it names some (the decoder's defaults).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(project, forKey: .project)
+        try c.encode(mode, forKey: .mode)
+        try c.encodeIfPresent(model, forKey: .model)
+        try c.encode(fallback, forKey: .fallback)
+        try c.encode(providers, forKey: .providers)
+        try c.encodeIfPresent(workspace, forKey: .workspace)
+        try c.encode(tenant, forKey: .tenant)
+        try c.encode(priority, forKey: .priority)
+        if let poolDemand {
+            try c.encode(poolDemand.names, forKey: .pools)
+            if !poolDemand.limits.isEmpty { try c.encode(poolDemand.limits, forKey: .poolLimits) }
+        }
+    }
+}
+
+/// The pools an admission request names and the limits it carries for them (immutable; a
+/// change makes a new one).
+final class PoolDemand: Sendable, Equatable {
+    let names: [String]
+    let limits: [String: Int]
+
+    private init(names: [String], limits: [String: Int]) {
+        self.names = names
+        self.limits = limits
+    }
+
+    /// nil when there is nothing to hold.
+    static func make(names: [String], limits: [String: Int]) -> PoolDemand? {
+        names.isEmpty && limits.isEmpty ? nil : PoolDemand(names: names, limits: limits)
+    }
+
+    static func == (lhs: PoolDemand, rhs: PoolDemand) -> Bool {
+        lhs === rhs || (lhs.names == rhs.names && lhs.limits == rhs.limits)
     }
 }
 

@@ -33,6 +33,7 @@ struct Occupancy: Sendable, Equatable {
         projects[project, default: ProjectUse()].total += 1
         if request.mode == .mention { projects[project]!.mention += 1 }
         if let model { pools[model, default: 0] += 1 }
+        guard request.namesPools else { return }
         for pool in request.pools {
             let name = ExactName(pool)
             namedPools[name, default: 0] += 1
@@ -54,6 +55,7 @@ struct Occupancy: Sendable, Equatable {
             let held = pools[model]! - 1
             pools[model] = held == 0 ? nil : held
         }
+        guard request.namesPools else { return }
         for pool in request.pools {
             let name = ExactName(pool)
             let held = namedPools[name]! - 1

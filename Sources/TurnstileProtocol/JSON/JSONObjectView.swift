@@ -65,10 +65,19 @@ public struct JSONObjectView {
 
     /// The member named `key`; of a repeated key, the last (as `JSONObject`). The daemon's
     /// lookups: a length check and a byte compare per member, no `String` made.
+    @inline(__always)
     public func member(_ key: StaticString) -> JSONMember? {
+        // Most lookups are of absent fields: one bit test, inlined, ends them.
+        let count = key.utf8CodeUnitCount
+        guard count > 0 else { return member(named: "") }
+        guard keyFilter & Self.filterBit(length: count, first: UInt64(key.utf8Start.pointee)) != 0 else { return nil }
+        return searchMember(key)
+    }
+
+    /// The members' walk behind `member(_:)`, once the filter says the key may be there.
+    @inline(never)
+    private func searchMember(_ key: StaticString) -> JSONMember? {
         let wanted = UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
-        guard !wanted.isEmpty else { return member(named: "") }
-        guard keyFilter & Self.filterBit(length: wanted.count, first: UInt64(wanted[0])) != 0 else { return nil }
         let prefix = Self.prefix(wanted)
         return members.withUnsafeBufferPointer { members in
             var index = members.count
@@ -105,7 +114,7 @@ public struct JSONObjectView {
 
     /// The first eight bytes of a key, zero-padded, as one word.
     @inline(__always)
-    static func prefix(_ key: UnsafeBufferPointer<UInt8>) -> UInt64 {
+    public static func prefix(_ key: UnsafeBufferPointer<UInt8>) -> UInt64 {
         var word: UInt64 = 0
         for index in 0..<min(8, key.count) { word |= UInt64(key[index]) << UInt64(8 * index) }
         return word

@@ -53,6 +53,40 @@ public enum Op: String, Sendable, CaseIterable {
         }
     }
 
+    /// `fields`, ready for the check every request goes through (built once per op; found by
+    /// the op's place in `allCases`, not by hashing: an enum with a String raw value hashes
+    /// its name).
+    public var knownFields: KnownFields { Self.knownFieldsByOrdinal[ordinal] }
+
+    private static let knownFieldsByOrdinal: [KnownFields] = allCases.map { KnownFields($0.fields) }
+
+    /// The op's place in `allCases`.
+    private var ordinal: Int {
+        switch self {
+        case .hello: 0
+        case .acquire: 1
+        case .heartbeat: 2
+        case .release: 3
+        case .attach: 4
+        case .cancel: 5
+        case .status: 6
+        case .pause: 7
+        case .resume: 8
+        case .report: 9
+        case .throttle: 10
+        case .record: 11
+        case .performance: 12
+        case .usage: 13
+        case .metrics: 14
+        case .watch: 15
+        case .reload: 16
+        case .park: 17
+        case .unpark: 18
+        case .revoke: 19
+        case .unflag: 20
+        }
+    }
+
     /// The fields this op knows besides `op` and `id` (protocol/PROTOCOL.md §3): any other is
     /// a `bad_request` naming it, so that a typo (`projct`) is an error, not a default.
     public var fields: [StaticString] {

@@ -37,16 +37,18 @@ struct FieldReader {
 
     /// Fails naming the first field that is neither `op`, `id` nor one of `known` (a typo such
     /// as `projct` is an error, not a silent default). A scanned key is compared as bytes.
-    func rejectUnknown(_ known: [StaticString], nested prefix: String = "") throws(RequestError) {
+    func rejectUnknown(_ known: KnownFields, nested prefix: String = "") throws(RequestError) {
         func isKnown(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
-            if prefix.isEmpty && (Self.equals(key, "op") || Self.equals(key, "id")) { return true }
-            return known.contains { Self.equals(key, $0) }
+            known.contains(key, prefix: JSONObjectView.prefix(key), topLevel: prefix.isEmpty)
         }
         if let view {
             for member in view.members {
                 if member.keyIsPlain {
-                    if isKnown(UnsafeBufferPointer(rebasing: view.bytes[member.key])) { continue }
-                    throw unknown(prefix + String(decoding: view.bytes[member.key], as: UTF8.self))
+                    // The scan already made the key's first eight bytes one word: most keys are
+                    // matched by their length and that word alone.
+                    let key = UnsafeBufferPointer(rebasing: view.bytes[member.key])
+                    if known.contains(key, prefix: member.keyPrefix, topLevel: prefix.isEmpty) { continue }
+                    throw unknown(prefix + String(decoding: key, as: UTF8.self))
                 }
                 var name = view.key(member)
                 if !name.withUTF8({ isKnown($0) }) { throw unknown(prefix + name) }
@@ -65,10 +67,6 @@ struct FieldReader {
         return RequestError(.badRequest, field: shown, "unknown field \"\(shown)\" (not one this op takes)")
     }
 
-    private static func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ name: StaticString) -> Bool {
-        bytes.count == name.utf8CodeUnitCount
-            && bytes.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-    }
 
     /// `op`: unlike other fields, a null one is a wrong type, not an absent one.
     func op() throws(RequestError) -> Op {
@@ -228,5 +226,39 @@ extension String {
         while slice.first == " " || slice.first == "\t" { slice.removeFirst() }
         while slice.last == " " || slice.last == "\t" { slice.removeLast() }
         return String(slice)
+    }
+}
+
+/// The field names an op takes, each with its length and first eight bytes as one word, so
+/// that checking a request's keys against them (every request does) is a few integer
+/// compares per key.
+public struct KnownFields: Sendable {
+    private let entries: [(count: Int, prefix: UInt64, name: StaticString)]
+
+    public init(_ names: [StaticString]) {
+        entries = names.map { name in
+            let bytes = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+            return (bytes.count, JSONObjectView.prefix(bytes), name)
+        }
+    }
+
+    private static let op = KnownFields.prefix("op"), id = KnownFields.prefix("id")
+
+    private static func prefix(_ name: StaticString) -> UInt64 {
+        JSONObjectView.prefix(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+    }
+
+    /// Whether `key` (whose first-eight-bytes word is `prefix`) is one of the names, or, at the
+    /// top level, `op` or `id`.
+    func contains(_ key: UnsafeBufferPointer<UInt8>, prefix: UInt64, topLevel: Bool) -> Bool {
+        if topLevel && key.count == 2 && (prefix == Self.op || prefix == Self.id) { return true }
+        for entry in entries where entry.count == key.count && entry.prefix == prefix {
+            if key.count <= 8 { return true }
+            let name = UnsafeBufferPointer(start: entry.name.utf8Start, count: entry.name.utf8CodeUnitCount)
+            var index = 8
+            while index < key.count && key[index] == name[index] { index += 1 }
+            if index == key.count { return true }
+        }
+        return false
     }
 }

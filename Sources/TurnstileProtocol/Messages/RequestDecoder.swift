@@ -29,7 +29,7 @@ public enum RequestDecoder {
 
     private static func decode(_ fields: FieldReader, resolveModel: (String) -> ModelKey?) throws(RequestError) -> Request {
         let op = try fields.op()
-        try fields.rejectUnknown(op.fields)
+        try fields.rejectUnknown(op.knownFields)
         switch op {
         case .hello: return .hello(client: try fields.label("client"))
         case .acquire: return try decodeAcquire(fields, resolveModel: resolveModel)

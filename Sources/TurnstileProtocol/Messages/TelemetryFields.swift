@@ -2,6 +2,8 @@ import TurnstileCore
 
 /// The fields of a `record` (protocol/PROTOCOL.md §8.10 to §8.14): a completion event as an agent wrapper reports it.
 enum TelemetryFields {
+    private static let tokenFields = KnownFields(["total", "input", "output", "reasoning", "cache_read", "cache_write"])
+
     /// Decodes `model`, `session_id`, `latency_ms`, `success`, `tokens`, `cost_usd`, `error`,
     /// `status`. The time is the daemon's, stamped later.
     static func decodeRecord(_ fields: FieldReader) throws(RequestError) -> CompletionEvent {
@@ -10,8 +12,7 @@ enum TelemetryFields {
         if let value = fields.value("tokens") {
             guard let object = value.objectValue else { throw fields.fail("tokens", "tokens must be an object") }
             let inner = FieldReader(object: object)
-            try inner.rejectUnknown(["total", "input", "output", "reasoning", "cache_read", "cache_write"],
-                                    nested: "tokens.")
+            try inner.rejectUnknown(Self.tokenFields, nested: "tokens.")
             func count(_ name: StaticString) throws(RequestError) -> UInt64 {
                 do {
                     return UInt64(try inner.integer(name, in: 0...Int64.max) ?? 0)
