@@ -49,6 +49,15 @@ final class ProcessGroups {
         return !members.isEmpty || !canSeeOthers
     }
 
+    /// The uid that owns group `pgid`: its leader's, or (the leader gone) a live member's.
+    /// nil if /proc shows none of them.
+    static func owner(of pgid: Int32) -> UInt32? {
+        var info = stat()
+        if stat("/proc/\(pgid)", &info) == 0, let leader = processStat(pgid), leader.group == pgid { return info.st_uid }
+        for pid in members(of: pgid) ?? [] where stat("/proc/\(pid)", &info) == 0 { return info.st_uid }
+        return nil
+    }
+
     /// Whether /proc shows other users' processes (no `hidepid`): checked once, on pid 1.
     private static let canSeeOthers: Bool = access("/proc/1/stat", R_OK) == 0
 

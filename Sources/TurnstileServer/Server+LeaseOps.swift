@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import TurnstileCore
 import TurnstileProtocol
 
@@ -12,11 +15,26 @@ extension Server {
         if let pid = request.pid, ProcessWatch.isGone(pid) {
             return fail(context, .badRequest, "pid \(pid) names no live process", field: "pid")
         }
-        if let pgid = request.pgid, !ProcessGroups.isAlive(pgid) {
-            return fail(context, .badRequest, "pgid \(pgid) names no live process group", field: "pgid")
+        if let pgid = request.pgid, let refusal = groupRefusal(pgid, for: connection) {
+            return fail(context, refusal.code, refusal.message, field: "pgid")
         }
         let ticket = connection.nextTicket()
         answer(broker.acquire(request, ticket: ticket, now: now), ticket: ticket, notify: notify, context)
+    }
+
+    /// Why a peer may not bind a lease to process group `pgid`, or nil. The daemon signals a
+    /// draining lease's group, so a peer binds only a live group of its own (root: any), and
+    /// never the daemon's own group or init's (protocol/PROTOCOL.md §10.10).
+    private func groupRefusal(_ pgid: Int32, for connection: Connection) -> (code: ErrorCode, message: String)? {
+        guard ProcessGroups.isAlive(pgid) else { return (.badRequest, "pgid \(pgid) names no live process group") }
+        if pgid == 1 || pgid == getpgrp() {
+            return (.badRequest, "pgid \(pgid) is \(pgid == 1 ? "init's" : "turnstiled's own") process group")
+        }
+        guard connection.uid != 0 else { return nil }
+        guard let owner = ProcessGroups.owner(of: pgid), owner == connection.uid else {
+            return (.forbidden, "process group \(pgid) is not yours (uid \(connection.uid)): the daemon would signal it")
+        }
+        return nil
     }
 
     /// Answers what an `acquire` or `unpark` got at once; a waiting one is remembered.
@@ -96,8 +114,8 @@ extension Server {
         if let pid, ProcessWatch.isGone(pid) {
             return fail(context, .badRequest, "pid \(pid) names no live process", field: "pid")
         }
-        if let pgid, !ProcessGroups.isAlive(pgid) {
-            return fail(context, .badRequest, "pgid \(pgid) names no live process group", field: "pgid")
+        if let pgid, let refusal = groupRefusal(pgid, for: context.connection) {
+            return fail(context, refusal.code, refusal.message, field: "pgid")
         }
         if broker.leaseCount(of: context.connection.id) >= settings.config.server.maxLeasesPerConnection {
             return fail(context, .tooMany, "this connection already holds \(settings.config.server.maxLeasesPerConnection) leases")

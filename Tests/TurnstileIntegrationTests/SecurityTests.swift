@@ -113,6 +113,25 @@ struct SecurityTests {
         }
     }
 
+    /// The daemon signals a draining lease's process group, so a peer may bind only a group
+    /// of its own: never another user's, the daemon's own, or init's (PROTOCOL.md §10.10).
+    @Test func aPeerMayNotBindAProcessGroupItDoesNotOwn() throws {
+        let daemon = try Daemon(config: "socket_mode = \"0666\"\nallow_uids = [65534]\n")
+        let rootWork = try ChildProcess(["python3", "-c",
+                                         "import os,time; os.setpgid(0,0); print('ready', flush=True); time.sleep(600)"])
+        defer { rootWork.signal(SIGKILL); _ = rootWork.waitForExit() }
+        #expect(rootWork.waitForOutput("ready"))
+        let foreign = try askAsNobody(daemon, #"{"id":1,"op":"acquire","detach":true,"pgid":"# + "\(rootWork.pid)}")
+        #expect(foreign.contains(#""error":"forbidden""#) && foreign.contains(#""field":"pgid""#), "\(foreign)")
+        let client = try daemon.client()
+        #expect(try client.ask("acquire", [("pgid", .integer(1))]).string("field") == "pgid", "init's group")
+        let daemonGroup = try String(contentsOfFile: "/proc/\(daemon.process!.pid)/stat", encoding: .utf8)
+            .split(separator: ")").last!.split(separator: " ")[2]
+        let own = try client.ask("acquire", [("pgid", .integer(Int64(daemonGroup)!))])
+        #expect(own.error == "bad_request" && own.string("field") == "pgid", "the daemon's own group: \(own)")
+        #expect(try client.ask("acquire", [("pgid", .integer(Int64(rootWork.pid)))]).ok, "root may bind any other group")
+    }
+
     @Test func adminUIDsMayAdminister() throws {
         let daemon = try Daemon(config: "socket_mode = \"0666\"\nallow_uids = [65534]\nadmin_uids = [65534]\n")
         #expect(try askAsNobody(daemon, #"{"op":"pause","project":"alpha"}"#).contains(#""paused":true"#))
