@@ -117,7 +117,10 @@ extension Server {
         if let pgid, let refusal = groupRefusal(pgid, for: context.connection) {
             return fail(context, refusal.code, refusal.message, field: "pgid")
         }
-        if broker.leaseCount(of: context.connection.id) >= settings.config.server.maxLeasesPerConnection {
+        // A lease this connection already holds is counted already (`turnstile run` attaches
+        // COMMAND's group to the lease it acquired on the same connection).
+        if broker.lease(token)?.client != context.connection.id,
+           broker.leaseCount(of: context.connection.id) >= settings.config.server.maxLeasesPerConnection {
             return fail(context, .tooMany, "this connection already holds \(settings.config.server.maxLeasesPerConnection) leases")
         }
         switch broker.attach(token, client: context.connection.id, pid: pid, pgid: pgid, now: now) {

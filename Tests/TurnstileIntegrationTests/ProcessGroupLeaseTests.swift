@@ -88,6 +88,26 @@ struct ProcessGroupLeaseTests {
         #expect(daemon.logShows("cause=released") && daemon.logShows("signal=9"))
     }
 
+    /// `turnstile run` attaches COMMAND's group to the lease it already holds on the same
+    /// connection, without awaiting the answer: that attach must not count the lease twice
+    /// against `max_leases_per_connection`, or under a limit of 1 COMMAND runs unbound and a
+    /// killed wrapper frees the slot while the group still runs.
+    @Test func reattachingALeaseThisConnectionHoldsIsNotOverTheLeaseLimit() throws {
+        let daemon = try Daemon(config: "[limits]\nglobal = 1\nkill_grace_ms = 60000\n[server]\nmax_leases_per_connection = 1")
+        let work = try ChildProcess(["python3", "-c", "import os,signal,time; os.setpgid(0,0); "
+                                     + "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"])
+        defer { work.signal(SIGKILL); _ = work.waitForExit() }
+        #expect(work.waitForOutput("ready"))
+        let client = try daemon.client()
+        let lease = try client.ask("acquire")
+        #expect(lease.ok, "\(lease)")
+        let attached = try client.ask("attach", [("lease", .text(lease.string("lease") ?? "")), ("pgid", .integer(Int64(work.pid)))])
+        #expect(attached.ok, "\(attached)")
+        client.close()
+        let other = try daemon.client()
+        #expect(try other.ask("acquire").string("reason") == "global", "the group still runs: its slot is still taken")
+    }
+
     /// A daemon restarted while a lease drains keeps the slot taken and watches the group again.
     @Test func drainingSurvivesADaemonCrash() throws {
         let daemon = try Daemon(config: "[limits]\nglobal = 1\nkill_grace_ms = 600000")
