@@ -94,6 +94,12 @@ final class ProcessGroups {
     /// Starts stopping and watching a group (once per group; later calls do nothing).
     func drain(_ pgid: Int32) {
         guard groups[pgid] == nil else { return }
+        // Never a group no peer may bind (init's, every process's, the daemon's own): such a
+        // pgid can only come from a damaged state file. Its lease is let go.
+        guard pgid > 1, pgid != getpgrp() else {
+            server.logger.warning("not signalling process group \(pgid): no lease may be bound to it")
+            return server.processGroupGone(pgid)
+        }
         let check = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
         uv_timer_init(server.loop, check)
         uv_handle_set_data(UVHandle.handle(check), UnsafeMutableRawPointer(bitPattern: Int(pgid)))

@@ -150,7 +150,7 @@ public final class Server {
         for record in rejected {
             logger.warning("dropped a saved lease that could not be restored",
                            metadata: ["fence": "\(record.fence)",
-                                      "why": "bad token, duplicate fence or token, workspace already locked, or ttl out of range"])
+                                      "why": "bad token, duplicate fence or token, workspace already locked, ttl out of range, or a pgid no peer may bind"])
         }
         if broker.leaseCount > 0 { logger.info("restored leases", metadata: ["count": "\(broker.leaseCount)"]) }
         syncPauseFlags()

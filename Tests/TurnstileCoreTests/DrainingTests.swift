@@ -103,6 +103,28 @@ struct DrainingTests {
         #expect(restarted.broker.fenceHighWater >= lease.fence)
     }
 
+    /// The daemon signals a draining lease's group (`kill(-pgid, …)`): a saved pgid of 1 would
+    /// be every process it may signal, 0 its own group, a negative one a single pid (and
+    /// Int32.min traps on negation). A damaged state file is not obeyed.
+    @Test(arguments: [Int32(1), 0, -1, Int32.min])
+    func aSavedLeaseWithAGroupNoPeerCouldBindIsDropped(pgid: Int32) {
+        let groups = Groups()
+        var h = harness(global: 2, groups: groups)
+        let lease = grantInGroup(&h, 704)
+        groups.set(704, alive: true)
+        _ = h.broker.release(lease.token, now: h.now)
+        _ = grantInGroup(&h, 705)
+        var saved = h.broker.snapshot(now: h.now, wall: h.wall)
+        #expect(saved.leases.count == 2)
+        for index in saved.leases.indices { saved.leases[index].pgid = pgid }
+
+        var restarted = harness(global: 2, groups: groups)
+        let rejected = restarted.broker.restore(saved, now: restarted.now, wall: restarted.wall)
+        #expect(rejected.count == 2)
+        #expect(restarted.broker.drainingGroups.isEmpty)
+        #expect(restarted.violations().isEmpty)
+    }
+
     @Test func anotherGroupEndingFreesNothing() {
         let groups = Groups()
         var h = harness(groups: groups)

@@ -73,6 +73,9 @@ extension Broker {
         for record in snapshot.leases {
             guard let token = LeaseToken(hex: record.token), tokens[token] == nil, leases[record.fence] == nil,
                   draining[record.fence] == nil, record.draining == nil || record.pgid != nil,
+                  // The daemon signals the group as `kill(-pgid, …)`: 1 would be every process
+                  // it may signal, 0 its own group, a negative value a single pid.
+                  record.pgid.map({ $0 > 1 }) ?? true,
                   record.request.workspace.map({ occupancy.workspaces[ExactName($0)] == nil }) ?? true,
                   AcquireRequest.ttlRange.contains(record.ttlMilliseconds)
             else {
