@@ -30,6 +30,12 @@ struct StrictFieldsTests {
         #expect(try error(#"{"op":"acquire","pr\u006fjct":"a"}"#)?.field == "projct")
     }
 
+    @Test func cancelTakesATargetOrAHolderNotBoth() throws {
+        #expect(try error(#"{"op":"cancel","target":1,"holder":"h"}"#)?.field == "holder")
+        #expect(try error(#"{"op":"cancel","holder":"h"}"#) == nil)
+        #expect(try error(#"{"op":"cancel","target":"w"}"#) == nil)
+    }
+
     @Test func opAndIdAreAlwaysKnown() throws {
         #expect(try error(#"{"id":{"any":"scalar or not"},"op":"status"}"#) == nil)
     }

@@ -47,7 +47,12 @@ public enum RequestDecoder {
                            pid: try fields.integer("pid", in: 1...Int64(Int32.max)).map { Int32($0) },
                            pgid: try fields.integer("pgid", in: 1...Int64(Int32.max)).map { Int32($0) })
         case .cancel:
-            if fields.value("target") == nil, let holder = try fields.label("holder") { return .cancelHolder(holder) }
+            if let holder = try fields.label("holder") {
+                guard fields.value("target") == nil else {
+                    throw fields.fail("holder", "cancel takes target (a request of this connection) or holder, not both")
+                }
+                return .cancelHolder(holder)
+            }
             guard let target = fields.value("target"), target.isScalar else {
                 throw RequestError(.badRequest, field: "target", "target must be the id of a pending acquire")
             }
