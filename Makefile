@@ -11,6 +11,7 @@ APT_PACKAGES  := libuv1-dev socat python3
 PREFIX        ?= /usr/local
 DESTDIR       ?=
 STATIC_BUILD  := .build-static
+STATIC_CLI_BUILD := .build-static-cli
 BENCH_PACKAGES := redis-server gnuplot-nox
 
 .PHONY: deps bench-deps build release static install uninstall test test-unit test-install fuzz fuzz-short fuzz-build \
@@ -41,11 +42,21 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-# Both executables with the Swift runtime and Foundation linked in: they need libuv and the C and
-# C++ runtimes only, so they run on a host without a Swift toolchain. Plus the man page generator.
+# Both executables run on a host without a Swift toolchain. turnstiled has the Swift runtime and
+# Foundation linked in and needs libuv and the C and C++ runtimes. turnstile, started once per
+# agent launch, is a fully static executable (glibc and libstdc++ too): no dynamic loader, no
+# relocations against shared libraries, 40% fewer page faults (README, "Performance"). It
+# calls no libuv function (CLibUV gives it header-only helpers), but the module links -luv, which
+# a static link must find as an archive: Debian's is libuv_a.a, linked as libuv.a from a
+# directory of its own. -Xswiftc sets the link mode of every module, so the CLI is built in a
+# scratch path of its own, not rebuilding the daemon's modules at each turn. Plus the man page
+# generator.
 static: deps
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_BUILD) --product turnstiled
-	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_BUILD) --product turnstile
+	mkdir -p $(STATIC_CLI_BUILD)/static-libs
+	ln -sf "$$(dpkg -L libuv1-dev | grep '/libuv_a\.a$$')" $(STATIC_CLI_BUILD)/static-libs/libuv.a
+	$(SWIFT) build -c release --scratch-path $(STATIC_CLI_BUILD) --product turnstile -Xswiftc -static-executable \
+		-Xlinker -L$(CURDIR)/$(STATIC_CLI_BUILD)/static-libs
 	$(SWIFT) build -c release --scratch-path $(STATIC_BUILD) --product generate-manual
 
 # Installs under $(DESTDIR)$(PREFIX): the binaries, turnstile(1), turnstiled(8), turnstile.toml(5),
@@ -55,14 +66,15 @@ install: static
 		$(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d \
 		$(DESTDIR)$(PREFIX)/lib/systemd/user
-	install -m 0755 -s $(STATIC_BUILD)/release/turnstiled $(STATIC_BUILD)/release/turnstile $(DESTDIR)$(PREFIX)/bin/
-	$(STATIC_BUILD)/release/generate-manual $(STATIC_BUILD)/release/turnstile --section 1 -o $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 -s $(STATIC_BUILD)/release/turnstiled $(STATIC_CLI_BUILD)/release/turnstile $(DESTDIR)$(PREFIX)/bin/
+	$(STATIC_BUILD)/release/generate-manual $(STATIC_CLI_BUILD)/release/turnstile --section 1 -o $(DESTDIR)$(PREFIX)/share/man/man1
 	$(STATIC_BUILD)/release/generate-manual $(STATIC_BUILD)/release/turnstiled --section 8 -o $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0644 Sources/turnstiled/man/turnstile.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
-	for tool in turnstile turnstiled; do \
-		$(STATIC_BUILD)/release/$$tool --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$tool && \
-		$(STATIC_BUILD)/release/$$tool --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$tool && \
-		$(STATIC_BUILD)/release/$$tool --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$tool.fish \
+	for binary in $(STATIC_CLI_BUILD)/release/turnstile $(STATIC_BUILD)/release/turnstiled; do \
+		tool=$$(basename $$binary); \
+		$$binary --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$tool && \
+		$$binary --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$tool && \
+		$$binary --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$tool.fish \
 		|| exit 1; \
 	done
 	sed 's|%h/.local/bin/turnstiled|$(PREFIX)/bin/turnstiled|' examples/systemd/turnstile.service \
@@ -138,4 +150,4 @@ soak: bench-deps
 	.build/release/turnstile-bench soak --minutes $(SOAK_MINUTES) --connections 5000
 
 clean:
-	rm -rf .build .build-fuzz .build-asan .build-prof .build-static bench-results
+	rm -rf .build .build-fuzz .build-asan .build-prof .build-static .build-static-cli bench-results

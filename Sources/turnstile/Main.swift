@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import TurnstileProtocol
 
@@ -38,6 +41,10 @@ struct Turnstile: ParsableCommand {
         do {
             try command.run()
             Run.exit()
+        } catch let code as ExitCode {
+            // What `Run.exit(withError:)` ends with for an exit code (it prints nothing), without
+            // the help generator it builds for every error first: a tenth of `run -- true`.
+            Glibc.exit(code.rawValue)
         } catch {
             Run.exit(withError: error)
         }

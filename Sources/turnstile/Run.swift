@@ -7,8 +7,14 @@ import TurnstileProtocol
 
 /// `turnstile run … -- COMMAND`: acquire, run COMMAND under the lease, release.
 struct Run: ParsableCommand {
+    /// `_superCommandName` matters only where Run is the root command, which is when `turnstile
+    /// run` is parsed as Run alone (`Turnstile.runDirectly`): ArgumentParser then skips its check
+    /// for a completion-script request (two more parsers built by reflection, a sixth of `run --
+    /// true`; runDirectly leaves those requests to the usual path), and an error's usage line
+    /// names `turnstile run` as the usual path does. In the tree of every command it is unused.
     static let configuration = CommandConfiguration(
         commandName: "run",
+        _superCommandName: "turnstile",
         abstract: "Run COMMAND holding a permit: acquire, heartbeat, release; stop COMMAND if the lease is lost.",
         discussion: """
             COMMAND runs in its own process group (in the terminal's foreground when there is one) \

@@ -54,6 +54,8 @@ check "the toolchain is really hidden in the namespace" \
     sh -c "! unshare --mount --propagation private sh -c 'mount -t tmpfs none \"\$0\" && test -e \"\$0/bin/swiftc\"' '$toolchain'"
 check "no Swift runtime library is linked dynamically" \
     sh -c "! ldd '$prefix/bin/turnstiled' '$prefix/bin/turnstile' | grep -E 'libswift|libFoundation|libdispatch|$toolchain'"
+# turnstile starts once per agent launch: a static executable has no dynamic loader to run first.
+check "turnstile is a static executable" sh -c "LC_ALL=C ldd '$prefix/bin/turnstile' 2>&1 | grep -q 'not a dynamic executable'"
 for tool in turnstiled turnstile; do
     check "$tool --version without the toolchain" sh -c "$(declare -f hidden); toolchain='$toolchain'; hidden '$prefix/bin/$tool' --version | grep -qx '[0-9][0-9.]*'"
 done
