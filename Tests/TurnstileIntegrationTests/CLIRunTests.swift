@@ -71,7 +71,7 @@ struct CLIRunTests {
         let daemon = try Daemon()
         let run = try Self.turnstile(daemon, ["run", "--", "sh", "-c",
                                               "trap 'echo caught-int; exit 5' INT; trap 'echo caught-hup; exit 5' HUP; "
-                                              + "trap 'echo caught-term; exit 5' TERM; echo ready; while :; do sleep 1; done"])
+                                              + "trap 'echo caught-term; exit 5' TERM; echo ready; sleep 600 & wait"])
         #expect(run.waitForOutput("ready"))
         run.signal(signal)
         _ = run.waitForExit()

@@ -62,9 +62,18 @@ done
 
 socket="$work/t.sock"
 # In a background subshell that `hidden` replaces by exec: $! is the daemon itself.
-(hidden "$prefix/bin/turnstiled" --socket "$socket" --state-dir "$work/state" --log-level warning 2>"$work/daemon.log") &
+# Its log goes through a pipe the check reads until the daemon says it is ready (at most 10 s),
+# then a reader keeps draining into daemon.log.
+mkfifo "$work/daemon.pipe"
+(hidden "$prefix/bin/turnstiled" --socket "$socket" --state-dir "$work/state" 2>"$work/daemon.pipe") &
 daemon=$!
-for _ in $(seq 1 200); do [ -S "$socket" ] && break; sleep 0.05; done
+exec 3<"$work/daemon.pipe"
+while IFS= read -r -t 10 line <&3; do
+    echo "$line" >> "$work/daemon.log"
+    case $line in *"turnstiled ready"*) break ;; esac
+done
+cat <&3 >> "$work/daemon.log" &
+exec 3<&-
 check "the installed turnstile runs a command under the installed daemon" \
     sh -c "$(declare -f hidden); toolchain='$toolchain'; hidden '$prefix/bin/turnstile' --socket '$socket' run -- sh -c 'test -n \"\$TURNSTILE_LEASE\"'"
 check "and reads its status" \
