@@ -66,10 +66,10 @@ extension Runner {
     }
 
     /// COMMAND ended. After a lost lease the rest of its group gets what is left of the
-    /// grace and then SIGKILL, as the spec says of the whole group; `turnstile` waits for the
+    /// grace and then SIGKILL, the whole group (README, "turnstile run"); `turnstile` waits for the
     /// group to be gone (reaping the orphans it inherited), at most two seconds past the
     /// SIGKILL (a process stuck in the kernel cannot hold `turnstile` forever).
-    private mutating func finished(_ code: Int32, signal: Int32?) -> Int32 {
+    mutating func finished(_ code: Int32, signal: Int32?) -> Int32 {
         endedBySignal = signal
         guard lost != nil, let child else { return code }
         var giveUpAt: Int64?
@@ -159,11 +159,6 @@ extension Runner {
         while let event = try? client?.nextEvent(timeoutMilliseconds: 0) { handle(event) }
     }
 
-    /// COMMAND ended, then its lease turned out lost: wait for the rest of its group as
-    /// `finished` does for a lease lost while COMMAND ran.
-    mutating func finishAfterLoss(_ code: Int32) -> Int32 {
-        finished(code, signal: endedBySignal)
-    }
 
     /// Waits for a signal, a message from the daemon, or (with `watchChild`) the child's exit.
     mutating func waitForInput(timeout: Int32, watchChild: Bool) -> Input {

@@ -94,7 +94,7 @@ struct Runner {
             // and wait for the group as for any lost lease.
             takeLeaseEvents()
             if lost == nil { leaseLost("ended before \(command[0]) did") }
-            code = finishAfterLoss(code)
+            code = finished(code, signal: endedBySignal)
         }
         return lost == nil ? code : Exit.leaseLost.rawValue
     }
