@@ -2,40 +2,65 @@
 /// nothing about how the answer is delivered. A lease keeps it, so that `unpark` and a
 /// restart can check it again.
 public struct AdmissionRequest: Sendable, Equatable, Codable {
+    /// The fields, shared by every copy until one of them changes. A request travels with its
+    /// lease into effects, journal lines, waiters and answers; sharing makes each of those
+    /// copies one retain instead of one per string and array (README, "Performance").
+    private var storage: Storage
+
     /// The project (validated; `__global__` when the acquire names none).
-    public var project: String
+    public var project: String {
+        get { storage.project }
+        set { unique().project = newValue }
+    }
     /// The mode.
-    public var mode: Mode
+    public var mode: Mode {
+        get { storage.mode }
+        set { unique().mode = newValue }
+    }
     /// The primary model, if any.
-    public var model: ModelKey?
+    public var model: ModelKey? {
+        get { storage.model }
+        set { unique().model = newValue }
+    }
     /// The acquire's own fallback chain.
-    public var fallback: [ModelKey]
+    public var fallback: [ModelKey] {
+        get { storage.fallback }
+        set { unique().fallback = newValue }
+    }
     /// Providers the work needs besides its model's (a throttle on any of them holds it).
-    public var providers: [String]
+    public var providers: [String] {
+        get { storage.providers }
+        set { unique().providers = newValue }
+    }
     /// The normalised workspace path, if any.
-    public var workspace: String?
+    public var workspace: String? {
+        get { storage.workspace }
+        set { unique().workspace = newValue }
+    }
     /// The tenant whose throttles apply.
-    public var tenant: String
+    public var tenant: String {
+        get { storage.tenant }
+        set { unique().tenant = newValue }
+    }
     /// Priority for the `priority` policy.
-    public var priority: Int
+    public var priority: Int {
+        get { storage.priority }
+        set { unique().priority = newValue }
+    }
     /// Pools it takes one unit of each of (protocol/PROTOCOL.md §8.2), without repeats.
     public var pools: [String] {
-        get { poolDemand?.names ?? [] }
-        set { poolDemand = PoolDemand.make(names: newValue, limits: poolLimits) }
+        get { storage.poolDemand?.names ?? [] }
+        set { unique().poolDemand = PoolDemand.make(names: newValue, limits: poolLimits) }
     }
     /// Limits for pools the config does not name (`pool_limits`): the first holder's sets an
     /// ad-hoc pool's limit.
     public var poolLimits: [String: Int] {
-        get { poolDemand?.limits ?? [:] }
-        set { poolDemand = PoolDemand.make(names: pools, limits: newValue) }
+        get { storage.poolDemand?.limits ?? [:] }
+        set { unique().poolDemand = PoolDemand.make(names: pools, limits: newValue) }
     }
-    /// Both, behind one reference that is nil for the usual request naming no pool: a request
-    /// is copied into leases, waiters and effects many times per grant, and two collections
-    /// would add two retains and releases to every copy.
-    private var poolDemand: PoolDemand?
 
-    /// Whether it names any pool (without building the list).
-    public var namesPools: Bool { poolDemand.map { !$0.names.isEmpty } ?? false }
+    /// Whether it names any pool (checked on every admission; no array is built).
+    public var namesPools: Bool { storage.poolDemand.map { !$0.names.isEmpty } ?? false }
 
     public init(project: String = Names.globalProject, mode: Mode = .any, model: ModelKey? = nil,
                 fallback: [ModelKey] = [], providers: [String] = [], workspace: String? = nil,
@@ -45,15 +70,19 @@ public struct AdmissionRequest: Sendable, Equatable, Codable {
             var seen = Set<ExactName>()
             unique = pools.filter { seen.insert(ExactName($0)).inserted }
         }
-        poolDemand = PoolDemand.make(names: unique, limits: poolLimits)
-        self.project = project
-        self.mode = mode
-        self.model = model
-        self.fallback = fallback
-        self.providers = providers.map { $0.lowercased() }
-        self.workspace = workspace
-        self.tenant = tenant
-        self.priority = priority
+        storage = Storage(project: project, mode: mode, model: model, fallback: fallback,
+                          providers: providers.map { $0.lowercased() }, workspace: workspace, tenant: tenant,
+                          priority: priority, poolDemand: PoolDemand.make(names: unique, limits: poolLimits))
+    }
+
+    /// The storage, copied first if another request shares it.
+    private mutating func unique() -> Storage {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+        return storage
+    }
+
+    public static func == (lhs: AdmissionRequest, rhs: AdmissionRequest) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
     }
 
     enum CodingKeys: String, CodingKey {
@@ -87,10 +116,63 @@ public struct AdmissionRequest: Sendable, Equatable, Codable {
         try c.encodeIfPresent(workspace, forKey: .workspace)
         try c.encode(tenant, forKey: .tenant)
         try c.encode(priority, forKey: .priority)
-        if let poolDemand {
+        if let poolDemand = storage.poolDemand {
             try c.encode(poolDemand.names, forKey: .pools)
             if !poolDemand.limits.isEmpty { try c.encode(poolDemand.limits, forKey: .poolLimits) }
         }
+    }
+}
+
+extension AdmissionRequest {
+    /// A request's fields, behind one reference. Mutated only through `unique()`, so a shared
+    /// instance is never changed: that is what makes the unchecked `Sendable` sound.
+    private final class Storage: @unchecked Sendable {
+        var project: String
+        var mode: Mode
+        var model: ModelKey?
+        var fallback: [ModelKey]
+        var providers: [String]
+        var workspace: String?
+        var tenant: String
+        var priority: Int
+        var poolDemand: PoolDemand?
+
+        init(project: String, mode: Mode, model: ModelKey?, fallback: [ModelKey], providers: [String],
+             workspace: String?, tenant: String, priority: Int, poolDemand: PoolDemand?) {
+            self.project = project
+            self.mode = mode
+            self.model = model
+            self.fallback = fallback
+            self.providers = providers
+            self.workspace = workspace
+            self.tenant = tenant
+            self.priority = priority
+            self.poolDemand = poolDemand
+        }
+
+        func copy() -> Storage {
+            Storage(project: project, mode: mode, model: model, fallback: fallback, providers: providers,
+                    workspace: workspace, tenant: tenant, priority: priority, poolDemand: poolDemand)
+        }
+
+        /// The fields compared by `==` (pool demands by content).
+        var fields: Fields {
+            Fields(project: project, mode: mode, model: model, fallback: fallback, providers: providers,
+                   workspace: workspace, tenant: tenant, priority: priority, poolDemand: poolDemand)
+        }
+    }
+
+    /// A request's fields as one comparable value.
+    private struct Fields: Equatable {
+        var project: String
+        var mode: Mode
+        var model: ModelKey?
+        var fallback: [ModelKey]
+        var providers: [String]
+        var workspace: String?
+        var tenant: String
+        var priority: Int
+        var poolDemand: PoolDemand?
     }
 }
 

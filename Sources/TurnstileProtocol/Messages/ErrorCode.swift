@@ -38,11 +38,20 @@ public enum Op: String, Sendable, CaseIterable {
 
     /// The op named by these UTF-8 bytes, if any.
     public init?(utf8 name: UnsafeBufferPointer<UInt8>) {
-        for entry in Op.names where entry.utf8.count == name.count && entry.utf8.elementsEqual(name) {
+        for entry in Op.names where entry.utf8.count == name.count && Self.same(entry.utf8, name) {
             self = entry.op
             return
         }
         return nil
+    }
+
+    /// Byte-wise equality by index (a generic `elementsEqual` walks two iterators, 160
+    /// instructions for a five-letter op).
+    private static func same(_ name: [UInt8], _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        name.withUnsafeBufferPointer { name in
+            for index in 0..<name.count where name[index] != bytes[index] { return false }
+            return true
+        }
     }
 
     /// Ops reserved for the daemon's owner, root and `admin_uids` (protocol/PROTOCOL.md §2 and §12).
