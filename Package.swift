@@ -39,13 +39,23 @@ let package = Package(
             name: "TurnstileProtocol",
             dependencies: ["TurnstileCore"]
         ),
+        // The daemon without its sockets: connections' phases, requests, answers, journal
+        // records, process watches and closes, driven by a transport (no libuv, no I/O).
+        .target(
+            name: "TurnstileSession",
+            dependencies: [
+                "TurnstileCore", "TurnstileProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+        ),
         // The libuv event loop: sockets, timers, signals, pidfds, persistence.
         .target(
             name: "TurnstileServer",
             dependencies: [
-                "CLibUV", "TurnstileCore", "TurnstileConfigFile", "TurnstileProtocol",
+                "CLibUV", "TurnstileCore", "TurnstileConfigFile", "TurnstileProtocol", "TurnstileSession",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             // The loop is single-threaded; debug builds (every test) keep Swift's dynamic
             // exclusivity checks, release builds drop their ~30 runtime calls per request.
@@ -110,6 +120,10 @@ let package = Package(
         .testTarget(
             name: "TurnstileProtocolTests",
             dependencies: ["TurnstileProtocol", "TurnstileCore"]
+        ),
+        .testTarget(
+            name: "TurnstileSessionTests",
+            dependencies: ["TurnstileSession", "TurnstileCore", "TurnstileProtocol"]
         ),
         .testTarget(
             name: "TurnstileClientTests",

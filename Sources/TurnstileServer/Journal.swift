@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import TurnstileProtocol
+import TurnstileSession
 
 /// The journal's open segment (`journal-N.ndjson`): the changes since the last snapshot,
 /// buffered through a loop turn and written with one `write` before the turn's answers leave.
@@ -45,17 +46,21 @@ final class Journal {
         mayHoldTornTail = false
     }
 
-    /// Appends one record to the batch: `write` writes its JSON and ends the line.
-    func append(_ write: (inout JSONWriter) -> Void) {
-        let start = pending.count
-        pending.framing("00000000 ")
-        write(&pending)
-        pending.withMutableBytes { batch in
-            guard batch.count > start + 9 else { return }
-            // The record's JSON: after the 9-byte prefix, without its newline.
-            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: batch[(start + 9)..<(batch.count - 1)]))
-            for index in 0..<8 { batch[start + index] = Self.hexDigits[Int((crc >> UInt32(28 - 4 * index)) & 0xF)] }
+    /// Takes a loop turn's records, framing each line: eight hex digits of the CRC-32C of its
+    /// JSON, a space, the JSON.
+    func adopt(_ batch: inout JournalBatch) {
+        guard !batch.isEmpty else { return }
+        batch.withLines { bytes, starts in
+            for (index, start) in starts.enumerated() {
+                let end = index + 1 < starts.count ? starts[index + 1] : bytes.count
+                // The record's JSON: after the prefix, without its newline.
+                let json = UnsafeRawBufferPointer(rebasing: bytes[(start + JournalBatch.prefixLength)..<(end - 1)])
+                let crc = CRC32C.checksum(json)
+                for digit in 0..<8 { bytes[start + digit] = Self.hexDigits[Int((crc >> UInt32(28 - 4 * digit)) & 0xF)] }
+            }
+            pending.lines(UnsafeRawBufferPointer(bytes))
         }
+        batch.removeAll()
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)

@@ -98,7 +98,8 @@ final class ProcessGroups {
         // pgid can only come from a damaged state file. Its lease is let go.
         guard pgid > 1, pgid != getpgrp() else {
             server.logger.warning("not signalling process group \(pgid): no lease may be bound to it")
-            return server.processGroupGone(pgid)
+            server.session.processGroupGone(pgid)
+            return server.requestCommit()
         }
         let check = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
         uv_timer_init(server.loop, check)
@@ -107,7 +108,7 @@ final class ProcessGroups {
         let drain = Drain(check: check)
         groups[pgid] = drain
         if kill(-pgid, SIGTERM) == 0 {
-            let grace = UInt64(server.settings.config.limits.killGraceMilliseconds)
+            let grace = UInt64(server.session.config.limits.killGraceMilliseconds)
             let timer = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
             uv_timer_init(server.loop, timer)
             uv_handle_set_data(UVHandle.handle(timer), UnsafeMutableRawPointer(bitPattern: Int(pgid)))
@@ -165,7 +166,8 @@ final class ProcessGroups {
     /// The group is gone: close its watches and tell the server.
     private func finish(_ pgid: Int32) {
         close(pgid)
-        server.processGroupGone(pgid)
+        server.session.processGroupGone(pgid)
+        server.requestCommit()
     }
 
     private func close(_ pgid: Int32) {

@@ -67,7 +67,8 @@ final class ProcessWatch {
     /// A watched process exited.
     func exited(_ pid: Int32) {
         unwatch(pid)
-        server.holderProcessExited(pid)
+        server.session.processExited(pid)
+        server.requestCommit()
     }
 
     /// Pids that were dead before their watch began (handed over once).

@@ -1,5 +1,6 @@
 import CLibUV
 import TurnstileCore
+import TurnstileSession
 
 /// The end of every loop turn: the one place where what the turn decided leaves the daemon.
 ///
@@ -10,10 +11,12 @@ import TurnstileCore
 ///    such a lease was alive when deadlines were last served, and the timer is armed at the
 ///    earliest deadline, so only a loop that could not run (stalled, stopped) reads a heartbeat
 ///    after its lease's deadline and before serving it, and the heartbeat was sent in time;
-/// 3. the turn's records are written (a grant is saved before its answer leaves, or taken back
-///    and answered `storage`: Server+Storage);
-/// 4. answers and events are handed to the kernel;
-/// 5. the deadline timer is re-armed and a due snapshot started.
+/// 3. the session's commands are carried out (process watches, group drains, the trip hook);
+///    a process found gone as its watch begins is reported back at once;
+/// 4. the turn's journal records are written (a grant is saved before its answer leaves, or
+///    taken back and answered `storage`: Server+Storage);
+/// 5. answers and events are handed to the kernel, then the decided closes happen;
+/// 6. the deadline timer is re-armed and a due snapshot started.
 /// Callbacks that run before the poll (timers, idle turns) only ask for a commit: the active
 /// `commitSoon` idle handle makes the poll return at once, so the commit follows without delay.
 extension Server {
@@ -34,14 +37,36 @@ extension Server {
     func commit() {
         if deadlineDue && !stopping {
             deadlineDue = false
-            broker.tick(now: now)
-            deadlinesServedAt = now
-            processEffects()
+            session.serveDeadlines()
         }
+        performCommands()
         commitStorage()
         flushAll()
+        performCloses()
+        if session.outbox.wantsWaitProgress {
+            session.outbox.wantsWaitProgress = false
+            startWaitProgress()
+        }
         rearmDeadlineTimer()
-        if !stopping { store.compactIfDue(now: now) { broker.snapshot(now: now, wall: wall) } }
+        if !stopping { store.compactIfDue(now: now) { session.broker.snapshot(now: now, wall: wall) } }
         uv_idle_stop(commitSoon)
+    }
+
+    /// Carries out the session's commands, until reporting what they found (a process already
+    /// gone) asks for no more.
+    func performCommands() {
+        while !session.outbox.commands.isEmpty {
+            let commands = session.outbox.commands
+            session.outbox.commands.removeAll(keepingCapacity: true)
+            for command in commands {
+                switch command {
+                case .watchProcess(let pid): processes.watch(pid)
+                case .unwatchProcess(let pid): processes.unwatch(pid)
+                case .drainGroup(let pgid): groups.drain(pgid)
+                case .runTripHook(let project, let failures): runTripHook(project: project, failures: failures)
+                }
+            }
+            for pid in processes.takeExitedBeforeWatch() { session.processExited(pid) }
+        }
     }
 }

@@ -4,6 +4,7 @@ import Glibc
 import CLibUV
 import TurnstileCore
 import TurnstileProtocol
+import TurnstileSession
 
 /// Owns a `uv_write_t` and the bytes it writes until libuv is done with them.
 final class WriteRequest {
@@ -20,7 +21,9 @@ final class WriteRequest {
 }
 
 extension Server {
-    /// Accepts a connection, checks who it is (SO_PEERCRED), and starts reading.
+    /// Accepts a connection, checks who it is (SO_PEERCRED), has the session open it, and
+    /// starts reading (unless the session refused it: then its one answer is written and it
+    /// closes at the commit).
     func accept(from listener: UnsafeMutablePointer<uv_stream_t>, status: Int32) {
         guard status >= 0 else {
             logger.warning("accept failed", metadata: ["error": "\(uvErrorText(status))"])
@@ -37,51 +40,27 @@ extension Server {
         }
         var fd: uv_os_fd_t = -1
         var uid: UInt32 = 0, gid: UInt32 = 0, pid: Int32 = 0
+        var credentials: PeerCredentials?
         if uv_fileno(UVHandle.handle(connection.pipe), &fd) == 0, turnstile_peer_credentials(fd, &uid, &gid, &pid) == 0 {
-            connection.credentials = PeerCredentials(uid: uid, gid: gid, pid: pid)
+            credentials = PeerCredentials(uid: uid, gid: gid, pid: pid)
         }
-        connection.rights = PeerRights.of(connection.credentials, access: settings.config.access, daemonUID: getuid())
-        if connection.rights == .none {
-            guard let credentials = connection.credentials else {
-                logger.warning("refused a connection whose peer credentials cannot be read")
-                refuse(connection, code: .forbidden, message: "this turnstiled cannot read your credentials (SO_PEERCRED)")
-                return
-            }
-            logger.warning("refused a connection",
-                           metadata: ["uid": "\(credentials.uid)", "gid": "\(credentials.gid)", "pid": "\(credentials.pid)"])
-            refuse(connection, code: .forbidden, message: "uid \(credentials.uid) may not connect to this turnstiled")
-            return
-        }
-        if connections.count - lingering.count > settings.config.server.maxConnections {
-            logger.warning("too many connections", metadata: ["limit": "\(settings.config.server.maxConnections)"])
-            refuse(connection, code: .tooMany, message: "too many connections (limit \(settings.config.server.maxConnections))")
-            return
-        }
-        uv_read_start(connection.stream, onAllocate, onRead)
-    }
-
-    /// Answers one error line and closes.
-    func refuse(_ connection: Connection, code: ErrorCode, message: String) {
-        Answers.failure(&connection.output, id: nil, code: code, message: message)
-        closeAfterFlush(connection)
+        let overCapacity = connections.count - lingering.count > session.config.server.maxConnections
+        let state = session.open(connection.id, credentials: credentials, overCapacity: overCapacity)
+        connection.state = state
+        state.transport = Unmanaged.passUnretained(connection).toOpaque()
+        if state.phase == .open { uv_read_start(connection.stream, onAllocate, onRead) }
+        requestCommit()
     }
 
     /// The peer stopped sending (EOF) or the connection failed.
     func inputEnded(on connection: Connection, code: Int32) {
         uv_read_stop(connection.stream)
-        guard code == Int32(UV_EOF.rawValue) else { return closeNow(connection) }
-        connection.framer.finish { line in
-            handleLine(line, on: connection)
-            return true
+        guard code == Int32(UV_EOF.rawValue), let state = connection.state else { return closeNow(connection) }
+        session.inputEnded(on: state, peerGone: peerHasClosed(connection))
+        if state.phase == .halfClosed {
+            halfClosed[connection.id] = connection
+            startHalfClosedChecks()
         }
-        guard !connection.closing else { return }
-        if peerHasClosed(connection) { return closeNow(connection) }
-        guard !connection.pending.isEmpty else { return closeAfterFlush(connection) }
-        // Half-closed with requests still waiting (`echo … | socat`): answer them, then
-        // close; meanwhile check that the peer is still there.
-        connection.inputClosed = true
-        halfClosed[connection.id] = connection
-        startHalfClosedChecks()
     }
 
     /// Whether the peer closed its socket entirely (not just its sending side): Linux reports
@@ -103,13 +82,13 @@ extension Server {
         halfClosedTimer = timer
     }
 
-    /// The half-closed check: close those whose peer is gone; stop when none is left.
+    /// The half-closed check: close those whose peer is gone or that finished; stop when none
+    /// is left.
     func checkHalfClosed() {
-        for connection in halfClosed.values where connection.closing || peerHasClosed(connection) {
+        for connection in halfClosed.values where connection.state?.phase != .halfClosed || peerHasClosed(connection) {
             halfClosed[connection.id] = nil
-            closeNow(connection)
+            if connection.state?.phase == .halfClosed { closeNow(connection) }
         }
-        halfClosed = halfClosed.filter { !$0.value.closing }
         if halfClosed.isEmpty, let timer = halfClosedTimer {
             uv_close(UVHandle.handle(timer), onHandleClosedFree)
             halfClosedTimer = nil
@@ -117,55 +96,31 @@ extension Server {
         requestCommit()
     }
 
-    /// Queues an answer or event for a connection (flushed at the end of the iteration). A
-    /// connection already holding more than `max_output_bytes` unsent is cut off instead: one
-    /// answer, however large (a status of ten thousand leases), always goes out whole.
-    func send(to connection: Connection, _ write: (inout JSONWriter) -> Void) {
-        guard !connection.closing else { return }
-        if connection.bufferedBytes > settings.config.server.maxOutputBytes {
-            logger.warning("cutting off a client that does not read its answers",
-                           metadata: ["client": "\(connection.id)", "pid": "\(connection.pid)",
-                                      "buffered": "\(connection.bufferedBytes)"])
-            connection.output.removeAll(keepingCapacityUpTo: 1024)
-            closeNow(connection)
-            return
-        }
-        write(&connection.output)
-        scheduleFlush(connection)
-    }
-
-    func scheduleFlush(_ connection: Connection) {
-        if !connection.queuedForFlush {
-            connection.queuedForFlush = true
-            flushQueue.append(connection)
-        }
-    }
-
-    /// Hands queued bytes to the kernel: `uv_try_write` first, the rest to one `uv_write`.
+    /// Hands a connection's session output to the kernel: `uv_try_write` first, the rest to
+    /// one `uv_write`.
     func flush(_ connection: Connection) {
-        connection.queuedForFlush = false
-        guard !connection.writing, !connection.output.isEmpty, uv_is_closing(UVHandle.handle(connection.pipe)) == 0 else {
+        guard let state = connection.state, !connection.writing, !state.output.isEmpty, !connection.isClosing else {
             finishClosingIfFlushed(connection)
             return
         }
-        let written: Int32 = connection.output.withBytes { bytes in
+        let written: Int32 = state.output.withBytes { bytes in
             var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress!.assumingMemoryBound(to: CChar.self)),
                                      UInt32(bytes.count))
             return uv_try_write(connection.stream, &buffer, 1)
         }
-        if written == Int32(connection.output.count) {
-            connection.output.removeAll(keepingCapacityUpTo: 65_536)
+        if written == Int32(state.output.count) {
+            state.output.removeAll(keepingCapacityUpTo: 65_536)
             finishClosingIfFlushed(connection)
             outputProgressed(on: connection)
             return
         }
         guard written >= 0 || written == Int32(UV_EAGAIN.rawValue) else {
-            connection.output.removeAll(keepingCapacityUpTo: 1024)
+            state.output.removeAll(keepingCapacityUpTo: 1024)
             closeNow(connection)
             return
         }
-        let rest = connection.output.withBytes { Array($0[Int(max(written, 0))...]) }
-        connection.output.removeAll(keepingCapacityUpTo: 65_536)
+        let rest = state.output.withBytes { Array($0[Int(max(written, 0))...]) }
+        state.output.removeAll(keepingCapacityUpTo: 65_536)
         let write = WriteRequest(bytes: rest, connection: connection)
         write.request.pointee.data = Unmanaged.passRetained(write).toOpaque()
         connection.writing = true
@@ -177,67 +132,77 @@ extension Server {
             Unmanaged<WriteRequest>.fromOpaque(write.request.pointee.data).release()
             connection.writing = false
             closeNow(connection)
-        } else if written > 0 {
-            outputProgressed(on: connection)
+            return
         }
+        connection.updateTransportBytes()
+        if written > 0 { outputProgressed(on: connection) }
     }
 
     /// A queued write finished.
     func writeFinished(on connection: Connection, status: Int32) {
         connection.writing = false
+        connection.updateTransportBytes()
         guard status >= 0 else {
             closeNow(connection)
             return
         }
         // The rest of its output leaves at this turn's commit, after the turn's records.
-        scheduleFlush(connection)
+        flushSoon.append(connection)
         outputProgressed(on: connection)
+        requestCommit()
     }
 
-    /// Flushes every queued connection.
+    /// Writes every connection with output: those the session listed, then those whose
+    /// earlier write finished.
     func flushAll() {
-        while !flushQueue.isEmpty {
-            let queue = flushQueue
-            flushQueue.removeAll(keepingCapacity: true)
+        session.takeFlushes(into: &flushBuffer)
+        for state in flushBuffer {
+            guard let transport = state.transport else { continue }
+            flush(Unmanaged<Connection>.fromOpaque(transport).takeUnretainedValue())
+        }
+        while !flushSoon.isEmpty {
+            let queue = flushSoon
+            flushSoon.removeAll(keepingCapacity: true)
             for connection in queue { flush(connection) }
         }
     }
 
-    /// Closes at once: its bound leases are released and its waiters dropped.
+    /// Performs the closes the session decided.
+    func performCloses() {
+        guard !session.outbox.closes.isEmpty else { return }
+        let closes = session.outbox.closes
+        session.outbox.closes.removeAll(keepingCapacity: true)
+        for (id, kind) in closes {
+            guard let connection = connections[id] else { continue }
+            switch kind {
+            case .now: closeNow(connection)
+            case .afterFlush: closeAfterFlush(connection)
+            }
+        }
+    }
+
+    /// Closes at once: the session releases its bound leases and drops its waiters.
     func closeNow(_ connection: Connection) {
-        guard uv_is_closing(UVHandle.handle(connection.pipe)) == 0 else { return }
+        guard !connection.isClosing else { return }
         lingering[connection.id] = nil
-        let wasOpen = !connection.closing
-        connection.closing = true
-        watchers[connection.id] = nil
         uv_close(UVHandle.handle(connection.pipe), onConnectionClosed)
-        if wasOpen { releaseHoldings(of: connection) }
+        if let state = connection.state { session.transportClosed(state) }
+        requestCommit()
     }
 
     /// Stops reading and closes once the queued answers are written.
     func closeAfterFlush(_ connection: Connection) {
-        guard !connection.closing else { return }
-        connection.closing = true
-        watchers[connection.id] = nil
+        guard !connection.closingAfterFlush, !connection.isClosing else { return }
+        connection.closingAfterFlush = true
         uv_read_stop(connection.stream)
-        releaseHoldings(of: connection)
-        scheduleFlush(connection)
-    }
-
-    /// Tells the broker the connection is gone (unless the daemon is stopping: then its
-    /// leases are saved and restored, not released).
-    private func releaseHoldings(of connection: Connection) {
-        guard !stopping else { return }
-        connection.pending.removeAll()
-        connection.pendingByKey.removeAll()
-        broker.disconnect(connection.id, now: now)
-        processEffects()
+        if let state = connection.state { session.transportClosed(state) }
+        flush(connection)
     }
 
     /// After the last byte of a closing connection: shut down, then close.
     private func finishClosingIfFlushed(_ connection: Connection) {
-        guard connection.closing, !connection.writing, connection.output.isEmpty,
-              uv_is_closing(UVHandle.handle(connection.pipe)) == 0 else { return }
+        guard connection.closingAfterFlush, !connection.writing, connection.state?.output.isEmpty ?? true,
+              !connection.isClosing else { return }
         let request = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
         if uv_shutdown(request, connection.stream, onShutdownDone) != 0 {
             request.deallocate()
@@ -250,7 +215,7 @@ extension Server {
     /// unread input makes the peer's next write fail before it reads our last answer (an
     /// "lingering close", as HTTP servers do).
     func linger(_ connection: Connection) {
-        guard uv_is_closing(UVHandle.handle(connection.pipe)) == 0 else { return }
+        guard !connection.isClosing else { return }
         guard uv_read_start(connection.stream, onAllocate, onLingerRead) == 0 else { return closeNow(connection) }
         lingering[connection.id] = (connection, now.adding(milliseconds: 2000))
         if lingerTimer == nil {
@@ -274,35 +239,13 @@ extension Server {
     /// The pipe is closed: forget the connection and free the pipe.
     func connectionClosed(_ connection: Connection) {
         connections[connection.id] = nil
-        watchers[connection.id] = nil
         halfClosed[connection.id] = nil
         lingering[connection.id] = nil
         blocked[connection.id] = nil
-        connection.pipe.deallocate()
-    }
-
-    /// A half-closed connection answered its last pending request: close it.
-    func closeIfDone(_ connection: Connection) {
-        if connection.inputClosed && connection.pending.isEmpty { closeAfterFlush(connection) }
-    }
-}
-
-extension Server {
-    /// After a reload: every open connection's rights are decided again from the new access
-    /// table. A peer that may no longer connect is told `forbidden` and closed (its bound
-    /// leases released, as on any disconnect); one that lost admin keeps only the client ops.
-    func reviewRights() {
-        let access = settings.config.access
-        let owner = getuid()
-        for connection in connections.values where !connection.closing && connection.rights != .none {
-            let rights = PeerRights.of(connection.credentials, access: access, daemonUID: owner)
-            guard rights != connection.rights else { continue }
-            logger.info("rights changed by a reload", metadata: [
-                "client": "\(connection.id)", "uid": "\(connection.uid)", "from": "\(connection.rights)", "to": "\(rights)"])
-            connection.rights = rights
-            if rights == .none {
-                refuse(connection, code: .forbidden, message: "uid \(connection.uid) may no longer connect to this turnstiled")
-            }
+        if let state = connection.state {
+            state.transport = nil
+            session.forget(state)
         }
+        connection.pipe.deallocate()
     }
 }

@@ -7,7 +7,7 @@ extension Server {
     /// Runs the `on_trip` command with `/bin/sh -c`, never blocking the loop (`uv_spawn`),
     /// with `TURNSTILE_PROJECT` and `TURNSTILE_FAILURES` added to the daemon's environment.
     func runTripHook(project: String, failures: Int) {
-        guard let command = settings.config.circuitBreaker.onTrip, !command.isEmpty else { return }
+        guard let command = session.config.circuitBreaker.onTrip, !command.isEmpty else { return }
         var environment: [String] = []
         var pointer = environ
         while let entry = pointer.pointee {

@@ -6,9 +6,11 @@ import Logging
 import TurnstileConfigFile
 import TurnstileCore
 import TurnstileProtocol
+import TurnstileSession
 
-/// The daemon: a libuv loop around the broker. It turns bytes into broker calls and the
-/// broker's answers and effects into bytes, files and process watches, and nothing more.
+/// The daemon: a libuv loop around the session. It hands the session the bytes it reads and
+/// what it sees happen (timers, signals, processes, the pause directory), and at the end of
+/// each loop turn carries out what the session decided: journal, writes, closes (Server+Commit).
 ///
 /// Everything runs on the loop's one thread. The loop's `data` points at this object
 /// (unretained: `run()` keeps it alive for the loop's whole life).
@@ -16,7 +18,8 @@ public final class Server {
     var settings: ServerSettings
     let logger: Logger
     let loop: UnsafeMutablePointer<uv_loop_t>
-    var broker: Broker
+    /// The protocol and the broker; set in `init` once the state is restored.
+    var session: Session!
     /// Set in `init` once the socket checks passed (they come first: Server+Listening).
     var store: StateStore!
     var listener: UnsafeMutablePointer<uv_pipe_t>?
@@ -28,10 +31,7 @@ public final class Server {
     let commitSoon: UnsafeMutablePointer<uv_idle_t>
     /// The deadline timer fired: serve deadlines at the commit, after this turn's input.
     var deadlineDue = false
-    /// When deadlines were last served: every lease still here was alive then, and a heartbeat
-    /// read before the next serving counts for it (Server+Commit).
-    var deadlinesServedAt = Instant(milliseconds: 0)
-    /// Runs while some connection has lines left over from its turn (Server+InputTurns).
+    /// Runs while some connection has lines left over from its turn (Server+InputFlow).
     let backlogTurns: UnsafeMutablePointer<uv_idle_t>
     /// Connections with lines left over, in the order they get their next turn.
     var backlogged: [Connection] = []
@@ -42,8 +42,10 @@ public final class Server {
     var signalHandles: [UnsafeMutablePointer<uv_signal_t>] = []
     var connections: [ClientID: Connection] = [:]
     var nextClientSerial: UInt64 = 1
-    var flushQueue: [Connection] = []
-    var watchers: [ClientID: Connection] = [:]
+    /// Connections whose write finished, with output left for the commit.
+    var flushSoon: [Connection] = []
+    /// The session's flushes, swapped into this reused array at each commit.
+    var flushBuffer: [SessionConnection] = []
     /// Connections whose peer half-closed while requests were pending.
     var halfClosed: [ClientID: Connection] = [:]
     var halfClosedTimer: UnsafeMutablePointer<uv_timer_t>?
@@ -56,25 +58,16 @@ public final class Server {
     /// Draining leases' process groups, stopped and watched until gone.
     var groups: ProcessGroups!
     var pauseFlags: PauseDirectory!
-    /// The members of the line being handled, reused from line to line.
-    var memberScratch: [JSONMember] = []
+    /// The session's view of the machine.
+    private(set) var host: DaemonHost!
     /// The shared read buffer: every read is consumed before the next one starts.
     let readBuffer: UnsafeMutableRawBufferPointer
     var armedDeadline: Instant?
-    /// The broker's effects, drained into this reused array.
-    var effectsBuffer: [Effect] = []
-    /// This turn's grants until they are saved (Server+Storage).
-    var uncommitted = UncommittedGrants()
     /// Runs while the state directory does not take writes, to try again.
     var storageRetryTimer: UnsafeMutablePointer<uv_timer_t>?
-    /// Whether debug lines are logged (checked before building their metadata).
-    let debugLogging: Bool
     var stopping = false
-    /// Times the state directory stopped taking writes (the metric `storage_failures_total`).
-    var storageFailures: UInt64 = 0
     /// The last `STATUS=` sent to systemd (Server+Systemd).
     var lastStatusLine = ""
-    let startedAt: Instant
 
     /// Prepares the daemon: checks the socket path and takes its lock, takes the state
     /// directory's lock, restores saved state and resolves the pause flags, but opens no
@@ -90,7 +83,6 @@ public final class Server {
         Self.raiseDescriptorLimit()
         self.settings = settings
         self.logger = logger
-        debugLogging = logger.logLevel <= .debug
         loop = .allocate(capacity: 1)
         try check(uv_loop_init(loop), "uv_loop_init")
         deadlineTimer = .allocate(capacity: 1)
@@ -98,10 +90,6 @@ public final class Server {
         commitSoon = .allocate(capacity: 1)
         backlogTurns = .allocate(capacity: 1)
         readBuffer = .allocate(byteCount: 65_536, alignment: 16)
-        startedAt = Instant(milliseconds: uv_now(loop))
-        deadlinesServedAt = startedAt
-        broker = Broker(config: settings.config, random: KernelRandom())
-        broker.processGroupAlive = { ProcessGroups.isAlive($0) }
         try prepareListening()
         store = try StateStore(directory: settings.stateDirectory, socketPath: settings.socketPath, logger: logger)
         store.loopOfJournal = loop
@@ -143,9 +131,11 @@ public final class Server {
     }
 
     /// Restores leases, fences, breaker counts, throttles and telemetry from the state
-    /// directory, then saves a fresh snapshot.
+    /// directory into a new broker and the session around it, then saves a fresh snapshot.
     private func restoreState() throws {
         let saved = try store.load(telemetryTTLSeconds: settings.config.telemetry.subscriptionLimitTTLSeconds)
+        var broker = Broker(config: settings.config, random: KernelRandom())
+        broker.processGroupAlive = { ProcessGroups.isAlive($0) }
         let rejected = broker.restore(saved.snapshot, fenceFloor: saved.fenceFloor, now: now, wall: wall)
         for record in rejected {
             logger.warning("dropped a saved lease that could not be restored",
@@ -153,9 +143,14 @@ public final class Server {
                                       "why": "bad token, duplicate fence or token, workspace already locked, ttl out of range, or a pgid no peer may bind"])
         }
         if broker.leaseCount > 0 { logger.info("restored leases", metadata: ["count": "\(broker.leaseCount)"]) }
-        syncPauseFlags()
-        processEffects()
-        try store.writeSnapshot(broker.snapshot(now: now, wall: wall), fenceHighWater: broker.fenceHighWater, now: now)
+        host = DaemonHost(server: self)
+        session = Session(broker: broker, config: settings.config, version: settings.version, host: host, logger: logger)
+        session.syncPauseFlags()
+        performCommands()
+        // The snapshot holds everything the restore changed.
+        session.outbox.journal.removeAll()
+        try store.writeSnapshot(session.broker.snapshot(now: now, wall: wall), fenceHighWater: session.broker.fenceHighWater,
+                                now: now)
     }
 
     /// Opens the socket, starts the handles and runs the loop until a stop signal.
@@ -174,12 +169,12 @@ public final class Server {
         }
         try pauseFlags.start()
         // Leases that were draining when the daemon stopped: stop and watch their groups again.
-        for pgid in broker.drainingGroups { groups.drain(pgid) }
+        for pgid in session.broker.drainingGroups { groups.drain(pgid) }
         rearmDeadlineTimer()
         logger.info("turnstiled ready", metadata: [
             "socket": "\(settings.socketPath)", "state_dir": "\(settings.stateDirectory)", "config": "\(settings.loadedConfigDescription)",
             "pause_dir": "\(settings.pauseDirectory)", "pid": "\(getpid())",
-            "global": "\(settings.config.limits.global)", "fairness": "\(settings.config.limits.fairness.rawValue)",
+            "global": "\(session.config.limits.global)", "fairness": "\(session.config.limits.fairness.rawValue)",
         ])
         notifyReady()
         uv_run(loop, UV_RUN_DEFAULT)
@@ -193,14 +188,15 @@ public final class Server {
         guard !stopping else { return }
         stopping = true
         logger.info("stopping", metadata: ["reason": "\(reason)"])
-        broker.shutDown()
-        processEffects()
+        session.shutDown()
+        performCommands()
         commitStorage()
         flushAll()
         stopStorageRetries()
         do {
-            try store.writeSnapshot(broker.snapshot(now: now, wall: wall), fenceHighWater: broker.fenceHighWater, now: now)
-            try store.releaseFenceReservation(highWater: broker.fenceHighWater)
+            try store.writeSnapshot(session.broker.snapshot(now: now, wall: wall), fenceHighWater: session.broker.fenceHighWater,
+                                    now: now)
+            try store.releaseFenceReservation(highWater: session.broker.fenceHighWater)
         } catch {
             logger.error("could not save state", metadata: ["error": "\(error)"])
         }
@@ -232,41 +228,10 @@ public final class Server {
         store.close()
     }
 
-    /// SIGHUP and the `reload` op: re-read the config file; keep the running config if the
-    /// new one is invalid. The default config file, when absent, means the embedded defaults.
-    /// - Returns: nil on success, else the error to answer (`bad_config`).
-    @discardableResult
-    func reloadConfig() -> ConfigError? {
-        let config: TurnstileConfig
-        if let path = settings.configPath, !settings.configIsOptional || access(path, F_OK) == 0 {
-            switch ConfigFile.load(path) {
-            case .failure(let error):
-                logger.error("reload refused; keeping the running config", metadata: ["error": "\(error)"])
-                return error
-            case .success(let loaded): config = loaded
-            }
-        } else {
-            logger.info("reload: no config file; running on the embedded defaults",
-                        metadata: ["file": "\(settings.configPath ?? "-")"])
-            config = TurnstileConfig()
-        }
-        if config.socketPath != settings.config.socketPath || config.stateDirectory != settings.config.stateDirectory
-            || config.pauseDirectory != settings.config.pauseDirectory {
-            logger.warning("reload: socket, state_dir and pause_dir changes take effect at the next start")
-        }
-        settings.config = config
-        broker.reload(config, now: now)
-        reviewRights()
-        syncPauseFlags()
-        processEffects()
-        logger.info("config reloaded", metadata: ["file": "\(settings.configPath ?? "-")", "global": "\(config.limits.global)"])
-        return nil
-    }
-
     /// Arms the one deadline timer at the broker's next deadline, if it moved.
     func rearmDeadlineTimer() {
         guard !stopping else { return }
-        let next = broker.nextDeadline()
+        let next = session.nextDeadline
         guard next != armedDeadline else { return }
         armedDeadline = next
         guard let next else {

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Logging
 import TurnstileCore
+import TurnstileSession
 
 /// Reads the state directory back at start (PROTOCOL.md, "State and storage"), one record at
 /// a time: a lease, breaker count or journal line that cannot be used is dropped alone, with a

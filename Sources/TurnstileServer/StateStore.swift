@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import TurnstileCore
 import TurnstileProtocol
+import TurnstileSession
 
 /// The state directory (PROTOCOL.md, "State and storage"): a snapshot (`state.json`), the
 /// journal of changes since it (`journal-N.ndjson`, appended before any answer leaves, so a
@@ -202,23 +203,8 @@ final class StateStore {
         }
     }
 
-    // Journal records: appended to the batch, written once per loop turn by `commit`.
-
-    func journalGrant(_ lease: Lease) { journal.append { JournalRecord.writeLease(&$0, change: false, lease) } }
-    func journalChange(_ lease: Lease) { journal.append { JournalRecord.writeLease(&$0, change: true, lease) } }
-    func journalEnd(_ lease: Lease) { journalEnd(fence: lease.fence) }
-    func journalEnd(fence: UInt64) { journal.append { JournalRecord.writeEnd(&$0, fence: fence) } }
-    func journalBreaker(project: String, state: CircuitBreaker.ProjectState) {
-        journal.append { JournalRecord.writeBreaker(&$0, project: project, state: state) }
-    }
-    func journalThrottle(tenant: String, provider: String, until: WallTime) {
-        journal.append { JournalRecord.writeThrottle(&$0, tenant: tenant, provider: provider, until: until) }
-    }
-    func journalUnthrottle(tenant: String, provider: String) {
-        journal.append { JournalRecord.writeUnthrottle(&$0, tenant: tenant, provider: provider) }
-    }
-    func journalUnflag(model: String) { journal.append { JournalRecord.writeUnflag(&$0, model: model) } }
-    func journalRecord(_ event: CompletionEvent) { journal.append { JournalRecord.writeEvent(&$0, event) } }
+    /// Takes the loop turn's journal records, to be written by the next `commit`.
+    func adopt(_ batch: inout JournalBatch) { journal.adopt(&batch) }
 
     /// Closes the journal and gives up the directory.
     func close() {

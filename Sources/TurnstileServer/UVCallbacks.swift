@@ -127,7 +127,8 @@ func onSignal(_ handle: UnsafeMutablePointer<uv_signal_t>?, _ signal: Int32) {
     let server = Server.of(handle.pointee.loop)
     if signal == SIGHUP {
         server.logger.info("SIGHUP: reloading the config")
-        server.reloadConfig()
+        server.session.reload()
+        server.requestCommit()
     } else {
         server.stop(reason: signal == SIGTERM ? "SIGTERM" : "SIGINT")
     }
@@ -176,14 +177,16 @@ func onProcessGroupKill(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
 func onPauseDirectoryChanged(_ handle: UnsafeMutablePointer<uv_fs_event_t>?, _ name: UnsafePointer<CChar>?,
                              _ events: Int32, _ status: Int32) {
     guard let handle else { return }
-    Server.of(handle.pointee.loop).syncPauseFlags()
+    let server = Server.of(handle.pointee.loop)
+    server.session.syncPauseFlags()
+    server.requestCommit()
 }
 
 /// The once-a-second pause directory rescan (a backstop for missed notifications).
 func onPauseRescanTick(_ timer: UnsafeMutablePointer<uv_timer_t>?) {
     guard let timer else { return }
     let server = Server.of(timer.pointee.loop)
-    server.syncPauseFlags()
+    server.session.syncPauseFlags()
     server.reportStatusToSystemd()
     server.requestCommit()
 }

@@ -367,6 +367,14 @@ public struct JSONWriter {
         needsComma = false
     }
 
+    /// Appends complete lines written by another writer (a journal batch moved into the one
+    /// waiting for the disk).
+    public mutating func lines(_ bytes: UnsafeRawBufferPointer) {
+        unique()
+        buffer.append(bytes)
+        needsComma = false
+    }
+
     /// Lets `body` rewrite bytes already written: a framing prefix whose value depends on what
     /// follows it (a checksum), filled in once that is written.
     public mutating func withMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {

@@ -5,7 +5,7 @@ import TurnstileProtocol
 /// One line of the journal: a change to the saved state since the last snapshot. Written by
 /// hand with `JSONWriter` (it is on the grant path), read back with `JSONDecoder` (only at
 /// start), in the same shapes as the core's `Codable` types.
-enum JournalRecord: Decodable, Equatable {
+public enum JournalRecord: Decodable, Equatable {
     case grant(LeaseRecord)
     case change(LeaseRecord)
     case end(fence: UInt64)
@@ -21,7 +21,7 @@ enum JournalRecord: Decodable, Equatable {
         case t, lease, fence, project, failures, tripped, tenant, provider, until, event, model
     }
 
-    init(from decoder: any Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         switch try c.decode(String.self, forKey: .t) {
         case "grant": self = .grant(try c.decode(LeaseRecord.self, forKey: .lease))

@@ -1,18 +1,15 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import TurnstileCore
 import TurnstileProtocol
 
-extension Server {
+extension Session {
     /// `acquire`: granted now, refused now, or queued (with a `queued` event if asked).
     func acquire(_ request: AcquireRequest, notify: Bool, _ context: RequestContext) {
         let connection = context.connection
-        let limits = settings.config.server
+        let limits = config.server
         if connection.pending.count >= limits.maxPendingPerConnection && request.waitMilliseconds > 0 {
             return fail(context, .tooMany, "this connection already waits on \(limits.maxPendingPerConnection) requests")
         }
-        if let pid = request.pid, ProcessWatch.isGone(pid) {
+        if let pid = request.pid, host.isProcessGone(pid) {
             return fail(context, .badRequest, "pid \(pid) names no live process", field: "pid")
         }
         if let pgid = request.pgid, let refusal = groupRefusal(pgid, for: connection) {
@@ -25,13 +22,13 @@ extension Server {
     /// Why a peer may not bind a lease to process group `pgid`, or nil. The daemon signals a
     /// draining lease's group, so a peer binds only a live group of its own (root: any), and
     /// never the daemon's own group or init's (protocol/PROTOCOL.md §10.10).
-    private func groupRefusal(_ pgid: Int32, for connection: Connection) -> (code: ErrorCode, message: String)? {
-        guard ProcessGroups.isAlive(pgid) else { return (.badRequest, "pgid \(pgid) names no live process group") }
-        if pgid == 1 || pgid == getpgrp() {
+    private func groupRefusal(_ pgid: Int32, for connection: SessionConnection) -> (code: ErrorCode, message: String)? {
+        guard host.isProcessGroupAlive(pgid) else { return (.badRequest, "pgid \(pgid) names no live process group") }
+        if pgid == 1 || pgid == host.daemonProcessGroup {
             return (.badRequest, "pgid \(pgid) is \(pgid == 1 ? "init's" : "turnstiled's own") process group")
         }
         guard connection.uid != 0 else { return nil }
-        guard let owner = ProcessGroups.owner(of: pgid), owner == connection.uid else {
+        guard let owner = host.processGroupOwner(pgid), owner == connection.uid else {
             return (.forbidden, "process group \(pgid) is not yours (uid \(connection.uid)): the daemon would signal it")
         }
         return nil
@@ -51,7 +48,7 @@ extension Server {
             if debugLogging { logger.debug("queued", metadata: ["reason": "\(refusal.reason.rawValue)", "position": "\(position)"]) }
             if notify {
                 send(to: connection) { Answers.queued(&$0, id: context.id, position: position, refusal) }
-                startWaitProgress()
+                outbox.wantsWaitProgress = true
             }
         case .overBound(.leasesPerConnection(let limit)):
             fail(context, .tooMany, "this connection already holds \(limit) leases")
@@ -111,7 +108,7 @@ extension Server {
 
     /// `attach`: binds the lease to this connection (and optionally a process).
     func attach(_ token: LeaseToken, pid: Int32?, pgid: Int32?, _ context: RequestContext) {
-        if let pid, ProcessWatch.isGone(pid) {
+        if let pid, host.isProcessGone(pid) {
             return fail(context, .badRequest, "pid \(pid) names no live process", field: "pid")
         }
         if let pgid, let refusal = groupRefusal(pgid, for: context.connection) {
@@ -120,8 +117,8 @@ extension Server {
         // A lease this connection already holds is counted already (`turnstile run` attaches
         // COMMAND's group to the lease it acquired on the same connection).
         if broker.lease(token)?.client != context.connection.id,
-           broker.leaseCount(of: context.connection.id) >= settings.config.server.maxLeasesPerConnection {
-            return fail(context, .tooMany, "this connection already holds \(settings.config.server.maxLeasesPerConnection) leases")
+           broker.leaseCount(of: context.connection.id) >= config.server.maxLeasesPerConnection {
+            return fail(context, .tooMany, "this connection already holds \(config.server.maxLeasesPerConnection) leases")
         }
         switch broker.attach(token, client: context.connection.id, pid: pid, pgid: pgid, now: now) {
         case .success(let lease):
@@ -169,8 +166,8 @@ extension Server {
     /// `unpark`: take capacity back, answered like an acquire.
     func unpark(_ token: LeaseToken, waitMilliseconds: UInt64, notify: Bool, _ context: RequestContext) {
         let connection = context.connection
-        if waitMilliseconds > 0 && connection.pending.count >= settings.config.server.maxPendingPerConnection {
-            return fail(context, .tooMany, "this connection already waits on \(settings.config.server.maxPendingPerConnection) requests")
+        if waitMilliseconds > 0 && connection.pending.count >= config.server.maxPendingPerConnection {
+            return fail(context, .tooMany, "this connection already waits on \(config.server.maxPendingPerConnection) requests")
         }
         let ticket = connection.nextTicket()
         switch broker.unpark(token, ticket: ticket, waitMilliseconds: waitMilliseconds, now: now) {

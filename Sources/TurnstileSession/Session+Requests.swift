@@ -3,7 +3,7 @@ import TurnstileProtocol
 
 /// One request being handled: where to answer and with which `id`.
 struct RequestContext {
-    let connection: Connection
+    let connection: SessionConnection
     /// The raw bytes of the request's `id`, echoed verbatim.
     let id: ArraySlice<UInt8>?
     /// The parsed `id`, for the key `cancel` finds a waiting request by.
@@ -13,10 +13,10 @@ struct RequestContext {
     var key: RequestKey? { idValue.map(RequestKey.init) }
 }
 
-extension Server {
+extension Session {
     /// Handles one line: parse, validate, authorise, act, answer. Bad input is answered and
     /// never disturbs anything else.
-    func handleLine(_ line: UnsafeBufferPointer<UInt8>, on connection: Connection) {
+    func handleLine(_ line: UnsafeBufferPointer<UInt8>, on connection: SessionConnection) {
         let kind: JSONKind
         do {
             kind = try JSONParser.scanObject(line, members: &memberScratch)

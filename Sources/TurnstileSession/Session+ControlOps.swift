@@ -1,10 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import TurnstileCore
 import TurnstileProtocol
 
-extension Server {
+extension Session {
     /// The protocol revision this daemon speaks.
     static let protocolVersion = 1
 
@@ -12,9 +9,9 @@ extension Server {
     func hello(_ context: RequestContext) {
         succeed(context) { w in
             w.key("server"); w.string("turnstiled")
-            w.key("version"); w.string(self.settings.version)
+            w.key("version"); w.string(self.version)
             w.key("protocol"); w.int(Self.protocolVersion)
-            w.key("pid"); w.int(getpid())
+            w.key("pid"); w.int(self.host.daemonPID)
         }
     }
 
@@ -26,15 +23,10 @@ extension Server {
         send(to: context.connection) { StatusEncoding.write(&$0, id: context.id, status, server: info) }
     }
 
-    func serverInfo(_ at: Instant) -> ServerInfo {
-        ServerInfo(version: settings.version, pid: getpid(), uptimeMilliseconds: at.milliseconds(since: startedAt),
-                   connections: connections.count, watchers: watchers.count)
-    }
-
     /// `pause` (admin): the flag file exists before the answer leaves.
     func pause(_ project: String, _ context: RequestContext) {
         if project == Names.globalProject { return fail(context, .badRequest, "\(project) cannot be paused", field: "project") }
-        if let problem = pauseFlags.create(project) { return fail(context, .unavailable, problem) }
+        if let problem = host.createPauseFlag(project) { return fail(context, .unavailable, problem) }
         switch broker.pause(project, now: now) {
         case .success(let changed):
             if changed { logger.info("paused", metadata: ["project": "\(project)", "by_uid": "\(context.connection.uid)"]) }
@@ -46,7 +38,7 @@ extension Server {
     /// `resume` (admin): the flag file is gone before the answer leaves; the breaker re-arms.
     func resume(_ project: String, _ context: RequestContext) {
         if project == Names.globalProject { return fail(context, .badRequest, "\(project) cannot be paused", field: "project") }
-        if let problem = pauseFlags.remove(project) { return fail(context, .unavailable, problem) }
+        if let problem = host.removePauseFlag(project) { return fail(context, .unavailable, problem) }
         switch broker.resume(project, now: now) {
         case .success(let changed):
             if changed { logger.info("resumed", metadata: ["project": "\(project)", "by_uid": "\(context.connection.uid)"]) }
@@ -63,7 +55,7 @@ extension Server {
         switch broker.report(project: project, agent: agent, success: success, now: now) {
         case .success(let outcome):
             if outcome.counted {
-                store.journalBreaker(project: project, state: broker.breaker.exportState()[project]
+                outbox.journal.breaker(project: project, state: broker.breaker.exportState()[project]
                     ?? CircuitBreaker.ProjectState(failures: 0, tripped: false))
             }
             succeed(context) { w in
@@ -104,7 +96,7 @@ extension Server {
         var stamped = event
         stamped.completedAt = wall
         broker.record(stamped, now: now)
-        store.journalRecord(stamped)
+        outbox.journal.record(stamped)
         let limited = broker.performance(model: stamped.model, wall: stamped.completedAt).first?.subscriptionLimitReached ?? false
         succeed(context) { $0.key("subscription_limited"); $0.bool(limited) }
     }
@@ -126,20 +118,19 @@ extension Server {
         let at = now
         let text = MetricsText.render(broker.status(now: at), server: serverInfo(at),
                                       telemetryEvictions: broker.telemetry.evictions,
-                                      storage: .init(failing: store.failure != nil, failures: storageFailures))
+                                      storage: .init(failing: storageFailing, failures: storageFailures))
         succeed(context) { $0.key("text"); $0.string(text) }
     }
 
     /// `watch`: from now on this connection gets every event.
     func watch(_ context: RequestContext) {
-        context.connection.watching = true
         watchers[context.connection.id] = context.connection
         succeed(context)
     }
 
     /// `reload` (admin): re-read the config file.
     func reload(_ context: RequestContext) {
-        if let error = reloadConfig() { return fail(context, .badConfig, error.description) }
+        if let error = reload() { return fail(context, .badConfig, error.description) }
         succeed(context)
     }
 }

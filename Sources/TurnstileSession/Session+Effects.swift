@@ -2,12 +2,16 @@ import Logging
 import TurnstileCore
 import TurnstileProtocol
 
-extension Server {
-    /// Turns the broker's effects into I/O: answers to waiting requests, events to holders
-    /// and watchers, journal records, process watches, pause flag files, the trip hook.
-    /// Loops until the outbox stays empty (a process found dead while being watched feeds
-    /// the broker again).
+extension Session {
+    /// Turns the broker's effects into output: answers to waiting requests, events to holders
+    /// and watchers, journal records, process watches, pause flag files, the trip hook. Loops
+    /// until the broker's outbox stays empty. Not re-entered: an effect that feeds the broker
+    /// again (an answer that closes a half-closed connection, whose leases end) adds effects
+    /// the running loop takes next, in order.
     func processEffects() {
+        guard !processingEffects else { return }
+        processingEffects = true
+        defer { processingEffects = false }
         while !broker.effects.isEmpty {
             broker.drainEffects(into: &effectsBuffer)
             // Through the buffer's storage: each effect is borrowed, not copied (an array's
@@ -15,7 +19,6 @@ extension Server {
             effectsBuffer.withUnsafeBufferPointer { effects in
                 for index in effects.indices { apply(effects[index]) }
             }
-            for pid in processes.takeExitedBeforeWatch() { broker.processExited(pid, now: now) }
         }
     }
 
@@ -28,7 +31,7 @@ extension Server {
         case .failed(let ticket, let failure):
             answer(ticket) { id in { w in Self.writeFailure(&w, id: id, failure) } }
         case .leaseGranted(let lease):
-            store.journalGrant(lease)
+            outbox.journal.grant(lease)
             if debugLogging { logger.debug("granted", metadata: leaseMetadata(lease)) }
             broadcastGrant(lease)
         case .leaseEnded(let lease, let cause):
@@ -36,36 +39,36 @@ extension Server {
         case .leaseDraining(let lease):
             leaseDraining(lease)
         case .leaseChanged(let lease):
-            store.journalChange(lease)
+            outbox.journal.change(lease)
         case .watchProcess(let pid):
-            processes.watch(pid)
+            outbox.commands.append(.watchProcess(pid))
         case .unwatchProcess(let pid):
-            processes.unwatch(pid)
+            outbox.commands.append(.unwatchProcess(pid))
         case .paused(let project):
-            if let problem = pauseFlags.create(project) { logger.error("\(problem)") }
+            if let problem = host.createPauseFlag(project) { logger.error("\(problem)") }
             broadcast { Answers.watchProject(&$0, name: "paused", project: project) }
         case .resumed(let project):
-            if let problem = pauseFlags.remove(project) { logger.error("\(problem)") }
+            if let problem = host.removePauseFlag(project) { logger.error("\(problem)") }
             broadcast { Answers.watchProject(&$0, name: "resumed", project: project) }
         case .tripped(let project, let failures):
             logger.error("circuit breaker tripped: project paused", metadata: ["project": "\(project)", "failures": "\(failures)"])
-            runTripHook(project: project, failures: failures)
+            outbox.commands.append(.runTripHook(project: project, failures: failures))
             broadcast { Answers.watchTripped(&$0, project: project, failures: failures) }
         case .throttled(let provider, let tenant, let retryAfter):
-            store.journalThrottle(tenant: tenant, provider: provider,
-                                  until: wall.adding(milliseconds: Int64(clamping: retryAfter)))
+            outbox.journal.throttle(tenant: tenant, provider: provider,
+                                    until: wall.adding(milliseconds: Int64(clamping: retryAfter)))
             broadcast { Answers.watchThrottled(&$0, provider: provider, tenant: tenant, retryAfterMilliseconds: retryAfter) }
         case .throttleCleared(let provider, let tenant):
-            store.journalUnthrottle(tenant: tenant, provider: provider)
+            outbox.journal.unthrottle(tenant: tenant, provider: provider)
             broadcast { Answers.watchThrottleCleared(&$0, provider: provider, tenant: tenant) }
         case .unflagged(let model):
-            store.journalUnflag(model: model)
+            outbox.journal.unflag(model: model)
             broadcast { Answers.watchUnflagged(&$0, model: model) }
         }
     }
 
     private func leaseEnded(_ lease: Lease, _ cause: LeaseEndCause) {
-        store.journalEnd(lease)
+        outbox.journal.end(fence: lease.fence)
         let drainedMilliseconds = lease.drain.map { now.milliseconds(since: $0.since) }
         if cause == .drained {
             var metadata = leaseMetadata(lease)
@@ -84,11 +87,11 @@ extension Server {
     /// for any end, and have the group stopped and watched until it is gone.
     private func leaseDraining(_ lease: Lease) {
         guard let drain = lease.drain, let pgid = lease.pgid else { return }
-        store.journalChange(lease)
+        outbox.journal.change(lease)
         logger.info("lease ended while its process group runs: draining", metadata: endMetadata(lease, drain.cause))
         notifyHolder(lease, drain.cause)
         broadcast { Answers.watchLease(&$0, name: "draining", lease, cause: drain.cause) }
-        groups.drain(pgid)
+        outbox.commands.append(.drainGroup(pgid))
     }
 
     /// The watch event name of a lease end.
