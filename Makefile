@@ -108,7 +108,7 @@ PYTHON_VENV := .build-python/venv
 test-python: build
 	python3 -m venv $(PYTHON_VENV)
 	$(PYTHON_VENV)/bin/python -m pip install --quiet --disable-pip-version-check ./examples/python pytest </dev/null
-	TURNSTILED=$(CURDIR)/.build/debug/turnstiled $(PYTHON_VENV)/bin/python -m pytest -q examples/python/tests </dev/null
+	TURNSTILED=$(CURDIR)/.build/debug/turnstiled $(PYTHON_VENV)/bin/python -m pytest -q examples/python/tests Tests/cluster </dev/null
 
 # Starts the daemon in the foreground with its embedded defaults (Ctrl-C stops it).
 run: release
