@@ -34,11 +34,9 @@ let package = Package(
             name: "TurnstileConfigFile",
             dependencies: ["TurnstileCore", .product(name: "TOMLKit", package: "TOMLKit")]
         ),
-        // NDJSON framing and the message types shared by the daemon and its clients.
-        .target(
-            name: "TurnstileProtocol",
-            dependencies: ["TurnstileCore"]
-        ),
+        // NDJSON framing, the JSON scanner and writer, and the wire vocabulary (ops, fields,
+        // error codes) shared by the daemon and its clients; it knows nothing of the broker.
+        .target(name: "TurnstileProtocol"),
         // The daemon without its sockets: connections' phases, requests, answers, journal
         // records, process watches and closes, driven by a transport (no libuv, no I/O).
         .target(
@@ -86,7 +84,7 @@ let package = Package(
         // The fuzz target: a corpus replayer normally, a libFuzzer target with -DFUZZING.
         .executableTarget(
             name: "turnstile-fuzz",
-            dependencies: ["TurnstileCore", "TurnstileProtocol"]
+            dependencies: ["TurnstileCore", "TurnstileProtocol", "TurnstileSession"]
         ),
         // The thinnest libuv NDJSON permit server, the floor the benchmarks compare against.
         .executableTarget(
@@ -119,7 +117,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TurnstileProtocolTests",
-            dependencies: ["TurnstileProtocol", "TurnstileCore"]
+            dependencies: ["TurnstileProtocol"]
         ),
         .testTarget(
             name: "TurnstileSessionTests",

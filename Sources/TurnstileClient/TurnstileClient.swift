@@ -21,6 +21,10 @@ public struct Answer: Sendable {
     public func int(_ key: String) -> Int64? { object[key]?.numberValue?.int64 }
     /// A field.
     public subscript(key: String) -> JSONValue? { object[key] }
+    /// The grant, if it is one.
+    public var grant: Grant? { Grant(object) }
+    /// The failure, if it is one.
+    public var failure: WireFailure? { WireFailure(object) }
 }
 
 /// A connection to `turnstiled` that sends requests and matches answers by `id`, keeping
@@ -38,7 +42,27 @@ public final class TurnstileClient {
         stream = try SocketStream(path: socketPath)
     }
 
-    /// Sends a request without waiting for its answer.
+    /// Sends a typed request without waiting for its answer.
+    /// - Returns: the `id` it was given.
+    @discardableResult
+    public func send(_ request: ClientRequest) throws(ClientError) -> Int {
+        let id = nextID
+        nextID += 1
+        var writer = JSONWriter()
+        request.encode(id: id, into: &writer)
+        try stream.write(writer.bytes)
+        return id
+    }
+
+    /// Sends a typed request and waits for its answer.
+    /// - Parameter timeoutMilliseconds: -1 waits forever.
+    public func call(_ request: ClientRequest, timeoutMilliseconds: Int32 = -1) throws(ClientError) -> Answer {
+        let id = try send(request)
+        return try answer(to: id, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// Sends any op with any fields, typed or not: for tests and tools that must send what no
+    /// typed request can (a misspelt field, a wrong type).
     /// - Returns: the `id` it was given.
     @discardableResult
     public func send(_ op: String, _ fields: [(String, JSONValue)] = []) throws(ClientError) -> Int {
@@ -60,7 +84,7 @@ public final class TurnstileClient {
         return id
     }
 
-    /// Sends a request and waits for its answer.
+    /// Sends any op with any fields and waits for its answer (see `send(_:_:)`).
     /// - Parameter timeoutMilliseconds: -1 waits forever.
     public func call(_ op: String, _ fields: [(String, JSONValue)] = [],
                      timeoutMilliseconds: Int32 = -1) throws(ClientError) -> Answer {
@@ -129,8 +153,6 @@ public final class TurnstileClient {
 extension JSONValue {
     /// A string value.
     public static func text(_ value: String) -> JSONValue { .string(value) }
-    /// An integer value.
-    public static func integer<T: BinaryInteger>(_ value: T) -> JSONValue { .number(JSONNumber(text: "\(value)")) }
     /// A list of strings.
     public static func strings(_ values: [String]) -> JSONValue { .array(values.map { .string($0) }) }
 }

@@ -1,5 +1,6 @@
 import TurnstileCore
 import TurnstileProtocol
+import TurnstileSession
 
 /// Applies the requests a fuzz input decodes to to a real broker, as the daemon would, so that
 /// the fuzzer reaches every sum, product and date the core computes from client input (token

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import TurnstileCore
 import TurnstileProtocol
+import TurnstileSession
 
 /// libFuzzer's entry point (built with `-sanitize=fuzzer -DFUZZING`, see `make fuzz`).
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -11,7 +11,7 @@ struct Pause: ParsableCommand {
     @Argument(help: "The project.") var project: String
 
     func run() throws {
-        try finish(connection.connect().request("pause", [("project", .text(project))]), output) { _ in
+        try finish(connection.connect().request(.pause(project: project)), output) { _ in
             ["paused \(TerminalText.safe(project))"]
         }
     }
@@ -26,7 +26,7 @@ struct Resume: ParsableCommand {
     @Argument(help: "The project.") var project: String
 
     func run() throws {
-        try finish(connection.connect().request("resume", [("project", .text(project))]), output) { answer in
+        try finish(connection.connect().request(.resume(project: project)), output) { answer in
             ["resumed \(TerminalText.safe(project))" + (answer["was_paused"]?.boolValue == false ? " (it was not paused)" : "")]
         }
     }
@@ -54,22 +54,20 @@ struct Throttle: ParsableCommand {
     }
 
     func run() throws {
-        var fields: [(String, JSONValue)] = [("provider", .text(provider))]
-        if let tenant { fields.append(("tenant", .text(tenant))) }
         let who = "\(TerminalText.safe(provider)) for tenant \(TerminalText.safe(tenant ?? "local"))"
         if clear {
-            fields.append(("clear", .bool(true)))
-            return try finish(connection.connect().request("throttle", fields), output) { answer in
+            return try finish(connection.connect().request(.clearThrottle(provider: provider, tenant: tenant)), output) { answer in
                 [answer["cleared"]?.boolValue == true ? "lifted the throttle on \(who)" : "\(who) was not throttled"]
             }
         }
+        var length = ClientRequest.RetryAfterValue.header(header ?? "")
         if let retryAfter {
             guard let milliseconds = Durations.milliseconds(retryAfter) else { throw ValidationError("--retry-after: not a duration") }
-            fields.append(("retry_after_ms", .integer(milliseconds)))
+            length = .milliseconds(milliseconds)
         }
-        if let header { fields.append(("retry_after", .text(header))) }
         let asked = retryAfter.flatMap(Durations.milliseconds)
-        try finish(connection.connect().request("throttle", fields), output) { answer in
+        let request = ClientRequest.throttle(provider: provider, tenant: tenant, retryAfter: length)
+        try finish(connection.connect().request(request), output) { answer in
             guard let left = answer["retry_after_ms"], let ms = left.numberValue?.uint64 else { return ["throttled \(who)"] }
             if let asked, ms > asked {
                 return ["\(who) stays throttled for \(HumanLines.duration(left)): a throttle is never shortened "
@@ -90,7 +88,7 @@ struct Unflag: ParsableCommand {
     @Argument(help: "The model (provider/model, or the name a record used).") var model: String
 
     func run() throws {
-        try finish(connection.connect().request("unflag", [("model", .text(model))]), output) { answer in
+        try finish(connection.connect().request(.unflag(model: model)), output) { answer in
             [answer["unflagged"]?.boolValue == true ? "lifted the subscription-limit flag on \(TerminalText.safe(model))"
                 : "\(TerminalText.safe(model)) was not flagged"]
         }
@@ -104,5 +102,5 @@ struct Reload: ParsableCommand {
     @OptionGroup var connection: SocketOption
     @OptionGroup var output: OutputOptions
 
-    func run() throws { try finish(connection.connect().request("reload"), output) { _ in ["reloaded"] } }
+    func run() throws { try finish(connection.connect().request(.reload), output) { _ in ["reloaded"] } }
 }

@@ -48,9 +48,9 @@ func printJSON(_ object: JSONObject) {
 
 extension TurnstileClient {
     /// Sends a request and waits for its answer; a lost connection exits 69.
-    func request(_ op: String, _ fields: [(String, JSONValue)] = []) throws -> Answer {
+    func request(_ request: ClientRequest) throws -> Answer {
         do {
-            return try call(op, fields)
+            return try call(request)
         } catch {
             printError("turnstile: \(error)")
             throw Exit.unreachable

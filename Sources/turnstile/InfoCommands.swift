@@ -16,7 +16,7 @@ struct Status: ParsableCommand {
     @Flag(help: "List only the waiters.") var waiting = false
 
     func run() throws {
-        let answer = try connection.connect().request("status")
+        let answer = try connection.connect().request(.status)
         let filter = StatusTable.Filter(project: project, mode: mode, waitingOnly: waiting)
         try finish(answer) { answer in
             if json { printJSON(answer.object) } else { print(StatusTable.render(answer.object, filter: filter), terminator: "") }
@@ -33,7 +33,7 @@ struct Watch: ParsableCommand {
 
     func run() throws {
         let client = try connection.connect()
-        try finish(client.request("watch")) { _ in }
+        try finish(client.request(.watch)) { _ in }
         while true {
             let event: JSONObject?
             do {
@@ -55,7 +55,7 @@ struct Metrics: ParsableCommand {
     @OptionGroup var connection: SocketOption
 
     func run() throws {
-        let answer = try connection.connect().request("metrics")
+        let answer = try connection.connect().request(.metrics)
         try finish(answer) { print($0.string("text") ?? "", terminator: "") }
     }
 }
@@ -69,8 +69,7 @@ struct Performance: ParsableCommand {
     @Option(help: "One model (provider/model or bare name).") var model: String?
 
     func run() throws {
-        let fields: [(String, JSONValue)] = model.map { [("model", .text($0))] } ?? []
-        try finish(connection.connect().request("performance", fields), output, human: HumanLines.performance)
+        try finish(connection.connect().request(.performance(model: model)), output, human: HumanLines.performance)
     }
 }
 
@@ -83,7 +82,7 @@ struct Usage: ParsableCommand {
     @Argument(help: "The session id.") var session: String
 
     func run() throws {
-        try finish(connection.connect().request("usage", [("session_id", .text(session))]), output, human: HumanLines.usage)
+        try finish(connection.connect().request(.usage(session: session)), output, human: HumanLines.usage)
     }
 }
 
@@ -107,20 +106,17 @@ struct Record: ParsableCommand {
     func run() throws {
         guard let milliseconds = Durations.milliseconds(latency) else { throw ValidationError("--latency: not a duration") }
         if let costUSD, !costUSD.isFinite { throw ValidationError("--cost-usd: not a finite number") }
-        var fields: [(String, JSONValue)] = [("model", .text(model)), ("latency_ms", .integer(milliseconds)),
-                                             ("success", .bool(success))]
-        if let session { fields.append(("session_id", .text(session))) }
-        if let error { fields.append(("error", .text(error))) }
-        if let status { fields.append(("status", .integer(status))) }
-        var tokens: [(key: String, value: JSONValue)] = []
-        if let inputTokens { tokens.append(("input", .integer(inputTokens))) }
-        if let outputTokens { tokens.append(("output", .integer(outputTokens))) }
+        var record = RecordParameters(model: model, latencyMilliseconds: milliseconds, success: success)
+        record.sessionID = session
+        record.error = error
+        record.status = status
+        if let inputTokens { record.tokens.append(("input", inputTokens)) }
+        if let outputTokens { record.tokens.append(("output", outputTokens)) }
         let (sum, overflow) = (inputTokens ?? 0).addingReportingOverflow(outputTokens ?? 0)
         let total = totalTokens ?? (overflow ? UInt64.max : sum)
-        if total > 0 { tokens.append(("total", .integer(total))) }
-        if !tokens.isEmpty { fields.append(("tokens", .object(JSONObject(tokens)))) }
-        if let costUSD { fields.append(("cost_usd", .number(JSONNumber(text: "\(costUSD)")))) }
-        try finish(connection.connect().request("record", fields), output) { _ in ["recorded"] }
+        if total > 0 { record.tokens.append(("total", total)) }
+        record.costUSD = costUSD.map { "\($0)" }
+        try finish(connection.connect().request(.record(record)), output) { _ in ["recorded"] }
     }
 }
 
@@ -135,8 +131,7 @@ struct Report: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let answer = try connection.connect().request("report", [("project", .text(project)), ("agent", .text(agent)),
-                                                                ("success", .bool(success))])
+        let answer = try connection.connect().request(.report(project: project, agent: agent, success: success))
         try finish(answer, output) { [HumanLines.report($0, project: TerminalText.safe(project))] }
     }
 }

@@ -25,42 +25,49 @@ struct PermitOptions: ParsableArguments {
         valueName: "NAME[=LIMIT]"))
     var pools: [String] = []
 
-    /// The acquire request's fields.
-    func fields(holder defaultHolder: String?) throws -> [(String, JSONValue)] {
-        var fields: [(String, JSONValue)] = []
-        func add(_ key: String, _ value: String?) { if let value { fields.append((key, .text(value))) } }
-        add("project", project)
-        add("mode", mode)
-        add("model", model)
-        add("fallback", fallback)
-        add("providers", providers)
-        add("workspace", workspace.map(Self.resolved))
-        add("tenant", tenant)
-        add("holder", holder ?? defaultHolder)
-        if let priority { fields.append(("priority", .integer(priority))) }
+    /// The acquire request.
+    func parameters(holder defaultHolder: String?) throws -> AcquireParameters {
+        var parameters = AcquireParameters()
+        parameters.project = project
+        parameters.mode = mode
+        parameters.model = model
+        parameters.fallback = Self.list(fallback)
+        parameters.providers = Self.list(providers)
+        parameters.workspace = workspace.map(Self.resolved)
+        parameters.tenant = tenant
+        parameters.holder = holder ?? defaultHolder
+        parameters.priority = priority
         if !pools.isEmpty {
-            var names: [String] = []
-            var limits: [(key: String, value: JSONValue)] = []
             for entry in pools {
                 let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
                 guard !parts[0].isEmpty else { throw ValidationError("--pool: give NAME or NAME=LIMIT, not \(entry)") }
-                names.append(parts[0])
+                parameters.pools.append(parts[0])
                 if parts.count == 2 {
                     guard let limit = Int(parts[1]), limit >= 1 else {
                         throw ValidationError("--pool \(entry): the limit is a whole number of at least 1")
                     }
-                    limits.append((parts[0], .integer(limit)))
+                    parameters.poolLimits.append((parts[0], limit))
                 }
             }
-            fields.append(("pools", .strings(names)))
-            if !limits.isEmpty { fields.append(("pool_limits", .object(JSONObject(limits)))) }
         }
         if let ttl {
             guard let ttlMilliseconds = Durations.milliseconds(ttl) else { throw ValidationError("--ttl: not a duration: \(ttl)") }
-            fields.append(("ttl_ms", .integer(ttlMilliseconds)))
+            parameters.ttlMilliseconds = ttlMilliseconds
         }
-        fields.append(("wait_ms", .integer(try waitMilliseconds())))
-        return fields
+        parameters.waitMilliseconds = try waitMilliseconds()
+        return parameters
+    }
+
+    /// A comma-separated option as a list, entries trimmed, empty ones dropped (as the daemon
+    /// reads a comma-separated string).
+    static func list(_ text: String?) -> [String] {
+        guard let text else { return [] }
+        return text.split(separator: ",").map { entry in
+            var entry = entry
+            while entry.first == " " || entry.first == "\t" { entry.removeFirst() }
+            while entry.last == " " || entry.last == "\t" { entry.removeLast() }
+            return String(entry)
+        }.filter { !$0.isEmpty }
     }
 
     /// A workspace as the daemon must see it: the same directory is the same lock whoever
@@ -97,18 +104,18 @@ struct Acquire: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        var fields = try permit.fields(holder: nil)
-        fields.append(("detach", .bool(true)))
-        if let pid { fields.append(("pid", .integer(pid))) }
-        let answer = try connection.connect().request("acquire", fields)
-        if !answer.ok && (answer.error == "unavailable" || answer.error == "timeout") {
+        var parameters = try permit.parameters(holder: nil)
+        parameters.detach = true
+        parameters.pid = pid
+        let answer = try connection.connect().request(.acquire(parameters))
+        if let failure = answer.failure, failure.errorCode == .unavailable || failure.errorCode == .timeout {
             if output.json { printJSON(answer.object) } else {
-                printError("turnstile: no permit: \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")
+                printError("turnstile: no permit: \(failure.reason ?? "?") (\(failure.message))")
             }
             throw Exit.noPermit
         }
         try finish(answer) { answer in
-            if token { printLine(answer.string("lease") ?? "") } else if output.json { printJSON(answer.object) } else {
+            if token { printLine(answer.grant?.lease ?? "") } else if output.json { printJSON(answer.object) } else {
                 printLine(HumanLines.granted(answer))
             }
         }
@@ -125,8 +132,7 @@ struct Heartbeat: ParsableCommand {
 
     func run() throws {
         let client = try connection.connect()
-        let fields: [(String, JSONValue)] = tokens.count == 1 ? [("lease", .text(tokens[0]))] : [("leases", .strings(tokens))]
-        let answer = try client.request("heartbeat", fields)
+        let answer = try client.request(tokens.count == 1 ? .heartbeat(lease: tokens[0]) : .heartbeatMany(leases: tokens))
         try finish(answer, output) { HumanLines.heartbeat($0, tokens: tokens) }
         // One answer for several tokens succeeds as a whole; a token that failed inside it is
         // a failure of the command all the same.
@@ -148,7 +154,7 @@ struct Release: ParsableCommand {
     @Argument(help: "The lease token.") var token: String
 
     func run() throws {
-        try finish(connection.connect().request("release", [("lease", .text(token))]), output) { answer in
+        try finish(connection.connect().request(.release(lease: token)), output) { answer in
             ["released after \(HumanLines.duration(answer["held_ms"]))"]
         }
     }
@@ -172,9 +178,7 @@ struct Attach: ParsableCommand {
         for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&stops, signal) }
         pthread_sigmask(SIG_BLOCK, &stops, nil)
         let client = try connection.connect()
-        var fields: [(String, JSONValue)] = [("lease", .text(token))]
-        if let pid { fields.append(("pid", .integer(pid))) }
-        let attached = try client.request("attach", fields)
+        let attached = try client.request(.attach(lease: token, pid: pid))
         try finish(attached) { _ in }
         let ttl = max(attached["ttl_ms"]?.numberValue?.int64 ?? 30_000, 300)
         printError("turnstile: holding lease fence \(attached["fence"]?.numberValue?.text ?? "?") until interrupted")
@@ -182,10 +186,10 @@ struct Attach: ParsableCommand {
             var wait = timespec(tv_sec: Int(ttl / 3 / 1000), tv_nsec: Int(ttl / 3 % 1000) * 1_000_000)
             let signal = sigtimedwait(&stops, nil, &wait)
             if signal > 0 {
-                _ = try? client.call("release", [("lease", .text(token))], timeoutMilliseconds: 5_000)
+                _ = try? client.call(.release(lease: token), timeoutMilliseconds: 5_000)
                 return
             }
-            let beat = try client.request("heartbeat", [("lease", .text(token))])
+            let beat = try client.request(.heartbeat(lease: token))
             if !beat.ok {
                 printError("turnstile: the lease was lost: \(beat.error ?? "error")")
                 throw Exit.leaseLost
@@ -208,8 +212,8 @@ struct Revoke: ParsableCommand {
     }
 
     func run() throws {
-        let field: (String, JSONValue) = fence.map { ("fence", .integer($0)) } ?? ("lease", .text(token!))
-        try finish(connection.connect().request("revoke", [field]), output) { _ in
+        let request: ClientRequest = fence.map { .revokeFence($0) } ?? .revoke(lease: token!)
+        try finish(connection.connect().request(request), output) { _ in
             ["revoked" + (fence.map { " fence \($0)" } ?? "")]
         }
     }
@@ -225,7 +229,7 @@ struct Park: ParsableCommand {
     @Argument(help: "The lease token.") var token: String
 
     func run() throws {
-        try finish(connection.connect().request("park", [("lease", .text(token))]), output) { answer in
+        try finish(connection.connect().request(.park(lease: token)), output) { answer in
             ["parked fence \(HumanLines.text(answer["fence"])): its capacity is free, its workspace kept"]
         }
     }
@@ -248,10 +252,10 @@ struct Unpark: ParsableCommand {
             guard let value = Durations.milliseconds(wait) else { throw ValidationError("--wait: not a duration: \(wait)") }
             waitMilliseconds = value
         }
-        let answer = try connection.connect().request("unpark", [("lease", .text(token)), ("wait_ms", .integer(waitMilliseconds))])
-        if !answer.ok && (answer.error == "unavailable" || answer.error == "timeout") {
+        let answer = try connection.connect().request(.unpark(lease: token, waitMilliseconds: waitMilliseconds))
+        if let failure = answer.failure, failure.errorCode == .unavailable || failure.errorCode == .timeout {
             if output.json { printJSON(answer.object) } else {
-                printError("turnstile: no capacity: \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")
+                printError("turnstile: no capacity: \(failure.reason ?? "?") (\(failure.message))")
             }
             throw Exit.noPermit
         }
@@ -273,7 +277,7 @@ struct Cancel: ParsableCommand {
     var holder: String
 
     func run() throws {
-        try finish(connection.connect().request("cancel", [("holder", .text(holder))]), output) { answer in
+        try finish(connection.connect().request(.cancelHolder(holder)), output) { answer in
             ["cancelled \(HumanLines.text(answer["cancelled"])) waiting acquire(s) held as \(TerminalText.safe(holder))"]
         }
     }

@@ -52,7 +52,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let holder = permit.holder ?? String(command[0].split(separator: "/").last ?? Substring(command[0]))
-        var runner = Runner(socketPath: connection.path, command: command, acquire: try permit.fields(holder: holder),
+        var runner = Runner(socketPath: connection.path, command: command, acquire: try permit.parameters(holder: holder),
                             graceMilliseconds: Int64(Durations.milliseconds(grace)!), waitDescription: permit.wait,
                             noPermitExitCode: conflictExitCode ?? Exit.noPermit.rawValue,
                             reportsProgress: verbose || isatty(STDERR_FILENO) == 1)

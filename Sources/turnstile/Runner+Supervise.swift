@@ -36,7 +36,7 @@ extension Runner {
                 }
             }
             if lost == nil, client != nil, now >= nextHeartbeat {
-                heartbeatID = try? client?.send("heartbeat", [("lease", .text(token))])
+                heartbeatID = try? client?.send(.heartbeat(lease: token))
                 nextHeartbeat = now + interval
             }
             var wake = lost == nil ? (client == nil ? nextReconnect : nextHeartbeat) : Int64.max
@@ -93,15 +93,15 @@ extension Runner {
 
     /// An answer or event from the daemon while COMMAND runs.
     private mutating func handle(_ message: JSONObject) {
-        if let event = message["event"]?.stringValue {
-            if (event == "expired" || event == "revoked") && message["lease"]?.stringValue == token { leaseLost(event) }
+        if let event = WireEvent(message) {
+            if (event.name == "expired" || event.name == "revoked") && event.lease == token { leaseLost(event.name) }
             return
         }
         guard let id = message["id"]?.numberValue?.int64, heartbeatID.map(Int64.init) == id else { return }
         heartbeatID = nil
         if message["ok"]?.boolValue == true {
             lastConfirmed = SocketStream.monotonicMilliseconds()
-        } else if message["error"]?.stringValue == "not_found" {
+        } else if WireFailure(message)?.errorCode == .notFound {
             leaseLost("expired")
         }
     }
@@ -109,13 +109,13 @@ extension Runner {
     /// After the daemon went away: connect again and re-attach the lease to COMMAND.
     private mutating func reconnect() {
         guard let fresh = try? TurnstileClient(socketPath: socketPath) else { return }
-        guard let answer = try? fresh.call("attach", [("lease", .text(token)), ("pgid", .integer(child!.pid))],
+        guard let answer = try? fresh.call(.attach(lease: token, pgid: child!.pid),
                                            timeoutMilliseconds: 2000) else { return }
         if answer.ok {
             client = fresh
             lastConfirmed = SocketStream.monotonicMilliseconds()
             printError("turnstile: reconnected; the lease is kept")
-        } else if answer.error == "not_found" {
+        } else if answer.failure?.errorCode == .notFound {
             leaseLost("gone after the daemon restarted")
         }
     }
@@ -144,14 +144,9 @@ extension Runner {
     /// - Returns: false if the daemon no longer knew the lease (it had ended first).
     @discardableResult
     mutating func release(exitCode: Int32? = nil) -> Bool {
-        var fields: [(String, JSONValue)] = [("lease", .text(token))]
-        if let signal = endedBySignal {
-            fields.append(("signal", .integer(signal)))
-        } else if let exitCode {
-            fields.append(("exit_code", .integer(exitCode)))
-        }
-        let answer = try? client?.call("release", fields, timeoutMilliseconds: 2000)
-        return answer?.error != "not_found"
+        let end: ClientRequest.ProcessEnd? = endedBySignal.map { .signal($0) } ?? exitCode.map { .exitCode($0) }
+        let answer = try? client?.call(.release(lease: token, end: end), timeoutMilliseconds: 2000)
+        return answer?.failure?.errorCode != .notFound
     }
 
     /// Handles the lease events already read (set aside while waiting for an answer).

@@ -13,7 +13,7 @@ import TurnstileProtocol
 struct Runner {
     let socketPath: String
     let command: [String]
-    let acquire: [(String, JSONValue)]
+    let acquire: AcquireParameters
     let graceMilliseconds: Int64
     let waitDescription: String?
     /// The exit code when no permit came within `--wait` (75, or `--conflict-exit-code`).
@@ -21,7 +21,8 @@ struct Runner {
 
     var client: TurnstileClient?
     var signals: Int32 = -1
-    var lease: JSONObject = JSONObject()
+    /// The grant COMMAND runs under.
+    var grant: Grant?
     var token = ""
     /// The granted lease's ttl (the daemon's default when `--ttl` is not given).
     var ttlMilliseconds: Int64 = 30_000
@@ -36,7 +37,7 @@ struct Runner {
     /// terminal, or with `--verbose`); otherwise once.
     let reportsProgress: Bool
 
-    init(socketPath: String, command: [String], acquire: [(String, JSONValue)], graceMilliseconds: Int64,
+    init(socketPath: String, command: [String], acquire: AcquireParameters, graceMilliseconds: Int64,
          waitDescription: String?, noPermitExitCode: Int32 = Exit.noPermit.rawValue, reportsProgress: Bool = false) {
         self.noPermitExitCode = noPermitExitCode
         self.reportsProgress = reportsProgress
@@ -64,11 +65,11 @@ struct Runner {
             environment[key] = nil
         }
         environment["TURNSTILE_LEASE"] = token
-        environment["TURNSTILE_FENCE"] = lease["fence"]?.numberValue?.text
-        if let model = lease["model"]?.stringValue {
+        environment["TURNSTILE_FENCE"] = grant.map { "\($0.fence)" }
+        if let model = grant?.model {
             environment["TURNSTILE_MODEL"] = model
             environment["TURNSTILE_PROVIDER"] = String(model.split(separator: "/", maxSplits: 1).first ?? "")
-            environment["TURNSTILE_ROUTE"] = lease["route"]?.stringValue
+            environment["TURNSTILE_ROUTE"] = grant?.route
         }
         // COMMAND's orphans become ours, so a lost lease can wait until the whole group is gone.
         _ = turnstile_become_subreaper()
@@ -78,7 +79,7 @@ struct Runner {
             // runs: the slot then stays taken while any process of the group runs, whatever
             // becomes of this wrapper (README, "turnstile run"). Sent is enough: the daemon reads
             // the attach before it can see this connection close, so its answer is not awaited.
-            _ = try? client?.send("attach", [("lease", .text(token)), ("pgid", .integer(child!.pid))])
+            _ = try? client?.send(.attach(lease: token, pgid: child!.pid))
             try child!.start()
         } catch {
             printError("turnstile: cannot run \(command[0]): \(error)")
@@ -105,10 +106,10 @@ struct Runner {
     /// - Returns: an exit code if COMMAND must not start.
     private mutating func waitForPermit() throws -> Int32? {
         let started = SocketStream.monotonicMilliseconds()
-        let waitMilliseconds = acquire.last { $0.0 == "wait_ms" }?.1.numberValue?.int64 ?? 0
-        var fields = acquire
+        let waitMilliseconds = Int64(clamping: acquire.waitMilliseconds ?? 0)
+        var parameters = acquire
         while true {
-            switch askForPermit(fields, startedAt: started) {
+            switch askForPermit(parameters, startedAt: started) {
             case .decided(let code): return code
             case .daemonGone:
                 let left = waitMilliseconds - (SocketStream.monotonicMilliseconds() - started)
@@ -118,7 +119,7 @@ struct Runner {
                 }
                 printError("turnstile: the daemon went away while waiting for a permit; waiting for it to come back")
                 if let code = waitForDaemon(until: SocketStream.monotonicMilliseconds() + left) { return code }
-                fields = acquire.filter { $0.0 != "wait_ms" } + [("wait_ms", .integer(max(0, waitMilliseconds - (SocketStream.monotonicMilliseconds() - started))))]
+                parameters.waitMilliseconds = UInt64(max(0, waitMilliseconds - (SocketStream.monotonicMilliseconds() - started)))
             }
         }
     }
@@ -132,14 +133,16 @@ struct Runner {
     }
 
     /// One acquire on the current connection.
-    private mutating func askForPermit(_ fields: [(String, JSONValue)], startedAt started: Int64) -> PermitOutcome {
+    private mutating func askForPermit(_ parameters: AcquireParameters, startedAt started: Int64) -> PermitOutcome {
         let id: Int
+        var parameters = parameters
+        parameters.notify = true
         do {
-            id = try client!.send("acquire", fields + [("notify", .bool(true))])
+            id = try client!.send(.acquire(parameters))
         } catch {
             return .daemonGone
         }
-        var queued: JSONObject?
+        var queued: WireEvent?
         var told: String?
         var toldAt: Int64 = 0
         while true {
@@ -147,7 +150,7 @@ struct Runner {
             if let queued, now - started >= 1000 {
                 // Said once after a second; again when it changes (the daemon says so at most every
                 // 10 s), if progress is reported at all.
-                let line = "\(queued["reason"]?.stringValue ?? "?") (position \(StatusTable.text(queued["position"])))"
+                let line = "\(queued.reason ?? "?") (position \(queued.position.map { "\($0)" } ?? "?"))"
                 if told == nil || (reportsProgress && line != told && now - toldAt >= 10_000) {
                     printError("turnstile: waiting: \(line)")
                     told = line
@@ -159,8 +162,8 @@ struct Runner {
             case .signal(let number):
                 if [SIGINT, SIGTERM, SIGHUP].contains(number) { return .decided(128 + number) }
             case .message(let message):
-                if message["event"]?.stringValue == "queued" {
-                    queued = message
+                if let event = WireEvent(message), event.name == "queued" {
+                    queued = event
                     continue
                 }
                 // A refusal of the connection itself (forbidden, too_many) has no id.
@@ -176,27 +179,28 @@ struct Runner {
 
     /// What an acquire's answer means for COMMAND.
     private mutating func decide(_ answer: Answer) -> PermitOutcome {
-        if answer.ok {
-            lease = answer.object
-            token = answer.string("lease") ?? ""
-            ttlMilliseconds = answer.object["ttl_ms"]?.numberValue?.int64 ?? ttlMilliseconds
+        if let granted = answer.grant {
+            grant = granted
+            token = granted.lease
+            ttlMilliseconds = Int64(clamping: granted.ttlMilliseconds)
             return .decided(nil)
         }
-        switch answer.error {
-        case "shutting_down":
+        let failure = answer.failure
+        switch failure?.errorCode {
+        case .shuttingDown:
             return .daemonGone
-        case "cancelled":
+        case .cancelled:
             printError("turnstile: no permit: the wait was cancelled (turnstile cancel)")
             return .decided(noPermitExitCode)
-        case "timeout", "unavailable":
+        case .timeout, .unavailable:
             let within = waitDescription.map { Durations.milliseconds($0) == 0 ? " now" : " within \($0)" } ?? ""
-            printError("turnstile: no permit\(within): \(answer.string("reason") ?? "?") (\(answer.message ?? ""))")
+            printError("turnstile: no permit\(within): \(failure?.reason ?? "?") (\(failure?.message ?? ""))")
             return .decided(noPermitExitCode)
-        case "bad_request":
-            printError("turnstile: bad_request: \(answer.message ?? "")")
+        case .badRequest:
+            printError("turnstile: bad_request: \(failure?.message ?? "")")
             return .decided(Exit.usage.rawValue)
         default:
-            printError("turnstile: \(answer.error ?? "error"): \(answer.message ?? "")")
+            printError("turnstile: \(failure?.code ?? "error"): \(failure?.message ?? "")")
             return .decided(Exit.refused.rawValue)
         }
     }

@@ -1,4 +1,5 @@
 import TurnstileCore
+import TurnstileProtocol
 
 /// Turns a request line's JSON object into a `Request`, checking every field's type and
 /// range. The daemon answers its errors as they are: `unknown_op`, or `bad_request` with the

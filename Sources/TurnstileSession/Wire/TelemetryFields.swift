@@ -1,4 +1,5 @@
 import TurnstileCore
+import TurnstileProtocol
 
 /// The fields of a `record` (protocol/PROTOCOL.md §8.10 to §8.14): a completion event as an agent wrapper reports it.
 enum TelemetryFields {

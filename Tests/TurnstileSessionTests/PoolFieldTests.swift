@@ -1,6 +1,7 @@
 import Testing
 import TurnstileCore
 @testable import TurnstileProtocol
+@testable import TurnstileSession
 
 /// `pools` and `pool_limits` on `acquire` (protocol/PROTOCOL.md §8.2): names as `providers` takes
 /// them, limits as an object whose keys are among the names; anything else is a `bad_request`

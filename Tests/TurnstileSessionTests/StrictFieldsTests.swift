@@ -1,6 +1,7 @@
 import Testing
 import TurnstileCore
 @testable import TurnstileProtocol
+@testable import TurnstileSession
 
 /// A field the op does not know is a `bad_request` naming it: `"projct"` is a typo, not an
 /// extension (protocol/PROTOCOL.md §3).

@@ -1,6 +1,7 @@
 import Testing
 import TurnstileCore
 @testable import TurnstileProtocol
+@testable import TurnstileSession
 
 /// Names a client sends reach log lines, status tables and file names: a control character
 /// (C0, DEL or C1) in any of them is a `bad_request` naming the field.

@@ -1,4 +1,5 @@
 import TurnstileCore
+import TurnstileProtocol
 
 /// Writers of answer and event lines (protocol/PROTOCOL.md). Every line is one JSON object ending in `\n`;
 /// answers start with the echoed `id` (omitted when the request had none) and `ok`; events

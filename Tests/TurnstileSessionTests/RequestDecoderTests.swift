@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TurnstileCore
 @testable import TurnstileProtocol
+@testable import TurnstileSession
 
 /// The daemon decodes requests from a scanned line (`JSONObjectView`); the same decoder also
 /// reads built objects. Both must give the same request, or the same error, for every line.

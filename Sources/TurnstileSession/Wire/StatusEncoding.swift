@@ -1,4 +1,5 @@
 import TurnstileCore
+import TurnstileProtocol
 
 /// What the daemon adds to the broker's status: about itself.
 public struct ServerInfo: Sendable {

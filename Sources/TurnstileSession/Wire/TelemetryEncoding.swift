@@ -1,4 +1,5 @@
 import TurnstileCore
+import TurnstileProtocol
 
 /// Writes the telemetry answers: `performance` (a list of model snapshots) and `usage` (a
 /// session's sums, under `usage` so its own `id` cannot clash with the request's).
