@@ -136,7 +136,8 @@ public final class Server {
         let saved = try store.load(telemetryTTLSeconds: settings.config.telemetry.subscriptionLimitTTLSeconds)
         var broker = Broker(config: settings.config, random: KernelRandom())
         broker.processGroupAlive = { ProcessGroups.isAlive($0) }
-        let rejected = broker.restore(saved.snapshot, fenceFloor: saved.fenceFloor, now: now, wall: wall)
+        let restored = broker.restore(saved.snapshot, fenceFloor: saved.fenceFloor, now: now, wall: wall)
+        let rejected = restored.reply
         for record in rejected {
             logger.warning("dropped a saved lease that could not be restored",
                            metadata: ["fence": "\(record.fence)",
@@ -145,6 +146,7 @@ public final class Server {
         if broker.leaseCount > 0 { logger.info("restored leases", metadata: ["count": "\(broker.leaseCount)"]) }
         host = DaemonHost(server: self)
         session = Session(broker: broker, config: settings.config, version: settings.version, host: host, logger: logger)
+        session.carryOut(restored)
         session.syncPauseFlags()
         performCommands()
         // The snapshot holds everything the restore changed.

@@ -176,7 +176,7 @@ extension Session {
         guard !stopping else { return }
         connection.pending.removeAll()
         connection.pendingByKey.removeAll()
-        broker.disconnect(connection.id, now: now)
+        take(broker.disconnect(connection.id, now: now))
         processEffects()
     }
 

@@ -27,7 +27,7 @@ extension Session {
     func pause(_ project: String, _ context: RequestContext) {
         if project == Names.globalProject { return fail(context, .badRequest, "\(project) cannot be paused", field: "project") }
         if let problem = host.createPauseFlag(project) { return fail(context, .unavailable, problem) }
-        switch broker.pause(project, now: now) {
+        switch take(broker.pause(project, now: now)) {
         case .success(let changed):
             if changed { logger.info("paused", metadata: ["project": "\(project)", "by_uid": "\(context.connection.uid)"]) }
             succeed(context) { $0.key("paused"); $0.bool(true) }
@@ -39,7 +39,7 @@ extension Session {
     func resume(_ project: String, _ context: RequestContext) {
         if project == Names.globalProject { return fail(context, .badRequest, "\(project) cannot be paused", field: "project") }
         if let problem = host.removePauseFlag(project) { return fail(context, .unavailable, problem) }
-        switch broker.resume(project, now: now) {
+        switch take(broker.resume(project, now: now)) {
         case .success(let changed):
             if changed { logger.info("resumed", metadata: ["project": "\(project)", "by_uid": "\(context.connection.uid)"]) }
             succeed(context) { w in
@@ -52,7 +52,7 @@ extension Session {
 
     /// `report`: a `project-meta` run's outcome for the circuit breaker.
     func report(project: String, agent: String, success: Bool, _ context: RequestContext) {
-        switch broker.report(project: project, agent: agent, success: success, now: now) {
+        switch take(broker.report(project: project, agent: agent, success: success, now: now)) {
         case .success(let outcome):
             if outcome.counted {
                 outbox.journal.breaker(project: project, state: broker.breaker.exportState()[project]
@@ -72,21 +72,21 @@ extension Session {
         guard let delay = retryAfter.delayMilliseconds(wall: wall) else {
             return fail(context, .badRequest, "retry_after must be whole seconds or an HTTP date", field: "retry_after")
         }
-        let effective = broker.throttle(provider: provider, tenant: tenant, retryAfterMilliseconds: delay, now: now)
+        let effective = take(broker.throttle(provider: provider, tenant: tenant, retryAfterMilliseconds: delay, now: now))
         logger.info("throttled", metadata: ["provider": "\(provider)", "tenant": "\(tenant)", "retry_after_ms": "\(effective)"])
         succeed(context) { $0.key("retry_after_ms"); $0.int(effective) }
     }
 
     /// `throttle` with `clear: true` (admin): lift a throttle before its end.
     func clearThrottle(provider: String, tenant: String, _ context: RequestContext) {
-        let lifted = broker.clearThrottle(provider: provider, tenant: tenant, now: now)
+        let lifted = take(broker.clearThrottle(provider: provider, tenant: tenant, now: now))
         if lifted { logger.info("throttle cleared", metadata: ["provider": "\(provider)", "tenant": "\(tenant)"]) }
         succeed(context) { $0.key("cleared"); $0.bool(lifted) }
     }
 
     /// `unflag` (admin): lift a model's subscription-limit flag before its TTL.
     func unflag(model: String, _ context: RequestContext) {
-        let lifted = broker.unflag(model: model, now: now, wall: wall)
+        let lifted = take(broker.unflag(model: model, now: now, wall: wall))
         if lifted { logger.info("subscription-limit flag lifted", metadata: ["model": "\(model)"]) }
         succeed(context) { $0.key("unflagged"); $0.bool(lifted) }
     }
@@ -95,7 +95,7 @@ extension Session {
     func record(_ event: CompletionEvent, _ context: RequestContext) {
         var stamped = event
         stamped.completedAt = wall
-        broker.record(stamped, now: now)
+        take(broker.record(stamped, now: now))
         outbox.journal.record(stamped)
         let limited = broker.performance(model: stamped.model, wall: stamped.completedAt).first?.subscriptionLimitReached ?? false
         succeed(context) { $0.key("subscription_limited"); $0.bool(limited) }

@@ -3,28 +3,52 @@ import TurnstileCore
 import TurnstileProtocol
 
 extension Session {
-    /// Turns the broker's effects into output: answers to waiting requests, events to holders
+    /// Takes a broker transition: its effects wait for `processEffects`, its reply is returned.
+    /// A request's own answer is written from the reply before its effects are carried out, so
+    /// a connection hears the answer to what it asked before the events it caused.
+    @discardableResult
+    func take<Reply>(_ transition: consuming Transition<Reply>) -> Reply {
+        if !transition.effects.isEmpty {
+            if queuedEffects.isEmpty { queuedEffects = transition.effects } else { queuedEffects += transition.effects }
+        }
+        return transition.reply
+    }
+
+    /// Carries out a transition the transport got from the broker itself (the restore at start).
+    public func carryOut<Reply>(_ transition: Transition<Reply>) {
+        _ = take(transition)
+        processEffects()
+    }
+
+    /// Turns the taken effects into output: answers to waiting requests, events to holders
     /// and watchers, journal records, process watches, pause flag files, the trip hook. Loops
-    /// until the broker's outbox stays empty. Not re-entered: an effect that feeds the broker
-    /// again (an answer that closes a half-closed connection, whose leases end) adds effects
-    /// the running loop takes next, in order.
+    /// until none is left. Not re-entered: an effect that feeds the broker again (an answer
+    /// that closes a half-closed connection, whose leases end) adds effects the running loop
+    /// takes next, in order.
     func processEffects() {
         guard !processingEffects else { return }
         processingEffects = true
         defer { processingEffects = false }
-        while !broker.effects.isEmpty {
-            broker.drainEffects(into: &effectsBuffer)
+        while !queuedEffects.isEmpty {
+            effectsBuffer.removeAll(keepingCapacity: true)
+            swap(&effectsBuffer, &queuedEffects)
             // Through the buffer's storage: each effect is borrowed, not copied (an array's
             // iterator copies every element, and a lease is a dozen fields).
             effectsBuffer.withUnsafeBufferPointer { effects in
                 for index in effects.indices { apply(effects[index]) }
             }
+            broker.recycle(&effectsBuffer)
         }
     }
 
     private func apply(_ effect: Effect) {
         switch effect {
         case .granted(let ticket, let lease):
+            if let current = requestInFlight, current.ticket == ticket {
+                // Granted at once: the request being handled.
+                requestInFlight = nil
+                return sendGrant(to: current.connection, id: current.id, lease)
+            }
             guard let connection = connections[ticket.client], let pending = connection.forget(ticket.request) else { return }
             sendGrant(to: connection, id: pending.id.map { ArraySlice($0) }, lease)
             closeIfDone(connection)

@@ -11,7 +11,7 @@ extension Session {
     /// Deadlines are due: expired leases end, waiters time out, blocks lift.
     public func serveDeadlines() {
         guard !stopping else { return }
-        broker.tick(now: now)
+        take(broker.tick(now: now))
         deadlinesServedAt = now
         processEffects()
     }
@@ -20,13 +20,13 @@ extension Session {
     /// gone, or it was gone before its watch began).
     public func processExited(_ pid: Int32) {
         if debugLogging { logger.debug("holder process exited", metadata: ["pid": "\(pid)"]) }
-        broker.processExited(pid, now: now)
+        take(broker.processExited(pid, now: now))
         processEffects()
     }
 
     /// A draining lease's process group is gone: its slot is free.
     public func processGroupGone(_ pgid: Int32) {
-        broker.processGroupEnded(pgid, now: now)
+        take(broker.processGroupEnded(pgid, now: now))
         processEffects()
     }
 
@@ -39,7 +39,7 @@ extension Session {
                            metadata: ["dir": "\(host.pauseDirectory)"])
             return
         }
-        broker.syncPaused(flags, now: now)
+        take(broker.syncPaused(flags, now: now))
         processEffects()
     }
 
@@ -78,7 +78,7 @@ extension Session {
             logger.warning("reload: socket, state_dir and pause_dir changes take effect at the next start")
         }
         config = loaded
-        broker.reload(loaded, now: now)
+        take(broker.reload(loaded, now: now))
         reviewRights()
         syncPauseFlags()
         processEffects()
@@ -91,7 +91,7 @@ extension Session {
     public func shutDown() {
         guard !stopping else { return }
         stopping = true
-        broker.shutDown()
+        take(broker.shutDown())
         processEffects()
     }
 }

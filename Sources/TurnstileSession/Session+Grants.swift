@@ -82,11 +82,11 @@ extension Session {
             uncommitted.removeAll()
             rewriteOutputs(batch.marks)
             let created = Set(batch.newFences)
-            for fence in batch.newFences where broker.withdrawGrant(fence: fence, isNew: true, now: now) {
+            for fence in batch.newFences where take(broker.withdrawGrant(fence: fence, isNew: true, now: now)) {
                 outbox.journal.end(fence: fence)
             }
             for mark in batch.marks where mark.isAnswer && !created.contains(mark.fence) {
-                broker.withdrawGrant(fence: mark.fence, isNew: false, now: now)
+                take(broker.withdrawGrant(fence: mark.fence, isNew: false, now: now))
             }
             if !batch.newFences.isEmpty { logger.warning("grants withdrawn: they could not be saved", metadata: ["count": "\(created.count)"]) }
             processEffects()

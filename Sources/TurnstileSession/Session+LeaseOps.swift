@@ -5,10 +5,6 @@ extension Session {
     /// `acquire`: granted now, refused now, or queued (with a `queued` event if asked).
     func acquire(_ request: AcquireRequest, notify: Bool, _ context: RequestContext) {
         let connection = context.connection
-        let limits = config.server
-        if connection.pending.count >= limits.maxPendingPerConnection && request.waitMilliseconds > 0 {
-            return fail(context, .tooMany, "this connection already waits on \(limits.maxPendingPerConnection) requests")
-        }
         if let pid = request.pid, host.isProcessGone(pid) {
             return fail(context, .badRequest, "pid \(pid) names no live process", field: "pid")
         }
@@ -16,7 +12,8 @@ extension Session {
             return fail(context, refusal.code, refusal.message, field: "pgid")
         }
         let ticket = connection.nextTicket()
-        answer(broker.acquire(request, ticket: ticket, now: now), ticket: ticket, notify: notify, context)
+        requestInFlight = (ticket, context.id, context.connection)
+        answer(take(broker.acquire(request, ticket: ticket, now: now)), ticket: ticket, notify: notify, context)
     }
 
     /// Why a peer may not bind a lease to process group `pgid`, or nil. The daemon signals a
@@ -38,8 +35,8 @@ extension Session {
     private func answer(_ outcome: AcquireOutcome, ticket: Ticket, notify: Bool, _ context: RequestContext) {
         let connection = context.connection
         switch outcome {
-        case .granted(let lease):
-            sendGrant(to: connection, id: context.id, lease)
+        case .granted:
+            break // answered by its `granted` effect, as a grant from the queue is
         case .refused(let refusal):
             if debugLogging { logger.debug("refused", metadata: ["reason": "\(refusal.reason.rawValue)", "detail": "\(refusal.detail)"]) }
             send(to: connection) { Answers.refused(&$0, id: context.id, refusal) }
@@ -50,10 +47,8 @@ extension Session {
                 send(to: connection) { Answers.queued(&$0, id: context.id, position: position, refusal) }
                 outbox.wantsWaitProgress = true
             }
-        case .overBound(.leasesPerConnection(let limit)):
-            fail(context, .tooMany, "this connection already holds \(limit) leases")
-        case .overBound(.waiters(let limit)):
-            fail(context, .tooMany, "the queue is full (\(limit) waiters)")
+        case .overBound(let bound):
+            fail(context, .tooMany, Self.describe(bound))
         case .invalid(let field, let message):
             fail(context, .badRequest, message, field: field)
         }
@@ -62,7 +57,7 @@ extension Session {
     /// `heartbeat`: one token, or several answered with `results`.
     func heartbeat(_ tokens: [TokenArgument], multiple: Bool, _ context: RequestContext) {
         if !multiple, case .token(let token) = tokens[0] {
-            switch broker.heartbeat(token, now: now, sentBy: deadlinesServedAt) {
+            switch take(broker.heartbeat(token, now: now, sentBy: deadlinesServedAt)) {
             case .success(let lease): succeed(context) { $0.key("ttl_ms"); $0.int(lease.ttlMilliseconds) }
             case .failure(let error): fail(context, error)
             }
@@ -70,7 +65,7 @@ extension Session {
         }
         let outcomes = tokens.map { argument -> Result<Lease, LeaseError> in
             guard case .token(let token) = argument else { return .failure(.badRequest(field: "leases", message: "not a token")) }
-            return broker.heartbeat(token, now: now, sentBy: deadlinesServedAt)
+            return take(broker.heartbeat(token, now: now, sentBy: deadlinesServedAt))
         }
         succeed(context) { w in
             w.key("results")
@@ -96,7 +91,7 @@ extension Session {
     /// group to end (`draining`).
     func release(_ token: LeaseToken, exit: ExitStatus?, _ context: RequestContext) {
         let at = now
-        switch broker.release(token, exit: exit, now: at) {
+        switch take(broker.release(token, exit: exit, now: at)) {
         case .success(let lease):
             succeed(context) {
                 $0.key("held_ms"); $0.int(at.milliseconds(since: lease.grantedAt))
@@ -114,13 +109,7 @@ extension Session {
         if let pgid, let refusal = groupRefusal(pgid, for: context.connection) {
             return fail(context, refusal.code, refusal.message, field: "pgid")
         }
-        // A lease this connection already holds is counted already (`turnstile run` attaches
-        // COMMAND's group to the lease it acquired on the same connection).
-        if broker.lease(token)?.client != context.connection.id,
-           broker.leaseCount(of: context.connection.id) >= config.server.maxLeasesPerConnection {
-            return fail(context, .tooMany, "this connection already holds \(config.server.maxLeasesPerConnection) leases")
-        }
-        switch broker.attach(token, client: context.connection.id, pid: pid, pgid: pgid, now: now) {
+        switch take(broker.attach(token, client: context.connection.id, pid: pid, pgid: pgid, now: now)) {
         case .success(let lease):
             succeed(context) { w in
                 w.key("fence"); w.int(lease.fence)
@@ -136,7 +125,7 @@ extension Session {
     /// `cancel`: the named pending request of this connection answers `cancelled`.
     func cancel(_ target: RequestKey, _ context: RequestContext) {
         guard let serial = context.connection.pendingByKey[target],
-              broker.cancel(Ticket(client: context.connection.id, request: serial), now: now) else {
+              take(broker.cancel(Ticket(client: context.connection.id, request: serial), now: now)) else {
             return fail(context, .notFound, "no pending request with that id on this connection")
         }
         succeed(context)
@@ -149,7 +138,7 @@ extension Session {
         var cancelled = 0
         for ticket in broker.waitingTickets(holder: holder) {
             guard let owner = connections[ticket.client], mine.isAdmin || owner.uid == mine.uid else { continue }
-            if broker.cancel(ticket, now: now) { cancelled += 1 }
+            if take(broker.cancel(ticket, now: now)) { cancelled += 1 }
         }
         guard cancelled > 0 else { return fail(context, .notFound, "no waiting acquire of yours is held as \(holder)") }
         succeed(context) { $0.key("cancelled"); $0.int(cancelled) }
@@ -157,7 +146,7 @@ extension Session {
 
     /// `park`: free the capacity, keep the workspace.
     func park(_ token: LeaseToken, _ context: RequestContext) {
-        switch broker.park(token, now: now) {
+        switch take(broker.park(token, now: now)) {
         case .success(let lease): succeed(context) { $0.key("fence"); $0.int(lease.fence) }
         case .failure(let error): fail(context, error)
         }
@@ -166,11 +155,9 @@ extension Session {
     /// `unpark`: take capacity back, answered like an acquire.
     func unpark(_ token: LeaseToken, waitMilliseconds: UInt64, notify: Bool, _ context: RequestContext) {
         let connection = context.connection
-        if waitMilliseconds > 0 && connection.pending.count >= config.server.maxPendingPerConnection {
-            return fail(context, .tooMany, "this connection already waits on \(config.server.maxPendingPerConnection) requests")
-        }
         let ticket = connection.nextTicket()
-        switch broker.unpark(token, ticket: ticket, waitMilliseconds: waitMilliseconds, now: now) {
+        requestInFlight = (ticket, context.id, context.connection)
+        switch take(broker.unpark(token, ticket: ticket, waitMilliseconds: waitMilliseconds, now: now)) {
         case .failure(let error): fail(context, error)
         case .success(let outcome): answer(outcome, ticket: ticket, notify: notify, context)
         }
@@ -180,8 +167,8 @@ extension Session {
     func revoke(_ reference: LeaseReference, _ context: RequestContext) {
         let lease: Lease?
         switch reference {
-        case .token(let token): lease = try? broker.revoke(token, now: now).get()
-        case .fence(let fence): lease = broker.revoke(fence: fence, now: now)
+        case .token(let token): lease = try? take(broker.revoke(token, now: now)).get()
+        case .fence(let fence): lease = take(broker.revoke(fence: fence, now: now))
         }
         guard let lease else { return fail(context, .notFound, "no live lease with that token or fence") }
         logger.info("revoked", metadata: ["fence": "\(lease.fence)", "by_uid": "\(context.connection.uid)"])

@@ -59,6 +59,7 @@ extension Session {
         }
         perform(request, context)
         processEffects()
+        requestInFlight = nil
     }
 
     /// Acts on a decoded request.
@@ -114,6 +115,16 @@ extension Session {
         switch error {
         case .notFound: fail(context, .notFound, "no live lease with that token")
         case .badRequest(let field, let message): fail(context, .badRequest, message, field: field)
+        case .overBound(let bound): fail(context, .tooMany, Self.describe(bound))
+        }
+    }
+
+    /// The message of a `too_many` answer.
+    static func describe(_ bound: ResourceBound) -> String {
+        switch bound {
+        case .leasesPerConnection(let limit): "this connection already holds \(limit) leases"
+        case .waiters(let limit): "the queue is full (\(limit) waiters)"
+        case .pendingPerConnection(let limit): "this connection already waits on \(limit) requests"
         }
     }
 }

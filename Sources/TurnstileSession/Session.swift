@@ -45,8 +45,13 @@ public final class Session {
     public internal(set) var storageFailures: UInt64 = 0
     /// Whether the state directory fails to take writes now.
     public internal(set) var storageFailing = false
-    /// The broker's effects, drained into this reused array.
+    /// Effects taken from the broker's transitions and not yet carried out.
+    var queuedEffects: [Effect] = []
+    /// The effects being carried out (two arrays swapped, none allocated per batch).
     var effectsBuffer: [Effect] = []
+    /// The acquire or unpark being handled, whose grant, if it gets one at once, its `granted`
+    /// effect answers with this `id`.
+    var requestInFlight: (ticket: Ticket, id: ArraySlice<UInt8>?, connection: SessionConnection)?
     /// Whether `processEffects` is running (it is not re-entered).
     var processingEffects = false
     /// The members of the line being handled, reused from line to line.

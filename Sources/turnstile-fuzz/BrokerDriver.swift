@@ -16,6 +16,8 @@ struct BrokerDriver {
     private var now = Instant(milliseconds: 1_000)
     private var wall = WallTime(unixMilliseconds: 1_790_000_000_000)
     private var live: [LeaseToken] = []
+    /// The effects of the request being applied.
+    private var effects: [Effect] = []
     private var serial: UInt64 = 0
     private let config: TurnstileConfig
 
@@ -46,12 +48,13 @@ struct BrokerDriver {
         let step = UInt64(line.first ?? 0) * 13 + UInt64(line.last ?? 0)
         now = now.adding(milliseconds: step)
         wall = wall.adding(milliseconds: Int64(step))
-        if step % 3 != 0 { broker.tick(now: now) }
-        if step % 5 == 0 { broker.processGroupEnded(Int32(truncatingIfNeeded: step % 8), now: now) }
+        if step % 3 != 0 { note(broker.tick(now: now)) }
+        if step % 5 == 0 { note(broker.processGroupEnded(Int32(truncatingIfNeeded: step % 8), now: now)) }
         serial += 1
         let ticket = Ticket(client: ClientID(serial % 3), request: serial)
         perform(request, ticket: ticket)
-        for effect in broker.drainEffects() {
+        defer { effects.removeAll() }
+        for effect in effects {
             switch effect {
             case .leaseGranted(let lease): live.append(lease.token)
             case .leaseEnded(let lease, _), .leaseDraining(let lease): live.removeAll { $0 == lease.token }
@@ -62,6 +65,11 @@ struct BrokerDriver {
         if !problems.isEmpty { fatalError("broker invariants after \(request): \(problems)") }
     }
 
+    /// Keeps a transition's effects for the bookkeeping after the request.
+    private mutating func note<Reply>(_ transition: Transition<Reply>) {
+        effects += transition.effects
+    }
+
     /// A live lease chosen by the request's token, or the token itself when none lives.
     private func lease(_ token: LeaseToken) -> LeaseToken {
         live.isEmpty ? token : live[Int(token.low % UInt64(live.count))]
@@ -70,48 +78,48 @@ struct BrokerDriver {
     private mutating func perform(_ request: Request, ticket: Ticket) {
         var w = JSONWriter()
         switch request {
-        case .hello, .watch: broker.tick(now: now)
-        case .acquire(let acquire, _): _ = broker.acquire(acquire, ticket: ticket, now: now)
+        case .hello, .watch: note(broker.tick(now: now))
+        case .acquire(let acquire, _): note(broker.acquire(acquire, ticket: ticket, now: now))
         case .heartbeat(let tokens, _):
-            for case .token(let token) in tokens { _ = broker.heartbeat(lease(token), now: now) }
-        case .release(let token, let exit): _ = broker.release(lease(token), exit: exit, now: now)
+            for case .token(let token) in tokens { note(broker.heartbeat(lease(token), now: now)) }
+        case .release(let token, let exit): note(broker.release(lease(token), exit: exit, now: now))
         case .attach(let token, let pid, let pgid):
-            _ = broker.attach(lease(token), client: ticket.client, pid: pid, pgid: pgid, now: now)
-        case .cancel: _ = broker.cancel(Ticket(client: ticket.client, request: serial - 1), now: now)
+            note(broker.attach(lease(token), client: ticket.client, pid: pid, pgid: pgid, now: now))
+        case .cancel: note(broker.cancel(Ticket(client: ticket.client, request: serial - 1), now: now))
         case .cancelHolder(let holder):
-            for waiting in broker.waitingTickets(holder: holder) { _ = broker.cancel(waiting, now: now) }
+            for waiting in broker.waitingTickets(holder: holder) { note(broker.cancel(waiting, now: now)) }
         case .status, .metrics:
-            broker.tick(now: now)
+            note(broker.tick(now: now))
             StatusEncoding.write(&w, id: nil, broker.status(now: now),
                                  server: ServerInfo(version: "fuzz", pid: 1, uptimeMilliseconds: 0, connections: 1, watchers: 0))
-        case .pause(let project): _ = broker.pause(project, now: now)
-        case .resume(let project): _ = broker.resume(project, now: now)
+        case .pause(let project): note(broker.pause(project, now: now))
+        case .resume(let project): note(broker.resume(project, now: now))
         case .report(let project, let agent, let success):
-            _ = broker.report(project: project, agent: agent, success: success, now: now)
+            note(broker.report(project: project, agent: agent, success: success, now: now))
         case .throttle(let provider, let tenant, let retryAfter):
-            guard let delay = retryAfter.delayMilliseconds(wall: wall) else { return broker.tick(now: now) }
-            broker.throttle(provider: provider, tenant: tenant, retryAfterMilliseconds: delay, now: now)
-        case .clearThrottle(let provider, let tenant): _ = broker.clearThrottle(provider: provider, tenant: tenant, now: now)
-        case .unflag(let model): _ = broker.unflag(model: model, now: now, wall: wall)
+            guard let delay = retryAfter.delayMilliseconds(wall: wall) else { return note(broker.tick(now: now)) }
+            note(broker.throttle(provider: provider, tenant: tenant, retryAfterMilliseconds: delay, now: now))
+        case .clearThrottle(let provider, let tenant): note(broker.clearThrottle(provider: provider, tenant: tenant, now: now))
+        case .unflag(let model): note(broker.unflag(model: model, now: now, wall: wall))
         case .record(let event):
             var stamped = event
             stamped.completedAt = wall
-            broker.record(stamped, now: now)
+            note(broker.record(stamped, now: now))
         case .performance(let model):
-            broker.tick(now: now)
+            note(broker.tick(now: now))
             TelemetryEncoding.performance(&w, id: nil, broker.performance(model: model, wall: wall))
         case .usage(let session):
-            broker.tick(now: now)
+            note(broker.tick(now: now))
             TelemetryEncoding.usage(&w, id: nil, broker.usage(session: session, wall: wall))
         case .reload:
             var changed = config
             changed.limits.global = Int(serial % 4)
-            broker.reload(changed, now: now)
-        case .park(let token): _ = broker.park(lease(token), now: now)
+            note(broker.reload(changed, now: now))
+        case .park(let token): note(broker.park(lease(token), now: now))
         case .unpark(let token, let wait, _):
-            _ = broker.unpark(lease(token), ticket: ticket, waitMilliseconds: wait, now: now)
-        case .revoke(.token(let token)): _ = broker.revoke(lease(token), now: now)
-        case .revoke(.fence(let fence)): _ = broker.revoke(fence: fence, now: now)
+            note(broker.unpark(lease(token), ticket: ticket, waitMilliseconds: wait, now: now))
+        case .revoke(.token(let token)): note(broker.revoke(lease(token), now: now))
+        case .revoke(.fence(let fence)): note(broker.revoke(fence: fence, now: now))
         }
     }
 }

@@ -55,10 +55,9 @@ struct ConfigBoundsTests {
             issue = 1000000
             fairness = "proportional"
             """, file: "t.toml")
-        var broker = Broker(config: config, random: SplitMix64(seed: 1))
+        let broker = Broker(config: config, random: SplitMix64(seed: 1))
         let status = broker.status(now: Instant(milliseconds: 0))
         #expect(status.modes.first { $0.mode == .time }?.share == 500_000)
-        _ = broker.drainEffects()
     }
 
     @Test(arguments: [

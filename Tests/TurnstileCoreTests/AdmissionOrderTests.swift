@@ -18,14 +18,14 @@ struct AdmissionOrderTests {
         // Fill the global limit with mention leases elsewhere.
         let filler = h.grant(project: "other", mode: .mention)!
         _ = h.grant(project: "other", mode: .mention)!
-        _ = h.broker.pause("alpha", now: h.now)
-        h.broker.throttle(provider: "q", tenant: "local", retryAfterMilliseconds: 5000, now: h.now)
+        _ = h.broker.decidePause("alpha", now: h.now)
+        h.broker.decideThrottle(provider: "q", tenant: "local", retryAfterMilliseconds: 5000, now: h.now)
 
         func reason() -> BlockReason? {
             h.acquire(project: "alpha", mode: .mention, model: "p/m", providers: ["q"], workspace: "/w/").refusal?.reason
         }
         #expect(reason() == .paused)
-        _ = h.broker.resume("alpha", now: h.now)
+        _ = h.broker.decideResume("alpha", now: h.now)
         #expect(reason() == .rateLimit)
         h.advance(5000)
         #expect(reason() == .workspaceLock)
@@ -36,10 +36,10 @@ struct AdmissionOrderTests {
         // Raise the project cap so only the mention cap is left.
         var config = h.broker.config
         config.projects = [ProjectConfig(name: "alpha", max: 5, maxMention: 1)]
-        h.broker.reload(config, now: h.now)
+        h.broker.decideReload(config, now: h.now)
         #expect(reason() == .mention)
         config.projects = []
-        h.broker.reload(config, now: h.now)
+        h.broker.decideReload(config, now: h.now)
         #expect(reason() == .model)
         h.release(alphaAgain)
         _ = h.grant(project: "other", mode: .mention)!
@@ -108,16 +108,16 @@ struct AdmissionOrderTests {
 
     @Test func pausedProjectsHoldQueuedWaitersUntilResume() {
         var h = Harness()
-        _ = h.broker.pause("alpha", now: h.now)
+        _ = h.broker.decidePause("alpha", now: h.now)
         #expect(h.acquire(project: "alpha", wait: 60_000).isQueued)
         #expect(h.grantedTickets().isEmpty)
-        _ = h.broker.resume("alpha", now: h.now)
+        _ = h.broker.decideResume("alpha", now: h.now)
         #expect(h.grantedTickets().count == 1, "resume wakes the project's waiters")
     }
 
     @Test func hardProviderThrottleHoldsEvenWhenTheModelIsFree() {
         var h = Harness()
-        h.broker.throttle(provider: "github", tenant: "local", retryAfterMilliseconds: 3000, now: h.now)
+        h.broker.decideThrottle(provider: "github", tenant: "local", retryAfterMilliseconds: 3000, now: h.now)
         let refusal = h.acquire(model: "anthropic/claude-sonnet-4", providers: ["github"]).refusal
         #expect(refusal?.reason == .rateLimit)
         #expect(refusal?.retryAfterMilliseconds == 3000)
@@ -130,10 +130,10 @@ struct AdmissionOrderTests {
 
     @Test func aThrottleIsNeverShortened() {
         var h = Harness()
-        let first = h.broker.throttle(provider: "p", tenant: "local", retryAfterMilliseconds: 10_000, now: h.now)
-        let shorter = h.broker.throttle(provider: "p", tenant: "local", retryAfterMilliseconds: 2_000, now: h.now)
+        let first = h.broker.decideThrottle(provider: "p", tenant: "local", retryAfterMilliseconds: 10_000, now: h.now)
+        let shorter = h.broker.decideThrottle(provider: "p", tenant: "local", retryAfterMilliseconds: 2_000, now: h.now)
         h.advance(1000)
-        let longer = h.broker.throttle(provider: "p", tenant: "local", retryAfterMilliseconds: 20_000, now: h.now)
+        let longer = h.broker.decideThrottle(provider: "p", tenant: "local", retryAfterMilliseconds: 20_000, now: h.now)
         #expect([first, shorter, longer] == [10_000, 10_000, 20_000])
         let announced = h.effects().compactMap { effect -> UInt64? in
             if case .throttled(_, _, let ms) = effect { ms } else { nil }

@@ -32,9 +32,9 @@ struct BrokerMetricsTests {
         #expect(h.acquire(wait: 0).lease != nil)
         h.release(released)
         h.advance(1001)
-        h.broker.disconnect(ClientID(7), now: h.now)
-        h.broker.processExited(4242, now: h.now)
-        _ = h.broker.revoke(fence: revoked.fence, now: h.now)
+        h.broker.decideDisconnect(ClientID(7), now: h.now)
+        h.broker.decideProcessExited(4242, now: h.now)
+        _ = h.broker.decideRevoke(fence: revoked.fence, now: h.now)
         let metrics = h.broker.metrics
         #expect(metrics.admittedTotal == 6)
         #expect(metrics.releasedTotal == 1)

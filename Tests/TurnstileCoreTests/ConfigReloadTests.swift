@@ -8,7 +8,7 @@ struct ConfigReloadTests {
         var h = Harness { $0.limits.global = 3 }
         let leases = (0..<3).compactMap { _ in h.grant() }
         #expect(leases.count == 3)
-        h.broker.reload({ var c = h.broker.config; c.limits.global = 1; return c }(), now: h.now)
+        h.broker.decideReload({ var c = h.broker.config; c.limits.global = 1; return c }(), now: h.now)
         #expect(h.broker.leaseCount == 3, "no live lease is revoked by a reload")
         #expect(h.acquire().refusal?.reason == .global)
         h.release(leases[0])
@@ -22,7 +22,7 @@ struct ConfigReloadTests {
         var h = Harness { $0.limits.global = 1 }
         _ = h.grant()
         #expect(h.acquire(wait: 60_000).isQueued)
-        h.broker.reload({ var c = h.broker.config; c.limits.global = 2; return c }(), now: h.now)
+        h.broker.decideReload({ var c = h.broker.config; c.limits.global = 2; return c }(), now: h.now)
         #expect(h.grantedTickets().count == 1)
     }
 }

@@ -68,7 +68,7 @@ struct DispatchCostTests {
         var config = h.broker.config
         config.providers.append(ProviderConfig(name: "zai", models: ["glm-5"]))
         config.models.append(ModelConfig(name: "glm-5", concurrencyLimit: 2))
-        h.broker.reload(config, now: h.now)
+        h.broker.decideReload(config, now: h.now)
         let granted = h.effects().compactMap { if case .granted(_, let lease) = $0 { lease } else { nil } }
         #expect(granted.map(\.holder) == ["w0", "w1"], "the premium fallback now exists: the two oldest get it")
         #expect(granted.allSatisfy { $0.model?.description == "zai/glm-5" && $0.route == .capability })

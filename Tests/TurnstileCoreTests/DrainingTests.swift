@@ -21,7 +21,7 @@ struct DrainingTests {
 
     private func grantInGroup(_ h: inout Harness, _ pgid: Int32, workspace: String? = nil, client: UInt64 = 1) -> Lease {
         let lease = h.grant(workspace: workspace, client: client)!
-        _ = h.broker.attach(lease.token, client: ClientID(client), pgid: pgid, now: h.now)
+        _ = h.broker.decideAttach(lease.token, client: ClientID(client), pgid: pgid, now: h.now)
         return h.broker.lease(fence: lease.fence)!
     }
 
@@ -35,10 +35,10 @@ struct DrainingTests {
         #expect(waiting.isQueued)
         _ = h.effects()
         switch end {
-        case "release": _ = h.broker.release(lease.token, exit: .code(0), now: h.now)
-        case "disconnect": h.broker.disconnect(ClientID(1), now: h.now)
+        case "release": _ = h.broker.decideRelease(lease.token, exit: .code(0), now: h.now)
+        case "disconnect": h.broker.decideDisconnect(ClientID(1), now: h.now)
         case "expire": h.advance(lease.ttlMilliseconds)
-        default: h.broker.revoke(fence: lease.fence, now: h.now)
+        default: h.broker.decideRevoke(fence: lease.fence, now: h.now)
         }
         let ending = h.effects()
         #expect(ending.contains { if case .leaseDraining(let l) = $0 { l.fence == lease.fence } else { false } })
@@ -51,7 +51,7 @@ struct DrainingTests {
 
         h.advance(5_000)
         groups.set(700, alive: false)
-        h.broker.processGroupEnded(700, now: h.now)
+        h.broker.decideProcessGroupEnded(700, now: h.now)
         let freed = h.effects()
         #expect(freed.contains(.leaseEnded(h.lastEnded(freed)!, .drained)))
         #expect(freed.contains { if case .granted = $0 { true } else { false } }, "the waiter gets the slot at once")
@@ -64,7 +64,7 @@ struct DrainingTests {
         var h = harness(groups: groups)
         let lease = grantInGroup(&h, 701)
         _ = h.effects()
-        _ = h.broker.release(lease.token, exit: .signal(9), now: h.now)
+        _ = h.broker.decideRelease(lease.token, exit: .signal(9), now: h.now)
         let effects = h.effects()
         #expect(effects.contains { if case .leaseEnded(_, .released) = $0 { true } else { false } })
         #expect(h.broker.metrics.finishedFailureTotal == 1 && h.broker.metrics.releasedTotal == 1)
@@ -74,10 +74,10 @@ struct DrainingTests {
     @Test func finishesAndEachReclaimAreCountedApart() {
         var h = Harness { $0.limits.global = 8 }
         let a = h.grant()!, b = h.grant()!, c = h.grant(client: 2)!, d = h.grant(pid: 42)!
-        _ = h.broker.release(a.token, exit: .code(0), now: h.now)
-        _ = h.broker.release(b.token, exit: .code(3), now: h.now)
-        h.broker.disconnect(ClientID(2), now: h.now)
-        h.broker.processExited(42, now: h.now)
+        _ = h.broker.decideRelease(a.token, exit: .code(0), now: h.now)
+        _ = h.broker.decideRelease(b.token, exit: .code(3), now: h.now)
+        h.broker.decideDisconnect(ClientID(2), now: h.now)
+        h.broker.decideProcessExited(42, now: h.now)
         _ = c; _ = d
         let metrics = h.broker.metrics
         #expect(metrics.finishedSuccessTotal == 1 && metrics.finishedFailureTotal == 1 && metrics.releasedTotal == 2)
@@ -89,16 +89,16 @@ struct DrainingTests {
         var h = harness(groups: groups)
         let lease = grantInGroup(&h, 702, workspace: "/w")
         groups.set(702, alive: true)
-        _ = h.broker.release(lease.token, now: h.now)
+        _ = h.broker.decideRelease(lease.token, now: h.now)
         let saved = h.broker.snapshot(now: h.now, wall: h.wall)
         #expect(saved.leases.first?.draining == .released && saved.leases.first?.pgid == 702)
 
         var restarted = harness(groups: groups)
-        restarted.broker.restore(saved, now: restarted.now, wall: restarted.wall)
+        restarted.broker.decideRestore(saved, now: restarted.now, wall: restarted.wall)
         #expect(restarted.broker.drainingGroups == [702])
         #expect(restarted.acquire(workspace: "/w").refusal?.reason == .workspaceLock)
         #expect(restarted.violations().isEmpty)
-        restarted.broker.processGroupEnded(702, now: restarted.now)
+        restarted.broker.decideProcessGroupEnded(702, now: restarted.now)
         #expect(restarted.grant(workspace: "/w") != nil)
         #expect(restarted.broker.fenceHighWater >= lease.fence)
     }
@@ -112,14 +112,14 @@ struct DrainingTests {
         var h = harness(global: 2, groups: groups)
         let lease = grantInGroup(&h, 704)
         groups.set(704, alive: true)
-        _ = h.broker.release(lease.token, now: h.now)
+        _ = h.broker.decideRelease(lease.token, now: h.now)
         _ = grantInGroup(&h, 705)
         var saved = h.broker.snapshot(now: h.now, wall: h.wall)
         #expect(saved.leases.count == 2)
         for index in saved.leases.indices { saved.leases[index].pgid = pgid }
 
         var restarted = harness(global: 2, groups: groups)
-        let rejected = restarted.broker.restore(saved, now: restarted.now, wall: restarted.wall)
+        let rejected = restarted.broker.decideRestore(saved, now: restarted.now, wall: restarted.wall)
         #expect(rejected.count == 2)
         #expect(restarted.broker.drainingGroups.isEmpty)
         #expect(restarted.violations().isEmpty)
@@ -130,8 +130,8 @@ struct DrainingTests {
         var h = harness(groups: groups)
         let lease = grantInGroup(&h, 703)
         groups.set(703, alive: true)
-        _ = h.broker.release(lease.token, now: h.now)
-        h.broker.processGroupEnded(999, now: h.now)
+        _ = h.broker.decideRelease(lease.token, now: h.now)
+        h.broker.decideProcessGroupEnded(999, now: h.now)
         #expect(h.broker.status(now: h.now).global.inUse == 1)
     }
 }

@@ -18,18 +18,18 @@ struct ExactNameTests {
 
     @Test func pausingOneSpellingLeavesTheOtherFree() {
         var h = Harness()
-        _ = h.broker.pause(composed, now: h.now)
+        _ = h.broker.decidePause(composed, now: h.now)
         #expect(h.acquire(project: composed).refusal?.reason == .paused)
         #expect(h.acquire(project: decomposed).lease != nil)
-        _ = h.broker.resume(decomposed, now: h.now)
+        _ = h.broker.decideResume(decomposed, now: h.now)
         #expect(h.acquire(project: composed).refusal?.reason == .paused, "resuming the other spelling changes nothing")
     }
 
     @Test func flagFilesOfBothSpellingsPauseBoth() {
         var h = Harness()
-        h.broker.syncPaused([composed, decomposed], now: h.now)
+        h.broker.decideSyncPaused([composed, decomposed], now: h.now)
         #expect(h.broker.paused.count == 2)
-        h.broker.syncPaused([decomposed], now: h.now)
+        h.broker.decideSyncPaused([decomposed], now: h.now)
         #expect(h.acquire(project: composed).lease != nil)
         #expect(h.acquire(project: decomposed).refusal?.reason == .paused)
     }
@@ -48,8 +48,8 @@ struct ExactNameTests {
 
     @Test func theBreakerCountsEachSpellingOnItsOwn() {
         var h = Harness()
-        _ = h.broker.report(project: composed, agent: "project-meta", success: false, now: h.now)
-        _ = h.broker.report(project: composed, agent: "project-meta", success: false, now: h.now)
+        _ = h.broker.decideReport(project: composed, agent: "project-meta", success: false, now: h.now)
+        _ = h.broker.decideReport(project: composed, agent: "project-meta", success: false, now: h.now)
         #expect(h.broker.breaker.count(decomposed) == 0)
         #expect(h.broker.breaker.count(composed) == 2)
     }
@@ -75,7 +75,7 @@ struct ExactNameTests {
         }
         #expect(h.grant(workspace: "/w/" + composed) != nil)
         #expect(h.grant(workspace: "/w/" + decomposed) != nil, "two directories on disk, two locks")
-        h.broker.throttle(provider: "p", tenant: composed, retryAfterMilliseconds: 60_000, now: h.now)
+        h.broker.decideThrottle(provider: "p", tenant: composed, retryAfterMilliseconds: 60_000, now: h.now)
         #expect(h.acquire(providers: ["p"], tenant: decomposed).lease != nil, "another tenant's throttle")
         #expect(h.grant(model: "p/" + composed)?.model?.model == composed)
         #expect(h.grant(model: "p/" + decomposed)?.model?.model == decomposed, "another model's pool")

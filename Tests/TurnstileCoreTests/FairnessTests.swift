@@ -127,7 +127,7 @@ struct FairnessTests {
             $0.models = [ModelConfig(name: "p/full", concurrencyLimit: 1)]
         }
         let parked = h.grant(workspace: "/locked")!
-        _ = h.broker.park(parked.token, now: h.now)
+        _ = h.broker.decidePark(parked.token, now: h.now)
         _ = h.grant(project: "capped")!
         _ = h.grant(model: "p/full")!
         let filler = h.grant()!

@@ -32,8 +32,16 @@ struct Harness {
                              fallback: ModelKey.parseChain(fallback), providers: providers,
                              workspace: workspace.flatMap(Names.normaliseWorkspace), tenant: tenant, priority: priority),
             waitMilliseconds: wait, ttlMilliseconds: ttl, detach: detach, pid: pid, holder: holder)
-        let t = ticket(client)
-        return broker.acquire(request, ticket: t, now: now)
+        return decide(request, ticket: ticket(client))
+    }
+
+    /// An acquire's decision. A grant at once is answered by its own `granted` effect, which
+    /// is set aside here: the effects the tests read are the rest (grants from the queue,
+    /// leases created and ended).
+    mutating func decide(_ request: AcquireRequest, ticket t: Ticket) -> AcquireOutcome {
+        let outcome = broker.decideAcquire(request, ticket: t, now: now)
+        if case .granted = outcome, case .granted(t, _)? = broker.effects.last { broker.effects.removeLast() }
+        return outcome
     }
 
     /// Acquires and returns the lease, or nil if not granted at once.
@@ -52,7 +60,7 @@ struct Harness {
     mutating func advance(_ milliseconds: UInt64) {
         now = now.adding(milliseconds: milliseconds)
         wall = wall.adding(milliseconds: Int64(milliseconds))
-        broker.tick(now: now)
+        broker.decideTick(now: now)
     }
 
     /// Drains the broker's effects.
@@ -69,7 +77,7 @@ struct Harness {
     /// Releases a lease.
     @discardableResult
     mutating func release(_ lease: Lease) -> Bool {
-        if case .success = broker.release(lease.token, now: now) { return true }
+        if case .success = broker.decideRelease(lease.token, now: now) { return true }
         return false
     }
 }

@@ -14,7 +14,7 @@ struct LateTimerTests {
 
     @Test func aWaiterHeldByAThrottleIsServedBeforeANewcomer() {
         var h = Harness { $0.limits.global = 1 }
-        h.broker.throttle(provider: "gh", tenant: "local", retryAfterMilliseconds: 1000, now: h.now)
+        h.broker.decideThrottle(provider: "gh", tenant: "local", retryAfterMilliseconds: 1000, now: h.now)
         let waiter = h.acquire(providers: ["gh"], wait: 60_000)
         #expect(waiter.refusal?.reason == .rateLimit)
         _ = h.effects()
@@ -27,7 +27,7 @@ struct LateTimerTests {
 
     @Test func aWaitingNewcomerQueuesBehindTheWaiter() {
         var h = Harness { $0.limits.global = 1 }
-        h.broker.throttle(provider: "gh", tenant: "local", retryAfterMilliseconds: 500, now: h.now)
+        h.broker.decideThrottle(provider: "gh", tenant: "local", retryAfterMilliseconds: 500, now: h.now)
         #expect(h.acquire(providers: ["gh"], wait: 60_000).isQueued)
         _ = h.effects()
         late(&h, by: 700)
@@ -41,7 +41,7 @@ struct LateTimerTests {
             $0.limits.global = 1
             $0.telemetry.subscriptionLimitTTLSeconds = 1
         }
-        h.broker.record(CompletionEvent(model: "p1/x", completedAt: h.wall, latencyMilliseconds: 1, success: false,
+        h.broker.decideRecord(CompletionEvent(model: "p1/x", completedAt: h.wall, latencyMilliseconds: 1, success: false,
                                         error: "quota exceeded"), now: h.now)
         let waiter = h.acquire(model: "p1/x", wait: 60_000)
         #expect(waiter.refusal?.reason == .model)
@@ -58,20 +58,20 @@ struct LateTimerTests {
     func everyEntryPointLiftsEndedBlocksFirst(operation: String) {
         var h = Harness { $0.limits.global = 2 }
         let held = h.grant(detach: true)!
-        h.broker.throttle(provider: "gh", tenant: "t", retryAfterMilliseconds: 100, now: h.now)
+        h.broker.decideThrottle(provider: "gh", tenant: "t", retryAfterMilliseconds: 100, now: h.now)
         #expect(h.acquire(providers: ["gh"], tenant: "t", wait: 60_000).isQueued)
         _ = h.effects()
         late(&h, by: 100)
         #expect(!h.violations().isEmpty, "before any call the waiter could be granted but waits")
         switch operation {
-        case "release": _ = h.broker.release(held.token, now: h.now)
-        case "cancel": _ = h.broker.cancel(Ticket(client: ClientID(9), request: 9), now: h.now)
-        case "pause": _ = h.broker.pause("zeta", now: h.now)
+        case "release": _ = h.broker.decideRelease(held.token, now: h.now)
+        case "cancel": _ = h.broker.decideCancel(Ticket(client: ClientID(9), request: 9), now: h.now)
+        case "pause": _ = h.broker.decidePause("zeta", now: h.now)
         case "record":
-            h.broker.record(CompletionEvent(model: "a/b", completedAt: h.wall, latencyMilliseconds: 1, success: true),
+            h.broker.decideRecord(CompletionEvent(model: "a/b", completedAt: h.wall, latencyMilliseconds: 1, success: true),
                             now: h.now)
-        case "throttle": h.broker.throttle(provider: "other", tenant: "t", retryAfterMilliseconds: 5, now: h.now)
-        default: _ = h.broker.heartbeat(held.token, now: h.now)
+        case "throttle": h.broker.decideThrottle(provider: "other", tenant: "t", retryAfterMilliseconds: 5, now: h.now)
+        default: _ = h.broker.decideHeartbeat(held.token, now: h.now)
         }
         #expect(h.grantedTickets().count == 1, "\(operation)")
         #expect(h.violations().isEmpty, "\(operation)")
@@ -80,11 +80,11 @@ struct LateTimerTests {
     @Test func aLateTimerStillExpiresALeaseWhoseHeartbeatCameInTime() {
         var h = Harness { $0.limits.global = 1 }
         let lease = h.grant(ttl: 1000)!
-        h.broker.throttle(provider: "gh", tenant: "local", retryAfterMilliseconds: 500, now: h.now)
+        h.broker.decideThrottle(provider: "gh", tenant: "local", retryAfterMilliseconds: 500, now: h.now)
         late(&h, by: 999)
-        #expect((try? h.broker.heartbeat(lease.token, now: h.now).get()) != nil, "in time")
+        #expect((try? h.broker.decideHeartbeat(lease.token, now: h.now).get()) != nil, "in time")
         late(&h, by: 999)
-        #expect((try? h.broker.heartbeat(lease.token, now: h.now).get()) != nil, "the heartbeat reset the deadline")
+        #expect((try? h.broker.decideHeartbeat(lease.token, now: h.now).get()) != nil, "the heartbeat reset the deadline")
         #expect(h.broker.throttles.active(now: h.now).isEmpty)
     }
 }

@@ -36,13 +36,13 @@ struct LeaseLifecycleTests {
         var h = Harness()
         let lease = h.grant(ttl: 1000)!
         h.advance(900)
-        let beat = try? h.broker.heartbeat(lease.token, now: h.now).get()
+        let beat = try? h.broker.decideHeartbeat(lease.token, now: h.now).get()
         #expect(beat?.deadline == h.now.adding(milliseconds: 1000))
         h.advance(900)
         #expect(h.broker.lease(lease.token) != nil, "alive 1800 ms after grant thanks to the heartbeat")
         // A heartbeat arriving at the deadline, before the timer fired, is too late.
         h.now = h.now.adding(milliseconds: 100)
-        #expect(h.broker.heartbeat(lease.token, now: h.now) == .failure(.notFound))
+        #expect(h.broker.decideHeartbeat(lease.token, now: h.now) == .failure(.notFound))
         #expect(h.broker.leaseCount == 0)
     }
 
@@ -57,10 +57,10 @@ struct LeaseLifecycleTests {
         #expect(fences == fences.sorted() && Set(fences).count == 5)
         let snapshot = h.broker.snapshot(now: h.now, wall: h.wall)
         var restarted = Harness(seed: 2)
-        restarted.broker.restore(snapshot, fenceFloor: 1000, now: restarted.now, wall: restarted.wall)
+        restarted.broker.decideRestore(snapshot, fenceFloor: 1000, now: restarted.now, wall: restarted.wall)
         #expect(restarted.grant()!.fence == 1001, "continues above the durable reservation")
         var plain = Harness(seed: 3)
-        plain.broker.restore(snapshot, now: plain.now, wall: plain.wall)
+        plain.broker.decideRestore(snapshot, now: plain.now, wall: plain.wall)
         #expect(plain.grant()!.fence == fences.last! + 1)
     }
 
@@ -71,7 +71,7 @@ struct LeaseLifecycleTests {
         _ = h.grant(client: 8)!
         #expect(h.acquire(wait: 60_000, client: 7).isQueued)
         _ = h.effects()
-        h.broker.disconnect(ClientID(7), now: h.now)
+        h.broker.decideDisconnect(ClientID(7), now: h.now)
         #expect(h.broker.lease(bound.token) == nil)
         #expect(h.broker.lease(detached.token) != nil)
         #expect(h.broker.lease(detached.token)?.client == nil, "nobody to send its events to")
@@ -90,7 +90,7 @@ struct LeaseLifecycleTests {
         let effects = h.effects()
         #expect(effects.filter { $0 == .watchProcess(4242) }.count == 1, "one watch per process")
         #expect(effects.contains(.watchProcess(99)))
-        h.broker.processExited(4242, now: h.now)
+        h.broker.decideProcessExited(4242, now: h.now)
         #expect(h.broker.lease(a.token) == nil && h.broker.lease(b.token) == nil, "detached leases too")
         #expect(h.broker.lease(other.token) != nil)
         #expect(h.effects().contains(.unwatchProcess(4242)))
@@ -102,22 +102,22 @@ struct LeaseLifecycleTests {
     @Test func attachBindsToANewConnectionAndProcess() throws {
         var h = Harness()
         let lease = h.grant(detach: true, client: 1)!
-        let attached = try h.broker.attach(lease.token, client: ClientID(2), pid: 555, now: h.now).get()
+        let attached = try h.broker.decideAttach(lease.token, client: ClientID(2), pid: 555, now: h.now).get()
         #expect(attached.bound && attached.client == ClientID(2) && attached.pid == 555)
         #expect(h.effects().contains(.watchProcess(555)))
-        h.broker.disconnect(ClientID(1), now: h.now)
+        h.broker.decideDisconnect(ClientID(1), now: h.now)
         #expect(h.broker.lease(lease.token) != nil, "the old connection no longer holds it")
-        h.broker.disconnect(ClientID(2), now: h.now)
+        h.broker.decideDisconnect(ClientID(2), now: h.now)
         #expect(h.broker.lease(lease.token) == nil, "closing the new one releases it")
     }
 
     @Test func parkFreesCapacityKeepsTheWorkspaceAndUnparkWaits() throws {
         var h = Harness { $0.limits.global = 1 }
         let lease = h.grant(workspace: "/repo")!
-        _ = try h.broker.park(lease.token, now: h.now).get()
+        _ = try h.broker.decidePark(lease.token, now: h.now).get()
         let other = h.grant()!
         #expect(h.broker.status(now: h.now).workspaces.first?.parked == true)
-        let unpark = try h.broker.unpark(lease.token, ticket: h.ticket(), waitMilliseconds: 60_000, now: h.now).get()
+        let unpark = try h.broker.decideUnpark(lease.token, ticket: h.ticket(), waitMilliseconds: 60_000, now: h.now).get()
         #expect(unpark.isQueued)
         #expect(unpark.refusal?.reason == .global, "its own workspace lock does not block it")
         h.release(other)
@@ -131,10 +131,10 @@ struct LeaseLifecycleTests {
     @Test func anUnparkWaiterLearnsItsLeaseIsGone() throws {
         var h = Harness { $0.limits.global = 1 }
         let lease = h.grant(ttl: 500)!
-        _ = try h.broker.park(lease.token, now: h.now).get()
+        _ = try h.broker.decidePark(lease.token, now: h.now).get()
         _ = h.grant()!
         let ticket = h.ticket()
-        #expect(try h.broker.unpark(lease.token, ticket: ticket, waitMilliseconds: 60_000, now: h.now).get().isQueued)
+        #expect(try h.broker.decideUnpark(lease.token, ticket: ticket, waitMilliseconds: 60_000, now: h.now).get().isQueued)
         h.advance(500)
         #expect(h.effects().contains(.failed(ticket, .leaseGone)))
         #expect(h.broker.waiterCount == 0)
@@ -144,10 +144,10 @@ struct LeaseLifecycleTests {
         var h = Harness()
         let a = h.grant()!
         let b = h.grant()!
-        let byToken = try? h.broker.revoke(a.token, now: h.now).get()
-        let byFence = h.broker.revoke(fence: b.fence, now: h.now)
-        let unknownFence = h.broker.revoke(fence: 999, now: h.now)
-        let again = h.broker.revoke(a.token, now: h.now)
+        let byToken = try? h.broker.decideRevoke(a.token, now: h.now).get()
+        let byFence = h.broker.decideRevoke(fence: b.fence, now: h.now)
+        let unknownFence = h.broker.decideRevoke(fence: 999, now: h.now)
+        let again = h.broker.decideRevoke(a.token, now: h.now)
         #expect(byToken?.fence == a.fence)
         #expect(byFence?.token == b.token)
         #expect(unknownFence == nil)
@@ -162,14 +162,14 @@ struct LeaseLifecycleTests {
         _ = h.effects()
         let cancelled = h.ticket()
         let request = AcquireRequest(AdmissionRequest(), waitMilliseconds: 60_000)
-        #expect(h.broker.acquire(request, ticket: cancelled, now: h.now).isQueued)
-        let first = h.broker.cancel(cancelled, now: h.now)
-        let second = h.broker.cancel(cancelled, now: h.now)
+        #expect(h.broker.decideAcquire(request, ticket: cancelled, now: h.now).isQueued)
+        let first = h.broker.decideCancel(cancelled, now: h.now)
+        let second = h.broker.decideCancel(cancelled, now: h.now)
         #expect(first && !second)
         #expect(h.effects() == [.failed(cancelled, .cancelled)])
 
         let timed = h.ticket()
-        #expect(h.broker.acquire(AcquireRequest(AdmissionRequest(), waitMilliseconds: 300), ticket: timed, now: h.now).isQueued)
+        #expect(h.broker.decideAcquire(AcquireRequest(AdmissionRequest(), waitMilliseconds: 300), ticket: timed, now: h.now).isQueued)
         h.advance(299)
         #expect(h.effects().isEmpty)
         h.advance(1)
@@ -180,8 +180,8 @@ struct LeaseLifecycleTests {
         #expect(t == timed && refusal.reason == .global)
 
         let stopping = h.ticket()
-        #expect(h.broker.acquire(request, ticket: stopping, now: h.now).isQueued)
-        h.broker.shutDown()
+        #expect(h.broker.decideAcquire(request, ticket: stopping, now: h.now).isQueued)
+        h.broker.decideShutDown()
         #expect(h.effects() == [.failed(stopping, .shuttingDown)])
     }
 
@@ -200,7 +200,7 @@ struct LeaseLifecycleTests {
         let snapshot = h.broker.snapshot(now: h.now, wall: h.wall)
         var after = Harness(seed: 9) { $0.limits.global = 2 }
         after.now = Instant(milliseconds: 50)
-        let rejected = after.broker.restore(snapshot, now: after.now, wall: after.wall)
+        let rejected = after.broker.decideRestore(snapshot, now: after.now, wall: after.wall)
         #expect(rejected.isEmpty)
         #expect(after.broker.leaseCount == 3, "restored even above the lowered limit")
         for lease in leases {
@@ -227,7 +227,7 @@ struct LeaseLifecycleTests {
         snapshot.leases.append(bad)
         snapshot.leases.append(snapshot.leases[0])
         var after = Harness(seed: 4)
-        let rejected = after.broker.restore(snapshot, now: after.now, wall: after.wall)
+        let rejected = after.broker.decideRestore(snapshot, now: after.now, wall: after.wall)
         #expect(rejected.count == 2)
         #expect(after.broker.lease(lease.token) != nil)
     }
@@ -240,7 +240,7 @@ struct LeaseLifecycleTests {
         #expect(h.broker.nextDeadline() == h.now.adding(milliseconds: 5000))
         let beat = h.grant(ttl: 1000)!
         h.advance(500)
-        _ = h.broker.heartbeat(beat.token, now: h.now)
+        _ = h.broker.decideHeartbeat(beat.token, now: h.now)
         #expect(h.broker.nextDeadline() == h.now.adding(milliseconds: 1000))
     }
 

@@ -81,7 +81,7 @@ struct ModelFallbackTests {
 
     @Test func subscriptionLimitedModelCountsAsFull() {
         var h = Harness(Self.fleet)
-        h.broker.record(CompletionEvent(model: "anthropic/claude-opus-4", completedAt: h.wall, latencyMilliseconds: 10,
+        h.broker.decideRecord(CompletionEvent(model: "anthropic/claude-opus-4", completedAt: h.wall, latencyMilliseconds: 10,
                                         success: false, error: "weekly session limit reached"), now: h.now)
         let lease = h.grant(model: "anthropic/claude-opus-4")!
         #expect(lease.model?.description == "zai/glm-5", "flagged primary is skipped")
@@ -94,10 +94,10 @@ struct ModelFallbackTests {
         var h = Harness {
             $0.providers = [ProviderConfig(name: "a", models: ["m"]), ProviderConfig(name: "b", models: ["m"])]
         }
-        h.broker.record(CompletionEvent(model: "a/m", completedAt: h.wall, latencyMilliseconds: 1, success: false,
+        h.broker.decideRecord(CompletionEvent(model: "a/m", completedAt: h.wall, latencyMilliseconds: 1, success: false,
                                         status: 429), now: h.now)
         #expect(h.grant(model: "a/m")?.model?.description == "b/m")
-        h.broker.record(CompletionEvent(model: "m", completedAt: h.wall, latencyMilliseconds: 1, success: false,
+        h.broker.decideRecord(CompletionEvent(model: "m", completedAt: h.wall, latencyMilliseconds: 1, success: false,
                                         error: "usage cap"), now: h.now)
         let refusal = h.acquire(model: "b/m").refusal
         #expect(refusal?.reason == .model)
@@ -106,7 +106,7 @@ struct ModelFallbackTests {
 
     @Test func flagEndWakesWaiters() {
         var h = Harness { $0.telemetry.subscriptionLimitTTLSeconds = 2 }
-        h.broker.record(CompletionEvent(model: "solo/m", completedAt: h.wall, latencyMilliseconds: 1, success: false,
+        h.broker.decideRecord(CompletionEvent(model: "solo/m", completedAt: h.wall, latencyMilliseconds: 1, success: false,
                                         error: "out of quota"), now: h.now)
         #expect(h.acquire(model: "solo/m", wait: 60_000).isQueued)
         #expect(h.broker.nextDeadline() == h.now.adding(milliseconds: 2000))
@@ -118,7 +118,7 @@ struct ModelFallbackTests {
 
     @Test func throttledPrimaryIsSoftAndFallsBack() {
         var h = Harness(Self.fleet)
-        h.broker.throttle(provider: "anthropic", tenant: "local", retryAfterMilliseconds: 30_000, now: h.now)
+        h.broker.decideThrottle(provider: "anthropic", tenant: "local", retryAfterMilliseconds: 30_000, now: h.now)
         let lease = h.grant(model: "anthropic/claude-opus-4")!
         #expect(lease.model?.description == "zai/glm-5", "fallback skips the throttled provider's models")
         #expect(h.grant(model: "anthropic/claude-opus-4", tenant: "other")?.model?.description == "anthropic/claude-opus-4",
@@ -127,7 +127,7 @@ struct ModelFallbackTests {
 
     @Test func onlyThrottlingBlocksThenTheAnswerIsRateLimit() {
         var h = Harness { $0.providers = [ProviderConfig(name: "a", models: ["m"])] }
-        h.broker.throttle(provider: "a", tenant: "local", retryAfterMilliseconds: 7000, now: h.now)
+        h.broker.decideThrottle(provider: "a", tenant: "local", retryAfterMilliseconds: 7000, now: h.now)
         let refusal = h.acquire(model: "a/m").refusal
         #expect(refusal?.reason == .rateLimit)
         #expect(refusal?.retryAfterMilliseconds == 7000)
@@ -158,7 +158,7 @@ struct ModelFallbackTests {
         var config = h.broker.config
         config.limits.global = 3
         config.models = [ModelConfig(name: "a/x", concurrencyLimit: 2), ModelConfig(name: "b/y", concurrencyLimit: 2)]
-        h.broker.reload(config, now: h.now)
+        h.broker.decideReload(config, now: h.now)
         let granted = h.effects().compactMap { if case .granted(_, let lease) = $0 { lease } else { nil } }
         #expect(granted.map { $0.model?.description } == ["a/x"])
         #expect(granted.first?.route == .primary)

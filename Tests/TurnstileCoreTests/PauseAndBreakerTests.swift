@@ -8,29 +8,29 @@ import Testing
 struct PauseAndBreakerTests {
     @Test func pauseFlagAbsentMeansNotPaused() {
         var h = Harness()
-        h.broker.syncPaused([], now: h.now)
+        h.broker.decideSyncPaused([], now: h.now)
         #expect(h.grant(project: "odilo") != nil)
     }
 
     @Test func pauseFlagPresentMeansPaused() {
         var h = Harness()
-        h.broker.syncPaused(["odilo"], now: h.now)
+        h.broker.decideSyncPaused(["odilo"], now: h.now)
         #expect(h.acquire(project: "odilo").refusal?.reason == .paused)
     }
 
     @Test func pauseFlagNotSharedAcrossProjects() {
         var h = Harness()
-        h.broker.syncPaused(["odilo"], now: h.now)
+        h.broker.decideSyncPaused(["odilo"], now: h.now)
         #expect(h.acquire(project: "odilo").refusal?.reason == .paused)
         #expect(h.grant(project: "digital-twins") != nil)
     }
 
     @Test func pauseFlagIgnoredForGlobalAgents() {
         var h = Harness()
-        h.broker.syncPaused([Names.globalProject], now: h.now)
+        h.broker.decideSyncPaused([Names.globalProject], now: h.now)
         #expect(h.grant() != nil, "acquires without a project are never paused")
         #expect(h.grant(project: Names.globalProject) != nil)
-        #expect(h.broker.pause(Names.globalProject, now: h.now)
+        #expect(h.broker.decidePause(Names.globalProject, now: h.now)
                 == .failure(.badRequest(field: "project", message: "__global__ cannot be paused")))
     }
 
@@ -94,21 +94,21 @@ struct PauseAndBreakerTests {
 
     @Test func tripPausesTheProjectOnceAndResumeRearms() {
         var h = Harness { $0.circuitBreaker.threshold = 2 }
-        _ = h.broker.report(project: "odilo", agent: "project-meta-odilo", success: false, now: h.now)
+        _ = h.broker.decideReport(project: "odilo", agent: "project-meta-odilo", success: false, now: h.now)
         #expect(h.effects().isEmpty)
-        let trip = try? h.broker.report(project: "odilo", agent: "project-meta", success: false, now: h.now).get()
+        let trip = try? h.broker.decideReport(project: "odilo", agent: "project-meta", success: false, now: h.now).get()
         #expect(trip?.tripped == true)
         #expect(h.effects() == [.paused(project: "odilo"), .tripped(project: "odilo", failures: 2)])
         #expect(h.acquire(project: "odilo").refusal?.reason == .paused)
-        let again = try? h.broker.report(project: "odilo", agent: "project-meta", success: false, now: h.now).get()
+        let again = try? h.broker.decideReport(project: "odilo", agent: "project-meta", success: false, now: h.now).get()
         #expect(again?.tripped == false)
         #expect(again?.count == 3)
         #expect(h.effects().isEmpty, "no second trip, no second pause")
-        #expect(h.broker.resume("odilo", now: h.now) == .success(true))
+        #expect(h.broker.decideResume("odilo", now: h.now) == .success(true))
         #expect(h.effects() == [.resumed(project: "odilo")])
         #expect(h.broker.breaker.count("odilo") == 0, "resume re-arms: the count starts over")
-        _ = h.broker.report(project: "odilo", agent: "project-meta", success: false, now: h.now)
-        let retrip = try? h.broker.report(project: "odilo", agent: "project-meta", success: false, now: h.now).get()
+        _ = h.broker.decideReport(project: "odilo", agent: "project-meta", success: false, now: h.now)
+        let retrip = try? h.broker.decideReport(project: "odilo", agent: "project-meta", success: false, now: h.now).get()
         #expect(retrip?.tripped == true, "a re-armed breaker trips again at the threshold")
     }
 
@@ -127,7 +127,7 @@ struct PauseAndBreakerTests {
     func invalidProjectNamesAreRefused(name: String) {
         #expect(Names.projectNameProblem(name) != nil)
         var h = Harness()
-        guard case .failure(.badRequest(let field, _)) = h.broker.pause(name, now: h.now) else {
+        guard case .failure(.badRequest(let field, _)) = h.broker.decidePause(name, now: h.now) else {
             Issue.record("pause of \(name.debugDescription) was accepted")
             return
         }

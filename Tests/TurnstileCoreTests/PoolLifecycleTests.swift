@@ -11,7 +11,7 @@ struct PoolLifecycleTests {
     /// Snapshots `h` and restores it into a fresh broker with `configure`'s config.
     private func restarted(_ h: Harness, _ configure: (inout TurnstileConfig) -> Void = { _ in }) -> Harness {
         var fresh = Harness(seed: 2, configure)
-        fresh.broker.restore(h.broker.snapshot(now: h.now, wall: h.wall), now: fresh.now, wall: fresh.wall)
+        fresh.broker.decideRestore(h.broker.snapshot(now: h.now, wall: h.wall), now: fresh.now, wall: fresh.wall)
         return fresh
     }
 
@@ -94,7 +94,7 @@ struct PoolLifecycleTests {
         _ = h.effects()
         var config = h.broker.config
         config.pools = []
-        h.broker.reload(config, now: h.now)
+        h.broker.decideReload(config, now: h.now)
         let changed = h.effects().compactMap { if case .leaseChanged(let lease) = $0 { lease } else { nil } }
         #expect(changed.map(\.request.poolLimits) == [["gpu": 1]], "the holder's limit is journaled")
         #expect(pool(h, "gpu") == .init(name: "gpu", limit: 1, inUse: 1, waiting: 1, adHoc: true))
@@ -115,7 +115,7 @@ struct PoolLifecycleTests {
         #expect(h.acquire(pools: ["build"], wait: 60_000, client: 2).isQueued)
         var config = h.broker.config
         config.pools = [PoolConfig(name: "build", limit: 2)]
-        h.broker.reload(config, now: h.now)
+        h.broker.decideReload(config, now: h.now)
         #expect(h.grantedTickets().count == 1, "the raised limit grants the waiter at once")
         #expect(h.broker.status(now: h.now).pools == [.init(name: "build", limit: 2, inUse: 2, waiting: 0, adHoc: false)])
         #expect(h.violations().isEmpty)
@@ -124,9 +124,9 @@ struct PoolLifecycleTests {
     @Test func anUnparkOfAPoolThatLostItsLimitIsABadRequest() {
         var h = Harness { $0.pools = [PoolConfig(name: "gpu", limit: 1)] }
         let lease = h.acquire(pools: ["gpu"]).lease!
-        _ = h.broker.park(lease.token, now: h.now)
+        _ = h.broker.decidePark(lease.token, now: h.now)
         var after = restarted(h)
-        let unpark = after.broker.unpark(lease.token, ticket: after.ticket(), waitMilliseconds: 60_000, now: after.now)
+        let unpark = after.broker.decideUnpark(lease.token, ticket: after.ticket(), waitMilliseconds: 60_000, now: after.now)
         if case .failure(.badRequest(let field, _)) = unpark { #expect(field == "pools") } else { Issue.record("\(unpark)") }
         #expect(after.violations().isEmpty)
     }
@@ -134,9 +134,9 @@ struct PoolLifecycleTests {
     @Test func anUnparkUnderAnotherAdHocLimitTakesTheLimitInForce() {
         var h = Harness()
         let parked = h.acquire(pools: ["build"], limits: ["build": 1]).lease!
-        _ = h.broker.park(parked.token, now: h.now)
+        _ = h.broker.decidePark(parked.token, now: h.now)
         _ = h.acquire(pools: ["build"], limits: ["build": 2], client: 2).lease!
-        let unpark = h.broker.unpark(parked.token, ticket: h.ticket(), waitMilliseconds: 0, now: h.now)
+        let unpark = h.broker.decideUnpark(parked.token, ticket: h.ticket(), waitMilliseconds: 0, now: h.now)
         if case .success(.granted(let lease)) = unpark {
             #expect(lease.request.poolLimits == ["build": 2])
         } else {
@@ -153,10 +153,10 @@ struct PoolLifecycleTests {
         let lease = h.acquire(pools: ["gpu"], pgid: 700).lease!
         #expect(h.acquire(pools: ["gpu"], wait: 60_000, client: 2).isQueued)
         _ = h.effects()
-        _ = h.broker.release(lease.token, now: h.now)
+        _ = h.broker.decideRelease(lease.token, now: h.now)
         #expect(h.grantedTickets().isEmpty, "the group still runs: the unit stays taken")
         alive.withLock { $0 = false }
-        h.broker.processGroupEnded(700, now: h.now)
+        h.broker.decideProcessGroupEnded(700, now: h.now)
         #expect(h.grantedTickets().count == 1)
         #expect(h.violations().isEmpty)
     }

@@ -76,13 +76,13 @@ struct PoolTests {
     @Test func parkGivesTheUnitBackAndUnparkTakesItAgain() {
         var h = Harness { $0.pools = [PoolConfig(name: "gpu", limit: 1)] }
         let lease = h.acquire(pools: ["gpu"]).lease!
-        _ = h.broker.park(lease.token, now: h.now)
+        _ = h.broker.decidePark(lease.token, now: h.now)
         let other = h.acquire(pools: ["gpu"]).lease!
         let t = h.ticket()
-        let unpark = h.broker.unpark(lease.token, ticket: t, waitMilliseconds: 0, now: h.now)
+        let unpark = h.broker.decideUnpark(lease.token, ticket: t, waitMilliseconds: 0, now: h.now)
         if case .success(.refused(let refusal)) = unpark { #expect(refusal.reason == .pool) } else { Issue.record("\(unpark)") }
         h.release(other)
-        let again = h.broker.unpark(lease.token, ticket: h.ticket(), waitMilliseconds: 0, now: h.now)
+        let again = h.broker.decideUnpark(lease.token, ticket: h.ticket(), waitMilliseconds: 0, now: h.now)
         if case .success(.granted) = again {} else { Issue.record("\(again)") }
         #expect(h.violations().isEmpty)
     }
@@ -92,7 +92,7 @@ struct PoolTests {
         _ = h.acquire(pools: ["build"], limits: ["build": 2])
         let saved = h.broker.snapshot(now: h.now, wall: h.wall)
         var restarted = Harness()
-        restarted.broker.restore(saved, now: restarted.now, wall: restarted.wall)
+        restarted.broker.decideRestore(saved, now: restarted.now, wall: restarted.wall)
         #expect(restarted.broker.status(now: restarted.now).pools == [.init(name: "build", limit: 2, inUse: 1, waiting: 0, adHoc: true)])
         #expect(restarted.violations().isEmpty)
     }
@@ -103,7 +103,7 @@ struct PoolTests {
         _ = h.acquire(pools: ["gpu"])
         var lowered = h.broker.config
         lowered.pools = [PoolConfig(name: "gpu", limit: 1)]
-        h.broker.reload(lowered, now: h.now)
+        h.broker.decideReload(lowered, now: h.now)
         #expect(h.broker.status(now: h.now).pools.first?.inUse == 2)
         #expect(h.acquire(pools: ["gpu"]).refusal?.reason == .pool)
         #expect(h.violations().isEmpty)
@@ -119,6 +119,6 @@ extension Harness {
                                                       pools: pools, poolLimits: limits),
                                      waitMilliseconds: wait, pgid: pgid)
         let t = ticket(client)
-        return broker.acquire(request, ticket: t, now: now)
+        return decide(request, ticket: t)
     }
 }

@@ -44,7 +44,7 @@ struct ProportionalOverflowTests {
         // Reload to a huge global: the ratios now multiply shares near Int.max.
         var config = h.broker.config
         config.limits.global = Int.max
-        h.broker.reload(config, now: h.now)
+        h.broker.decideReload(config, now: h.now)
         h.release(first)
         #expect(h.grantedTickets().count == 2)
         #expect(h.violations().isEmpty)

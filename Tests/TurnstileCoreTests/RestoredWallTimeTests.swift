@@ -11,7 +11,7 @@ struct RestoredWallTimeTests {
             fenceHighWater: 0, leases: [], breaker: [:],
             throttles: [.init(tenant: "local", provider: "p", until: far)],
             telemetry: nil)
-        h.broker.restore(snapshot, now: h.now, wall: WallTime(unixMilliseconds: Int64.min + 1))
+        h.broker.decideRestore(snapshot, now: h.now, wall: WallTime(unixMilliseconds: Int64.min + 1))
         #expect(h.broker.throttles.active(now: h.now).count == 1)
         #expect(Broker.millisecondsLeft(until: WallTime(unixMilliseconds: Int64.min), from: h.wall) == 0)
         #expect(Broker.millisecondsLeft(until: far, from: WallTime(unixMilliseconds: -1)) == UInt64.max)

@@ -57,38 +57,38 @@ struct SimulationRun {
         let roll = rng.next() % 100
         switch roll {
         case 0..<30: acquire()
-        case 30..<40: onRandomLease("heartbeat") { run, token in _ = run.h.broker.heartbeat(token, now: run.h.now) }
-        case 40..<52: onRandomLease("release") { run, token in _ = run.h.broker.release(token, now: run.h.now) }
-        case 52..<56: onRandomLease("park") { run, token in _ = run.h.broker.park(token, now: run.h.now) }
+        case 30..<40: onRandomLease("heartbeat") { run, token in _ = run.h.broker.decideHeartbeat(token, now: run.h.now) }
+        case 40..<52: onRandomLease("release") { run, token in _ = run.h.broker.decideRelease(token, now: run.h.now) }
+        case 52..<56: onRandomLease("park") { run, token in _ = run.h.broker.decidePark(token, now: run.h.now) }
         case 56..<60: onRandomLease("unpark") { run, token in
             let ticket = run.h.ticket(UInt64(run.number(1...5)))
             let wait = run.chance(50) ? 0 : UInt64(run.number(1...4000))
-            if case .success(.queued) = run.h.broker.unpark(token, ticket: ticket, waitMilliseconds: wait, now: run.h.now) {
+            if case .success(.queued) = run.h.broker.decideUnpark(token, ticket: ticket, waitMilliseconds: wait, now: run.h.now) {
                 run.waiting.append(ticket)
             }
         }
         case 60..<63: onRandomLease("attach") { run, token in
             let pid: Int32? = run.chance(50) ? Int32(run.number(100...104)) : nil
-            _ = run.h.broker.attach(token, client: ClientID(UInt64(run.number(1...5))), pid: pid, now: run.h.now)
+            _ = run.h.broker.decideAttach(token, client: ClientID(UInt64(run.number(1...5))), pid: pid, now: run.h.now)
         }
-        case 63..<66: onRandomLease("revoke") { run, token in _ = run.h.broker.revoke(token, now: run.h.now) }
+        case 63..<66: onRandomLease("revoke") { run, token in _ = run.h.broker.decideRevoke(token, now: run.h.now) }
         case 66..<69:
             let client = ClientID(UInt64(number(1...5)))
             lastOperation = "disconnect \(client)"
-            h.broker.disconnect(client, now: h.now)
+            h.broker.decideDisconnect(client, now: h.now)
         case 69..<71:
             let pid = Int32(number(100...104))
             lastOperation = "exit \(pid)"
-            h.broker.processExited(pid, now: h.now)
+            h.broker.decideProcessExited(pid, now: h.now)
         case 71..<74:
             lastOperation = "cancel"
-            if !waiting.isEmpty { _ = h.broker.cancel(pick(waiting), now: h.now) }
+            if !waiting.isEmpty { _ = h.broker.decideCancel(pick(waiting), now: h.now) }
         case 74..<78: pauseOrResume()
         case 78..<81: throttle()
         case 81..<83: flag()
         case 83..<85:
             lastOperation = "reload"
-            h.broker.reload(Self.randomConfig(&rng), now: h.now)
+            h.broker.decideReload(Self.randomConfig(&rng), now: h.now)
         case 85..<89: lateTimer()
         default:
             let ms = UInt64(number(0...1500))
@@ -121,7 +121,7 @@ struct SimulationRun {
                              tenant: pick(Self.tenants), priority: number(-2...3)),
             waitMilliseconds: wait, ttlMilliseconds: UInt64(number(100...3000)), detach: chance(20),
             pid: chance(25) ? Int32(number(100...104)) : nil, holder: nil)
-        if case .queued = h.broker.acquire(request, ticket: ticket, now: h.now) { waiting.append(ticket) }
+        if case .queued = h.broker.decideAcquire(request, ticket: ticket, now: h.now) { waiting.append(ticket) }
     }
 
     /// The clock moves but the daemon's timer has not fired yet (it is late, or its turn of
@@ -146,24 +146,24 @@ struct SimulationRun {
         let project = pick(Self.projects)
         if chance(50) {
             lastOperation = "pause \(project)"
-            _ = h.broker.pause(project, now: h.now)
+            _ = h.broker.decidePause(project, now: h.now)
         } else {
             lastOperation = "resume \(project)"
-            _ = h.broker.resume(project, now: h.now)
+            _ = h.broker.decideResume(project, now: h.now)
         }
     }
 
     mutating func throttle() {
         let provider = pick(Self.providers)
         lastOperation = "throttle \(provider)"
-        h.broker.throttle(provider: provider, tenant: pick(Self.tenants), retryAfterMilliseconds: UInt64(number(0...3000)),
+        h.broker.decideThrottle(provider: provider, tenant: pick(Self.tenants), retryAfterMilliseconds: UInt64(number(0...3000)),
                           now: h.now)
     }
 
     mutating func flag() {
         let model = chance(50) ? pick(Self.pools) : pick(["x", "y", "z"])
         lastOperation = "flag \(model)"
-        h.broker.record(CompletionEvent(model: model, completedAt: h.wall, latencyMilliseconds: 1, success: false,
+        h.broker.decideRecord(CompletionEvent(model: model, completedAt: h.wall, latencyMilliseconds: 1, success: false,
                                         error: "quota exceeded"), now: h.now)
         let ttl = h.broker.config.telemetry.subscriptionLimitTTLSeconds * 1000
         oracle.flags[Telemetry.modelKey(model)] = h.now.adding(milliseconds: ttl)
@@ -187,8 +187,8 @@ struct SimulationRun {
     /// Every holder goes away (connections close, processes exit, time passes): everything
     /// must come back to zero.
     mutating func drain() {
-        for client in 1...5 { h.broker.disconnect(ClientID(UInt64(client)), now: h.now) }
-        for pid in Int32(100)...104 { h.broker.processExited(pid, now: h.now) }
+        for client in 1...5 { h.broker.decideDisconnect(ClientID(UInt64(client)), now: h.now) }
+        for pid in Int32(100)...104 { h.broker.decideProcessExited(pid, now: h.now) }
         oracle.apply(h.effects(), config: h.broker.config, now: h.now)
         var rounds = 0
         while h.broker.leaseCount + h.broker.waiterCount > 0 || h.broker.nextDeadline() != nil, rounds < 100 {

@@ -89,9 +89,9 @@ struct TelemetryBoundsTests {
             $0.telemetry.bounds = .init(models: 1)
             $0.limits.global = 4
         }
-        h.broker.record(event("p/flagged", at: 1, error: "quota exceeded"), now: h.now)
+        h.broker.decideRecord(event("p/flagged", at: 1, error: "quota exceeded"), now: h.now)
         #expect(h.acquire(model: "p/flagged").refusal?.reason == .model)
-        h.broker.record(event("p/other", at: 2), now: h.now)
+        h.broker.decideRecord(event("p/other", at: 2), now: h.now)
         #expect(h.acquire(model: "p/flagged").lease != nil, "its flag went with it")
         #expect(h.broker.nextDeadline() != nil)
         #expect(h.broker.telemetry.evictions.models == 1)

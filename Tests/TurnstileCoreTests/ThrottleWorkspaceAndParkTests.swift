@@ -8,7 +8,7 @@ import Testing
 struct ThrottleWorkspaceAndParkTests {
     @Test func providerRateLimitAdmissionIsTenantScoped() {
         var h = Harness { $0.limits.global = 4 }
-        h.broker.throttle(provider: "openai", tenant: "org-a", retryAfterMilliseconds: 60_000, now: h.now)
+        h.broker.decideThrottle(provider: "openai", tenant: "org-a", retryAfterMilliseconds: 60_000, now: h.now)
         let refused = h.acquire(providers: ["openai"], tenant: "org-a").refusal
         #expect(refused?.reason == .rateLimit)
         #expect(refused?.retryAfterMilliseconds == 60_000)
@@ -77,7 +77,7 @@ struct ThrottleWorkspaceAndParkTests {
     @Test func capacityReleaseWithoutWorkspaceReleaseStillBlocksSameWorkspace() throws {
         var h = Harness()
         let a = h.grant(workspace: "/work/repo-a")!
-        #expect(try h.broker.park(a.token, now: h.now).get().parked)
+        #expect(try h.broker.decidePark(a.token, now: h.now).get().parked)
         #expect(h.broker.status(now: h.now).global.inUse == 0)
         #expect(h.acquire(workspace: "/work/repo-a").refusal?.reason == .workspaceLock)
         h.release(a)

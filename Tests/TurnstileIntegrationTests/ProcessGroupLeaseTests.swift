@@ -119,6 +119,12 @@ struct ProcessGroupLeaseTests {
         run.signal(SIGKILL)
         _ = run.waitForExit()
         #expect(daemon.logShows("draining"), "\(daemon.fullLog)")
+        // An answer leaves only after its loop turn's journal is written: once a status shows
+        // the lease draining, the change is on disk (the log line comes before that write).
+        let before = try daemon.client()
+        let seen = try before.ask("status")["leases"]?.arrayValue?.first?.objectValue
+        #expect(seen?["draining"]?.stringValue == "disconnected", "\(String(describing: seen))")
+        before.close()
         daemon.crash()
         try daemon.start()
         let client = try daemon.client()

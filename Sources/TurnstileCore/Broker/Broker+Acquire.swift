@@ -5,10 +5,19 @@ extension Broker {
     ///   - request: a validated request.
     ///   - ticket: names this request in a later `Effect.granted` / `.failed`.
     ///   - now: the current instant.
-    public mutating func acquire(_ request: AcquireRequest, ticket: Ticket, now: Instant) -> AcquireOutcome {
+    public mutating func acquire(_ request: AcquireRequest, ticket: Ticket, now: Instant) -> Transition<AcquireOutcome> {
+        let reply = decideAcquire(request, ticket: ticket, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `acquire`'s decision; its effects stay in the outbox.
+    mutating func decideAcquire(_ request: AcquireRequest, ticket: Ticket, now: Instant) -> AcquireOutcome {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         let bounds = config.server
+        if request.waitMilliseconds > 0 && queue.pendingCount(of: ticket.client) >= bounds.maxPendingPerConnection {
+            return .overBound(.pendingPerConnection(bounds.maxPendingPerConnection))
+        }
         if !request.detach && leaseCount(of: ticket.client) >= bounds.maxLeasesPerConnection {
             return .overBound(.leasesPerConnection(bounds.maxLeasesPerConnection))
         }
@@ -34,6 +43,7 @@ extension Broker {
             let lease = grantLease(admission, candidate: candidate, client: ticket.client,
                                    ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
                                    pgid: request.pgid, holder: request.holder, waitedMilliseconds: 0, now: now)
+            effects.append(.granted(ticket, lease))
             return .granted(lease)
         case .block(let refusal):
             if request.waitMilliseconds == 0 {
@@ -52,11 +62,24 @@ extension Broker {
     /// The lease keeps its token and fence; it may get a different model than before. A lease
     /// that is not parked answers at once as granted.
     public mutating func unpark(_ token: LeaseToken, ticket: Ticket, waitMilliseconds: UInt64,
+                                now: Instant) -> Transition<Result<AcquireOutcome, LeaseError>> {
+        let reply = decideUnpark(token, ticket: ticket, waitMilliseconds: waitMilliseconds, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `unpark`'s decision; its effects stay in the outbox.
+    mutating func decideUnpark(_ token: LeaseToken, ticket: Ticket, waitMilliseconds: UInt64,
                                 now: Instant) -> Result<AcquireOutcome, LeaseError> {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
+        if waitMilliseconds > 0 && queue.pendingCount(of: ticket.client) >= config.server.maxPendingPerConnection {
+            return .success(.overBound(.pendingPerConnection(config.server.maxPendingPerConnection)))
+        }
         guard let fence = liveFence(token, now: now), let lease = leases[fence] else { return .failure(.notFound) }
-        guard lease.parked else { return .success(.granted(lease)) }
+        guard lease.parked else {
+            effects.append(.granted(ticket, lease))
+            return .success(.granted(lease))
+        }
         if queue.unparkWaiter(of: fence) != nil {
             return .failure(.badRequest(field: "lease", message: "an unpark of this lease is already waiting"))
         }
@@ -67,7 +90,9 @@ extension Broker {
         let candidates = candidates(for: request)
         switch evaluate(request, candidates: candidates, owner: fence, now: now) {
         case .admit(let candidate):
-            return .success(.granted(takeBackCapacity(fence, candidate: candidate, waitedMilliseconds: 0, now: now)))
+            let lease = takeBackCapacity(fence, candidate: candidate, waitedMilliseconds: 0, now: now)
+            effects.append(.granted(ticket, lease))
+            return .success(.granted(lease))
         case .block(let refusal):
             if waitMilliseconds == 0 { return .success(.refused(refusal)) }
             let waiter = queue.enqueue(ticket: ticket, request: request, candidates: candidates,

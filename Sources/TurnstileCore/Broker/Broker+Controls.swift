@@ -3,7 +3,13 @@ extension Broker {
     /// the flag file on the `.paused` effect, before it answers.
     /// - Returns: whether it was newly paused, or a bad project name (`__global__` included:
     ///   it is never paused).
-    public mutating func pause(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
+    public mutating func pause(_ project: String, now: Instant) -> Transition<Result<Bool, LeaseError>> {
+        let reply = decidePause(project, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `pause`'s decision; its effects stay in the outbox.
+    mutating func decidePause(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
         liftEndedBlocks(now: now)
         if let problem = Self.pausableProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
         guard paused.insert(ExactName(project)).inserted else { return .success(false) }
@@ -13,7 +19,13 @@ extension Broker {
 
     /// Resumes a project and re-arms its circuit breaker; its waiters are granted if they fit.
     /// - Returns: whether it was paused.
-    public mutating func resume(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
+    public mutating func resume(_ project: String, now: Instant) -> Transition<Result<Bool, LeaseError>> {
+        let reply = decideResume(project, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `resume`'s decision; its effects stay in the outbox.
+    mutating func decideResume(_ project: String, now: Instant) -> Result<Bool, LeaseError> {
         liftEndedBlocks(now: now)
         if let problem = Self.pausableProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
         breaker.rearm(project: project)
@@ -28,7 +40,13 @@ extension Broker {
     /// (at start, on reload, and when the directory changes). Names that are not valid
     /// project names are ignored. Pass the file names as listed (an array keeps canonically
     /// equivalent spellings apart; a `Set<String>` has already merged them).
-    public mutating func syncPaused(_ projects: some Sequence<String>, now: Instant) {
+    public mutating func syncPaused(_ projects: some Sequence<String>, now: Instant) -> Transition<Void> {
+        decideSyncPaused(projects, now: now)
+        return Transition(reply: (), effects: takeEffects())
+    }
+
+    /// `syncPaused`'s decision; its effects stay in the outbox.
+    mutating func decideSyncPaused(_ projects: some Sequence<String>, now: Instant) {
         liftEndedBlocks(now: now)
         let wanted = Set(projects.filter { Self.pausableProblem($0) == nil }.map(ExactName.init))
         for project in wanted.subtracting(paused).sorted() {
@@ -53,8 +71,15 @@ extension Broker {
 
     /// Records that a provider rate-limited a tenant. Never shortens a longer throttle.
     /// - Returns: the milliseconds the throttle is now in force for.
-    @discardableResult
     public mutating func throttle(provider: String, tenant: String, retryAfterMilliseconds: UInt64,
+                                  now: Instant) -> Transition<UInt64> {
+        let reply = decideThrottle(provider: provider, tenant: tenant, retryAfterMilliseconds: retryAfterMilliseconds, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `throttle`'s decision; its effects stay in the outbox.
+    @discardableResult
+    mutating func decideThrottle(provider: String, tenant: String, retryAfterMilliseconds: UInt64,
                                   now: Instant) -> UInt64 {
         liftEndedBlocks(now: now)
         let key = ThrottleTable.Key(tenant: tenant, provider: provider)
@@ -67,7 +92,13 @@ extension Broker {
     /// Lifts a provider's throttle for a tenant before its end (an operator's `throttle` with
     /// `clear: true`); the waiters it held are granted if they fit.
     /// - Returns: whether a throttle was in force.
-    public mutating func clearThrottle(provider: String, tenant: String, now: Instant) -> Bool {
+    public mutating func clearThrottle(provider: String, tenant: String, now: Instant) -> Transition<Bool> {
+        let reply = decideClearThrottle(provider: provider, tenant: tenant, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `clearThrottle`'s decision; its effects stay in the outbox.
+    mutating func decideClearThrottle(provider: String, tenant: String, now: Instant) -> Bool {
         liftEndedBlocks(now: now)
         let key = ThrottleTable.Key(tenant: tenant, provider: provider)
         guard throttles.clear(key, now: now) else { return false }
@@ -80,7 +111,13 @@ extension Broker {
     /// Lifts a model's subscription-limit flag before its TTL (`unflag`): the limiter counts the
     /// model as free again and performance stops reporting the limit. Its events stay.
     /// - Returns: whether a flag was in force.
-    public mutating func unflag(model: String, now: Instant, wall: WallTime) -> Bool {
+    public mutating func unflag(model: String, now: Instant, wall: WallTime) -> Transition<Bool> {
+        let reply = decideUnflag(model: model, now: now, wall: wall)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `unflag`'s decision; its effects stay in the outbox.
+    mutating func decideUnflag(model: String, now: Instant, wall: WallTime) -> Bool {
         liftEndedBlocks(now: now)
         let key = Telemetry.modelKey(model)
         let limiterFlag = modelFlags.remove(key, now: now)
@@ -94,6 +131,13 @@ extension Broker {
 
     /// Records a `project-meta` run's outcome; a trip pauses the project.
     public mutating func report(project: String, agent: String, success: Bool,
+                                now: Instant) -> Transition<Result<CircuitBreaker.Outcome, LeaseError>> {
+        let reply = decideReport(project: project, agent: agent, success: success, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `report`'s decision; its effects stay in the outbox.
+    mutating func decideReport(project: String, agent: String, success: Bool,
                                 now: Instant) -> Result<CircuitBreaker.Outcome, LeaseError> {
         liftEndedBlocks(now: now)
         if let problem = Names.projectNameProblem(project) { return .failure(.badRequest(field: "project", message: problem)) }
@@ -108,7 +152,13 @@ extension Broker {
     }
 
     /// Records a completed model call; a subscription-limit error flags its model as full.
-    public mutating func record(_ event: CompletionEvent, now: Instant) {
+    public mutating func record(_ event: CompletionEvent, now: Instant) -> Transition<Void> {
+        decideRecord(event, now: now)
+        return Transition(reply: (), effects: takeEffects())
+    }
+
+    /// `record`'s decision; its effects stay in the outbox.
+    mutating func decideRecord(_ event: CompletionEvent, now: Instant) {
         liftEndedBlocks(now: now)
         let evictedBefore = telemetry.evictions.models
         let raised = telemetry.record(event)
@@ -139,7 +189,13 @@ extension Broker {
     /// Applies a new config to future grants; live leases are kept even where they now exceed
     /// a lowered limit (no new grant happens until use is back under it). Waiters are
     /// re-checked at once.
-    public mutating func reload(_ newConfig: TurnstileConfig, now: Instant) {
+    public mutating func reload(_ newConfig: TurnstileConfig, now: Instant) -> Transition<Void> {
+        decideReload(newConfig, now: now)
+        return Transition(reply: (), effects: takeEffects())
+    }
+
+    /// `reload`'s decision; its effects stay in the outbox.
+    mutating func decideReload(_ newConfig: TurnstileConfig, now: Instant) {
         liftEndedBlocks(now: now)
         config = newConfig
         models = ModelTable(providers: newConfig.providers, models: newConfig.models)

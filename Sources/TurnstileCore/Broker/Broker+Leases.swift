@@ -6,7 +6,13 @@ extension Broker {
     ///     deadline had not passed by then is still alive. Nil means `now`.
     /// - Returns: the lease, or `notFound` if no live lease has the token (one whose deadline
     ///   has passed is expired here and now, even if the timer has not fired yet).
-    public mutating func heartbeat(_ token: LeaseToken, now: Instant, sentBy: Instant? = nil) -> Result<Lease, LeaseError> {
+    public mutating func heartbeat(_ token: LeaseToken, now: Instant, sentBy: Instant? = nil) -> Transition<Result<Lease, LeaseError>> {
+        let reply = decideHeartbeat(token, now: now, sentBy: sentBy)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `heartbeat`'s decision; its effects stay in the outbox.
+    mutating func decideHeartbeat(_ token: LeaseToken, now: Instant, sentBy: Instant? = nil) -> Result<Lease, LeaseError> {
         liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now, sentBy: sentBy) else { return .failure(.notFound) }
         leases[fence]!.deadline = now.adding(milliseconds: leases[fence]!.ttlMilliseconds)
@@ -19,7 +25,13 @@ extension Broker {
     ///   - exit: how the holder's work finished, when it says (`exit_code`/`signal`).
     /// - Returns: the lease as it ended (its `grantedAt` gives `held_ms`; `drain` is set if its
     ///   process group still runs and keeps the slot).
-    public mutating func release(_ token: LeaseToken, exit: ExitStatus? = nil, now: Instant) -> Result<Lease, LeaseError> {
+    public mutating func release(_ token: LeaseToken, exit: ExitStatus? = nil, now: Instant) -> Transition<Result<Lease, LeaseError>> {
+        let reply = decideRelease(token, exit: exit, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `release`'s decision; its effects stay in the outbox.
+    mutating func decideRelease(_ token: LeaseToken, exit: ExitStatus? = nil, now: Instant) -> Result<Lease, LeaseError> {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
@@ -39,10 +51,21 @@ extension Broker {
     ///   - pgid: a process group whose live members keep the slot after the lease ends
     ///     (replacing any earlier one).
     public mutating func attach(_ token: LeaseToken, client: ClientID, pid: Int32? = nil, pgid: Int32? = nil,
+                                now: Instant) -> Transition<Result<Lease, LeaseError>> {
+        let reply = decideAttach(token, client: client, pid: pid, pgid: pgid, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `attach`'s decision; its effects stay in the outbox.
+    mutating func decideAttach(_ token: LeaseToken, client: ClientID, pid: Int32? = nil, pgid: Int32? = nil,
                                 now: Instant) -> Result<Lease, LeaseError> {
         liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
         var lease = leases[fence]!
+        // A lease this connection already holds is counted already (`turnstile run` attaches
+        // COMMAND's group to the lease it acquired on the same connection).
+        let limit = config.server.maxLeasesPerConnection
+        if lease.client != client && leaseCount(of: client) >= limit { return .failure(.overBound(.leasesPerConnection(limit))) }
         if let old = lease.client, old != client {
             leasesByClient[old]?.remove(fence)
             if leasesByClient[old]?.isEmpty == true { leasesByClient[old] = nil }
@@ -65,7 +88,13 @@ extension Broker {
 
     /// Parks a lease: frees its capacity in every dimension but keeps its workspace lock (a run
     /// paused for a human). Waiters that fit in the freed capacity are granted.
-    public mutating func park(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
+    public mutating func park(_ token: LeaseToken, now: Instant) -> Transition<Result<Lease, LeaseError>> {
+        let reply = decidePark(token, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `park`'s decision; its effects stay in the outbox.
+    mutating func decidePark(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
@@ -79,16 +108,28 @@ extension Broker {
     }
 
     /// Takes a lease away (an administrator's `revoke`); its connection gets a `revoked` event.
-    public mutating func revoke(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
+    public mutating func revoke(_ token: LeaseToken, now: Instant) -> Transition<Result<Lease, LeaseError>> {
+        let reply = decideRevoke(token, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `revoke`'s decision; its effects stay in the outbox.
+    mutating func decideRevoke(_ token: LeaseToken, now: Instant) -> Result<Lease, LeaseError> {
         liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
-        return .success(revoke(fence: fence, now: now)!)
+        return .success(decideRevoke(fence: fence, now: now)!)
     }
 
     /// Takes the lease with this fence away.
     /// - Returns: nil if no live lease has it.
+    public mutating func revoke(fence: UInt64, now: Instant) -> Transition<Lease?> {
+        let reply = decideRevoke(fence: fence, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `revoke`'s decision; its effects stay in the outbox.
     @discardableResult
-    public mutating func revoke(fence: UInt64, now: Instant) -> Lease? {
+    mutating func decideRevoke(fence: UInt64, now: Instant) -> Lease? {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         guard leases[fence] != nil else { return nil }
@@ -138,7 +179,13 @@ extension Broker {
 
     /// A process group has no live process left: the leases draining on it give their slots
     /// back, and waiters that fit are granted.
-    public mutating func processGroupEnded(_ pgid: Int32, now: Instant) {
+    public mutating func processGroupEnded(_ pgid: Int32, now: Instant) -> Transition<Void> {
+        decideProcessGroupEnded(pgid, now: now)
+        return Transition(reply: (), effects: takeEffects())
+    }
+
+    /// `processGroupEnded`'s decision; its effects stay in the outbox.
+    mutating func decideProcessGroupEnded(_ pgid: Int32, now: Instant) {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         let fences = draining.values.filter { $0.pgid == pgid }.map(\.fence).sorted()
@@ -185,7 +232,13 @@ extension Broker {
 
     /// A connection closed: its waiters are dropped (nobody is left to answer), its bound
     /// leases released at once, and its detached leases keep living on heartbeats alone.
-    public mutating func disconnect(_ client: ClientID, now: Instant) {
+    public mutating func disconnect(_ client: ClientID, now: Instant) -> Transition<Void> {
+        decideDisconnect(client, now: now)
+        return Transition(reply: (), effects: takeEffects())
+    }
+
+    /// `disconnect`'s decision; its effects stay in the outbox.
+    mutating func decideDisconnect(_ client: ClientID, now: Instant) {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         for id in queue.ids(of: client) { queue.remove(id) }
@@ -201,7 +254,13 @@ extension Broker {
     }
 
     /// A process exited: every lease bound to it is released at once.
-    public mutating func processExited(_ pid: Int32, now: Instant) {
+    public mutating func processExited(_ pid: Int32, now: Instant) -> Transition<Void> {
+        decideProcessExited(pid, now: now)
+        return Transition(reply: (), effects: takeEffects())
+    }
+
+    /// `processExited`'s decision; its effects stay in the outbox.
+    mutating func decideProcessExited(_ pid: Int32, now: Instant) {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         for fence in (leasesByPid[pid] ?? []).sorted() {
@@ -212,7 +271,13 @@ extension Broker {
 
     /// Cancels a waiting request of a connection; it is answered `cancelled`.
     /// - Returns: false if the ticket is not waiting.
-    public mutating func cancel(_ ticket: Ticket, now: Instant) -> Bool {
+    public mutating func cancel(_ ticket: Ticket, now: Instant) -> Transition<Bool> {
+        let reply = decideCancel(ticket, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `cancel`'s decision; its effects stay in the outbox.
+    mutating func decideCancel(_ ticket: Ticket, now: Instant) -> Bool {
         liftEndedBlocks(now: now)
         guard let id = queue.id(of: ticket) else { return false }
         queue.remove(id)
@@ -222,7 +287,13 @@ extension Broker {
 
     /// The daemon is stopping: every waiter is answered `shutting_down`. Leases stay, to be
     /// saved and restored.
-    public mutating func shutDown() {
+    public mutating func shutDown() -> Transition<Void> {
+        decideShutDown()
+        return Transition(reply: (), effects: takeEffects())
+    }
+
+    /// `shutDown`'s decision; its effects stay in the outbox.
+    mutating func decideShutDown() {
         for waiter in queue.inArrivalOrder() {
             queue.remove(waiter.id)
             effects.append(.failed(waiter.ticket, .shuttingDown))

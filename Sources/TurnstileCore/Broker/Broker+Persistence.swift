@@ -66,8 +66,15 @@ extension Broker {
     /// (the durable fence reservation, which may be ahead of the snapshot after a crash).
     /// - Returns: the saved leases that could not be restored (bad token, duplicate fence or
     ///   token, or a workspace already locked), for the daemon to log.
-    @discardableResult
     public mutating func restore(_ snapshot: BrokerSnapshot, fenceFloor: UInt64 = 0, now: Instant,
+                                 wall: WallTime) -> Transition<[LeaseRecord]> {
+        let reply = decideRestore(snapshot, fenceFloor: fenceFloor, now: now, wall: wall)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `restore`'s decision; its effects stay in the outbox.
+    @discardableResult
+    mutating func decideRestore(_ snapshot: BrokerSnapshot, fenceFloor: UInt64 = 0, now: Instant,
                                  wall: WallTime) -> [LeaseRecord] {
         var rejected: [LeaseRecord] = []
         for record in snapshot.leases {

@@ -10,8 +10,14 @@ extension Broker {
     ///   - fence: the lease whose grant is taken back.
     ///   - isNew: whether the grant created the lease (else it was an unpark).
     /// - Returns: false if no live lease has the fence.
+    public mutating func withdrawGrant(fence: UInt64, isNew: Bool, now: Instant) -> Transition<Bool> {
+        let reply = decideWithdrawGrant(fence: fence, isNew: isNew, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `withdrawGrant`'s decision; its effects stay in the outbox.
     @discardableResult
-    public mutating func withdrawGrant(fence: UInt64, isNew: Bool, now: Instant) -> Bool {
+    mutating func decideWithdrawGrant(fence: UInt64, isNew: Bool, now: Instant) -> Bool {
         defer { debugCheckInvariants(now: now) }
         guard let lease = leases[fence] else { return false }
         guard isNew else {

@@ -3,7 +3,13 @@ extension Broker {
     /// connection gets `expired`), throttles and subscription-limit flags end, waiters are
     /// granted into what that freed, and only then do waits past their `wait_ms` time out.
     /// The daemon calls it from its one timer, armed at `nextDeadline()`.
-    public mutating func tick(now: Instant) {
+    public mutating func tick(now: Instant) -> Transition<Void> {
+        decideTick(now: now)
+        return Transition(reply: (), effects: takeEffects())
+    }
+
+    /// `tick`'s decision; its effects stay in the outbox.
+    mutating func decideTick(now: Instant) {
         defer { debugCheckInvariants(now: now) }
         var freed = false
         while let top = leaseDeadlines.min, top.at <= now {

@@ -1,10 +1,10 @@
 /// The broker: every limit, the fair queue, leases and the project controls, as one
 /// deterministic state machine (README, "Concepts").
 ///
-/// It does no I/O and reads no clock. Each operation takes `now` and returns its immediate
-/// answer; whatever else it causes (a waiter granted, a lease ended, a project paused) is
-/// appended to `effects`, which the daemon drains after every call. Admission is one
-/// check-and-reserve inside one call, so no two acquires can both pass a check only one fits.
+/// It does no I/O and reads no clock. Each operation takes `now` and returns a `Transition`:
+/// its reply, and in order everything else it caused (a waiter granted, a lease ended, a
+/// project paused), which the daemon carries out. Admission is one check-and-reserve inside
+/// one call, so no two acquires can both pass a check only one fits.
 ///
 /// The daemon's event loop owns it; nothing here is shared between threads.
 public struct Broker: Sendable {
@@ -50,8 +50,8 @@ public struct Broker: Sendable {
     public var processGroupAlive: @Sendable (Int32) -> Bool = { _ in false }
 
     var random: any RandomNumberGenerator & Sendable
-    /// What the daemon must do because of the calls since it last drained.
-    public internal(set) var effects: [Effect] = []
+    /// What the current operation caused so far; handed over in its `Transition`.
+    var effects: [Effect] = []
 
     /// Creates a broker with no leases.
     /// - Parameters:
@@ -75,17 +75,26 @@ public struct Broker: Sendable {
         Dictionary(config.pools.map { (ExactName($0.name), $0.limit) }, uniquingKeysWith: { $1 })
     }
 
-    /// Hands the pending effects to the caller and empties the outbox.
-    public mutating func drainEffects() -> [Effect] {
+    /// Hands the pending effects over and empties the outbox (the tests' view of a decision).
+    mutating func drainEffects() -> [Effect] {
         defer { effects.removeAll(keepingCapacity: true) }
         return effects
     }
 
-    /// Swaps the pending effects into `buffer` (emptied first), so the daemon reuses two arrays
-    /// instead of allocating one per drain.
-    public mutating func drainEffects(into buffer: inout [Effect]) {
+    /// The outbox's effects, for a `Transition`; the outbox starts empty again.
+    mutating func takeEffects() -> [Effect] {
+        guard !effects.isEmpty else { return [] }
+        var taken: [Effect] = []
+        swap(&taken, &effects)
+        return taken
+    }
+
+    /// Gives the broker an emptied effects array back to fill next, so that a daemon passing
+    /// its carried-out transitions' arrays back allocates none per operation.
+    public mutating func recycle(_ buffer: inout [Effect]) {
+        guard effects.isEmpty, effects.capacity < buffer.capacity else { return }
         buffer.removeAll(keepingCapacity: true)
-        swap(&buffer, &effects)
+        swap(&effects, &buffer)
     }
 
     /// Number of live leases.

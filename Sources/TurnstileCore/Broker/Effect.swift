@@ -2,11 +2,12 @@
 /// tell a holder its lease ended, tell watchers, journal a lease, watch a process, touch a
 /// pause flag, run a hook.
 ///
-/// The broker appends effects to its outbox as it mutates; the daemon drains the outbox after
-/// every call and turns each effect into I/O. The effects are facts, not commands to a
-/// particular transport: the tests read the same list.
+/// Each broker operation returns its effects in its `Transition`; the daemon turns each into
+/// I/O. The effects are facts, not commands to a particular transport: the tests read the
+/// same list.
 public enum Effect: Sendable, Equatable {
-    /// A waiting acquire or unpark is answered with a grant.
+    /// An acquire or unpark is answered with a grant, at once or from the queue: every grant
+    /// is answered from this one effect.
     case granted(Ticket, Lease)
     /// A waiting acquire or unpark is answered with a failure.
     case failed(Ticket, WaitFailure)
@@ -36,3 +37,19 @@ public enum Effect: Sendable, Equatable {
     /// An operator lifted a model's subscription-limit flag before its TTL.
     case unflagged(model: String)
 }
+
+/// What one broker operation decided: its reply to the caller and, in order, every effect it
+/// caused. The daemon cannot take the reply without the effects: both come in one value.
+public struct Transition<Reply> {
+    /// The operation's answer (granted, refused, the lease, whether anything changed).
+    public let reply: Reply
+    /// What else follows from it, in the order it happened.
+    public let effects: [Effect]
+
+    public init(reply: Reply, effects: [Effect]) {
+        self.reply = reply
+        self.effects = effects
+    }
+}
+
+extension Transition: Sendable where Reply: Sendable {}

@@ -52,6 +52,8 @@ public enum ResourceBound: Sendable, Equatable {
     case leasesPerConnection(Int)
     /// The queue already holds `max_waiters` waiters.
     case waiters(Int)
+    /// The connection already waits on `max_pending_per_connection` requests.
+    case pendingPerConnection(Int)
 }
 
 /// Errors of operations on an existing lease or request.
@@ -60,6 +62,8 @@ public enum LeaseError: Error, Sendable, Equatable {
     case notFound
     /// The request is malformed in a way only the broker can see.
     case badRequest(field: String, message: String)
+    /// A `[server]` resource bound is reached.
+    case overBound(ResourceBound)
 }
 
 /// How a waiting request ended without a grant.

@@ -46,7 +46,7 @@ public struct JSONObjectView {
 
     /// One bit per member key (by its length and first byte), so that most lookups of an
     /// absent field, the usual case, end on one test.
-    private let keyFilter: UInt64
+    @usableFromInline let keyFilter: UInt64
 
     public init(bytes: UnsafeBufferPointer<UInt8>, members: [JSONMember]) {
         self.bytes = bytes
@@ -58,14 +58,14 @@ public struct JSONObjectView {
         keyFilter = filter
     }
 
-    @inline(__always)
-    private static func filterBit(length: Int, first: UInt64) -> UInt64 {
+    @usableFromInline @inline(__always)
+    static func filterBit(length: Int, first: UInt64) -> UInt64 {
         1 << ((UInt64(truncatingIfNeeded: length) &* 7 &+ (first & 0xFF)) & 63)
     }
 
     /// The member named `key`; of a repeated key, the last (as `JSONObject`). The daemon's
     /// lookups: a length check and a byte compare per member, no `String` made.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func member(_ key: StaticString) -> JSONMember? {
         // Most lookups are of absent fields: one bit test, inlined, ends them.
         let count = key.utf8CodeUnitCount
@@ -75,8 +75,8 @@ public struct JSONObjectView {
     }
 
     /// The members' walk behind `member(_:)`, once the filter says the key may be there.
-    @inline(never)
-    private func searchMember(_ key: StaticString) -> JSONMember? {
+    @inline(never) @usableFromInline
+    func searchMember(_ key: StaticString) -> JSONMember? {
         let wanted = UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
         let prefix = Self.prefix(wanted)
         return members.withUnsafeBufferPointer { members in

@@ -2,7 +2,7 @@
 /// that checking a request's keys against them (every request does) is a few integer
 /// compares per key.
 public struct KnownFields: Sendable {
-    private let entries: [(count: Int, prefix: UInt64, name: StaticString)]
+    @usableFromInline let entries: [(count: Int, prefix: UInt64, name: StaticString)]
 
     public init(_ names: [StaticString]) {
         entries = names.map { name in
@@ -11,7 +11,7 @@ public struct KnownFields: Sendable {
         }
     }
 
-    private static let op = KnownFields.prefix("op"), id = KnownFields.prefix("id")
+    @usableFromInline static let op = KnownFields.prefix("op"), id = KnownFields.prefix("id")
 
     private static func prefix(_ name: StaticString) -> UInt64 {
         JSONObjectView.prefix(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
@@ -19,6 +19,7 @@ public struct KnownFields: Sendable {
 
     /// Whether `key` (whose first-eight-bytes word is `prefix`) is one of the names, or, at the
     /// top level, `op` or `id`.
+    @inlinable
     public func contains(_ key: UnsafeBufferPointer<UInt8>, prefix: UInt64, topLevel: Bool) -> Bool {
         if topLevel && key.count == 2 && (prefix == Self.op || prefix == Self.id) { return true }
         for entry in entries where entry.count == key.count && entry.prefix == prefix {
