@@ -25,6 +25,11 @@ public enum ConfigParser {
 
     private static func readRoot(_ reader: TableReader) throws(ConfigError) -> TurnstileConfig {
         var config = TurnstileConfig()
+        if let cluster = try reader.table("cluster") {
+            // Say what it is rather than "unknown key": a fleet must not believe it shares limits.
+            throw cluster.error(nil, "limits shared across hosts through etcd are not supported by this turnstiled yet "
+                               + "(the design is protocol/CLUSTER.md); remove [cluster] to run on one host")
+        }
         try reader.allowOnly(["socket", "state_dir", "pause_dir", "socket_mode", "socket_group", "allow_uids",
                               "allow_gids", "admin_uids", "limits", "server", "projects", "pools", "providers", "models",
                               "circuit_breaker", "telemetry"])

@@ -114,6 +114,8 @@ struct ConfigParserTests {
         Refusal(toml: "[limits]\ndefault_ttl_ms = 50\n", line: 2, key: "limits.default_ttl_ms", says: "from 100"),
         Refusal(toml: "[limits]\nglobl = 3\n", line: 2, key: "limits.globl", says: "unknown key"),
         Refusal(toml: "sokcet = \"/x\"\n", line: 1, key: "sokcet", says: "unknown key"),
+        Refusal(toml: "[limits]\nglobal = 2\n\n[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\n", line: 4, key: "cluster",
+                says: "not supported by this turnstiled yet"),
         Refusal(toml: "[[projects]]\nname = \"a\"\n[[projects]]\nname = \"a\"\n", line: 4, key: "projects[2].name", says: "duplicate project a"),
         Refusal(toml: "[[projects]]\nname = \"a/b\"\n", line: 2, key: "projects[1].name", says: "cannot contain '/'"),
         Refusal(toml: "[[projects]]\nmax = 2\n", line: 1, key: "projects[1].name", says: "is required"),
