@@ -13,13 +13,13 @@ extension ClusterTests {
                 let start = ContinuousClock.now
                 _ = try await client.put("after-kill", [2])
                 #expect(try await client.range(.key("after-kill")).count == 1)
-                #expect(ContinuousClock.now - start < .seconds(1), "no deadline waited out")
+                #expect(ContinuousClock.now - start < .milliseconds(1500), "no 2 s deadline waited out")
 
                 // A client whose first endpoint was never up.
                 try await cluster.withClient(cluster.endpoints) { fresh throws in
                     let start = ContinuousClock.now
                     #expect(try await fresh.txn([.absent("fresh")], success: [.put("fresh", "1")]).succeeded)
-                    #expect(ContinuousClock.now - start < .seconds(1))
+                    #expect(ContinuousClock.now - start < .milliseconds(1500))
                 }
                 // Only dead endpoints: not applied, the last attempt's reason, by the deadline.
                 try await cluster.withClient([cluster.endpoint(1)], timeout: .milliseconds(500)) { dead in
@@ -47,7 +47,7 @@ extension ClusterTests {
                         return error?.outcome == .unknown && error?.reason == .timedOut
                     }
                     let waited = ContinuousClock.now - start
-                    #expect(waited >= .milliseconds(900) && waited < .seconds(2), "\(waited)")
+                    #expect(waited >= .milliseconds(900) && waited < .seconds(3), "\(waited)")
 
                     // Member 1 alone: while it still thinks it leads or follows someone, a write
                     // reaches it and its outcome is unknown; once it knows it has no leader it
