@@ -5,6 +5,7 @@
 /// `uv_async_send`). After `close`, a call completes at once, on the caller's thread, with
 /// `.closed`.
 extension EtcdClient {
+    /// What a call reports, once, on the client's loop thread.
     public typealias Completion<Value: Sendable> = @Sendable (Result<Value, EtcdError>) -> Void
 
     public func grantLease(ttlSeconds: Int64, timeout: Duration? = nil, completion: @escaping Completion<EtcdLeaseGrant>) {
