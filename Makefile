@@ -13,8 +13,12 @@ DESTDIR       ?=
 STATIC_BUILD  := .build-static
 STATIC_CLI_BUILD := .build-static-cli
 BENCH_PACKAGES := redis-server gnuplot-nox
+# The 3-member etcd cluster TurnstileCluster's tests start (Tests/cluster/etcd-cluster.sh).
+TEST_PACKAGES := etcd-server etcd-client
+# Only to regenerate TurnstileCluster's code from etcd's protos (make etcd-protos).
+PROTO_PACKAGES := golang-etcd-server-dev protobuf-compiler
 
-.PHONY: deps bench-deps build release static install uninstall test test-unit test-install fuzz fuzz-short fuzz-build \
+.PHONY: deps bench-deps test-deps etcd-protos build release static install uninstall test test-unit test-install fuzz fuzz-short fuzz-build \
 	test-asan run bench soak clean test-python
 
 # Installs what is missing, and only that; never fails when everything is there already.
@@ -35,6 +39,15 @@ deps:
 
 bench-deps: deps
 	$(call install_missing,$(BENCH_PACKAGES))
+
+test-deps: deps
+	$(call install_missing,$(TEST_PACKAGES))
+
+# Regenerates Sources/TurnstileCluster/Generated/ from etcd's protos (see its README.md); no
+# build needs it, the generated code is committed.
+etcd-protos:
+	$(call install_missing,$(PROTO_PACKAGES))
+	bash Sources/TurnstileCluster/Generated/regenerate.sh
 
 build: deps
 	$(SWIFT) build
@@ -99,7 +112,7 @@ test: test-unit test-python test-install fuzz-short
 test-install:
 	bash Tests/install/check-install.sh
 
-test-unit: deps
+test-unit: test-deps
 	$(SWIFT) build --build-tests
 	timeout $(TEST_TIMEOUT) $(SWIFT) test --skip-build
 

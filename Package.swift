@@ -18,6 +18,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // etcd's gRPC API for TurnstileCluster (the only versions the local mirror holds).
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         // libuv from Debian's libuv1-dev, plus a few static inline helpers Swift's Glibc lacks.
@@ -58,6 +63,19 @@ let package = Package(
             // The loop is single-threaded; debug builds (every test) keep Swift's dynamic
             // exclusivity checks, release builds drop their ~30 runtime calls per request.
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+        ),
+        // An etcd v3 client (gRPC on a NIO thread of its own) for limits shared across hosts.
+        // The code generated from etcd's protos is committed (Generated/, regenerate.sh); the
+        // daemon's core never sees a protobuf type. Neither the CLI nor the server links it yet.
+        .target(
+            name: "TurnstileCluster",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Generated/regenerate.sh", "Generated/README.md"]
         ),
         // A blocking client for the daemon's socket, used by the CLI and the tests.
         .target(
@@ -102,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "turnstile-bench",
             dependencies: [
-                "TurnstileCore", "TurnstileProtocol", "TurnstileClient",
+                "TurnstileCore", "TurnstileProtocol", "TurnstileClient", "TurnstileCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["results"]
@@ -126,6 +144,11 @@ let package = Package(
         .testTarget(
             name: "TurnstileClientTests",
             dependencies: ["TurnstileClient", "TurnstileProtocol"]
+        ),
+        // Against a 3-member etcd on loopback that Tests/cluster/etcd-cluster.sh starts.
+        .testTarget(
+            name: "TurnstileClusterTests",
+            dependencies: ["TurnstileCluster", .product(name: "GRPCCore", package: "grpc-swift-2")]
         ),
         .testTarget(
             name: "TurnstileIntegrationTests",
