@@ -109,7 +109,7 @@ extension Broker {
         for candidate in candidates {
             let full = (occupancy.pools[candidate.key] ?? 0) >= models.limit(of: candidate.key)
                 || flagEnd(candidate.key, now: now) != nil
-                || (claimsModels && cluster?.exhausted.contains(candidate.key) == true)
+                || (claimsModels && isFullAcrossCluster(candidate.key))
             let key = ThrottleTable.Key(tenant: tenant, provider: candidate.key.provider)
             if let remaining = throttles.remaining(key, now: now) {
                 if !full, throttledOnly == nil || remaining < throttledOnly!.remaining {
@@ -118,7 +118,7 @@ extension Broker {
                 continue
             }
             if full { continue }
-            if claimsModels && cluster?.isAvailable != true {
+            if claimsModels && !isClusterAvailable {
                 if unreachable == nil { unreachable = candidate.key }
                 continue
             }
@@ -142,7 +142,7 @@ extension Broker {
             return Refusal(.model, limit: limit, inUse: occupancy.pools[primary] ?? 0,
                            retryAfterMilliseconds: flagged.milliseconds(since: now), detail: "model \(primary) is subscription-limited")
         }
-        if claimsModels && cluster?.exhausted.contains(primary) == true {
+        if claimsModels && isFullAcrossCluster(primary) {
             return Refusal(.model, limit: limit, inUse: limit, detail: "model \(primary) is at its limit across the cluster")
         }
         return Refusal(.model, limit: limit, inUse: occupancy.pools[primary] ?? 0, detail: "model \(primary) is at its limit")

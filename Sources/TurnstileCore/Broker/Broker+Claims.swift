@@ -137,6 +137,12 @@ extension Broker {
         effects.append(.claim(ticket, ClaimRequest(fence: fence, model: candidate.key, limit: models.limit(of: candidate.key))))
     }
 
+    /// Gives back the shared unit a lease holds.
+    mutating func releaseSharedUnit(of lease: Lease) {
+        guard let model = lease.model else { return }
+        releaseSharedUnit(Unclaim(fence: lease.fence, model: model))
+    }
+
     /// Gives a shared unit back to the cluster. The model is no longer full: this host is
     /// giving a unit of it back, which a waiter here may take next.
     mutating func releaseSharedUnit(_ unit: Unclaim) {

@@ -66,12 +66,29 @@ extension Broker {
         return true
     }
 
+    /// Whether a claim found the model with no free unit across the cluster (and none was
+    /// seen freed since).
+    func isFullAcrossCluster(_ model: ModelKey) -> Bool {
+        cluster?.exhausted.contains(model) == true
+    }
+
+    /// Whether shared units can be claimed now.
+    var isClusterAvailable: Bool { cluster?.isAvailable == true }
+
     /// Until when a lease's shared unit is surely its own, for its `valid_until_ms`
     /// (protocol/CLUSTER.md §5): the safe deadline, for a lease holding shared capacity under
     /// `on_loss = "revoke"`; nil otherwise (a lease under `keep` outlives a loss).
     public func validUntil(_ lease: Lease) -> Instant? {
         guard lease.clusterFence != nil, cluster?.onLoss == .revoke else { return nil }
         return cluster?.safeDeadline
+    }
+
+    /// The claim of an unpark of a lease leaving the tables is answered `leaseGone` and
+    /// dropped.
+    mutating func dropUnparkClaim(of fence: UInt64) {
+        guard let claim = cluster?.claims[fence], !claim.abandoned else { return }
+        cluster!.claims[fence]!.abandoned = true
+        effects.append(.failed(claim.ticket, .leaseGone))
     }
 
     /// Drops the requests of claims that `matches` picks (their claims stay until their

@@ -111,8 +111,8 @@ extension Broker {
         var lease = leases[fence]!
         lease.parked = true
         occupancy.give(lease.request, model: lease.model)
-        if let model = lease.model, lease.clusterFence != nil {
-            releaseSharedUnit(Unclaim(fence: fence, model: model))
+        if lease.clusterFence != nil {
+            releaseSharedUnit(of: lease)
             lease.clusterFence = nil
         }
         leases[fence] = lease
@@ -228,10 +228,7 @@ extension Broker {
     /// shared unit for it (the only claim a live lease's fence can have) is answered `leaseGone`.
     /// - Parameter keepingSlot: keep its capacity and workspace (a lease starting to drain).
     private mutating func unindex(_ lease: Lease, keepingSlot: Bool) {
-        if claimsModels, let claim = cluster?.claims[lease.fence], !claim.abandoned {
-            cluster!.claims[lease.fence]!.abandoned = true
-            effects.append(.failed(claim.ticket, .leaseGone))
-        }
+        if claimsModels { dropUnparkClaim(of: lease.fence) }
         tokens[lease.token] = nil
         if !keepingSlot { giveBackSlot(lease) }
         // A connection's (possibly empty) set stays until it disconnects: the next grant to it
@@ -243,7 +240,7 @@ extension Broker {
     /// Gives back the capacity, the shared unit and the workspace lock a lease holds.
     private mutating func giveBackSlot(_ lease: Lease) {
         if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
-        if lease.clusterFence != nil, let model = lease.model { releaseSharedUnit(Unclaim(fence: lease.fence, model: model)) }
+        if lease.clusterFence != nil { releaseSharedUnit(of: lease) }
         if let workspace = lease.request.workspace.map(ExactName.init), occupancy.workspaces[workspace] == lease.fence {
             occupancy.workspaces[workspace] = nil
         }
