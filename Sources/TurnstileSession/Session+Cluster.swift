@@ -26,8 +26,23 @@ extension Session {
         return known
     }
 
+    /// The claim with this fence did not take, though the model may have a unit free: its
+    /// transaction did not apply, or the read-back after an unknown outcome found no slot.
+    /// Its request claims anew at once, under a new fence.
+    /// - Returns: false if no claim waits with that fence.
+    @discardableResult
+    public func claimNotApplied(fence: UInt64) -> Bool {
+        let known = take(broker.claimNotApplied(fence: fence, now: now))
+        processEffects()
+        return known
+    }
+
+    /// Whether a slot of this host's for `fence` belongs to a claim or a lease here; the
+    /// transport deletes one that does not (a claim that committed after its read-back).
+    public func ownsSharedUnit(fence: UInt64) -> Bool { broker.ownsSharedUnit(fence: fence) }
+
     /// The claim's transaction timed out and may have committed: the transport reads the slot
-    /// back and then reports success or failure (protocol/CLUSTER.md §3.4).
+    /// back and then reports success, or that it did not apply (protocol/CLUSTER.md §3.4).
     /// - Returns: false if no claim waits with that fence.
     @discardableResult
     public func claimOutcomeUnknown(fence: UInt64) -> Bool {

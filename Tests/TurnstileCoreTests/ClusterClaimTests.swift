@@ -103,6 +103,23 @@ struct ClusterClaimTests {
         #expect(h.violations().isEmpty)
     }
 
+    @Test func aClaimThatDidNotApplyIsMadeAgainUnderANewFenceAndTheModelIsNotFull() throws {
+        let h = H()
+        _ = h.decide(H.request(), ticket: h.ticket())
+        _ = h.effects()
+        #expect(h.claimNotApplied(fence: 1))
+        #expect(H.claims(in: h.effects()) == [ClaimRequest(fence: 2, model: Self.modelA, limit: 2)])
+        #expect(h.broker.status(now: h.now).cluster?.exhausted == [])
+        #expect(!h.broker.ownsSharedUnit(fence: 1), "a late commit of the first claim is deleted")
+        #expect(h.broker.ownsSharedUnit(fence: 2))
+        #expect(h.claimSucceeded(fence: 2, clusterFence: 50))
+        let lease = try #require(H.grants(in: h.effects()).first?.lease)
+        #expect(h.broker.ownsSharedUnit(fence: lease.fence))
+        #expect(h.release(lease) && !h.broker.ownsSharedUnit(fence: lease.fence))
+        #expect(!h.claimNotApplied(fence: 2))
+        #expect(h.violations().isEmpty)
+    }
+
     @Test func anUnknownOutcomeKeepsTheReservationUntilTheReadBackSays() throws {
         let h = H { $0.limits.global = 1 }
         _ = h.decide(H.request(), ticket: h.ticket())

@@ -52,6 +52,7 @@ final class SharedModelsHarness {
         h.broker.decideClaimSucceeded(fence: fence, clusterFence: clusterFence, now: h.now)
     }
     func claimFailed(fence: UInt64) -> Bool { h.broker.decideClaimFailed(fence: fence, now: h.now) }
+    func claimNotApplied(fence: UInt64) -> Bool { h.broker.decideClaimNotApplied(fence: fence, now: h.now) }
     func claimOutcomeUnknown(fence: UInt64) -> Bool { h.broker.decideClaimOutcomeUnknown(fence: fence) }
     func sharedCapacityFreed(_ model: ModelKey) -> Bool { h.broker.decideSharedCapacityFreed(model: model, now: h.now) }
     func clusterLost(safeDeadline: Instant) -> Bool { h.broker.decideClusterLost(safeDeadline: safeDeadline, now: h.now) }

@@ -41,6 +41,9 @@ struct SimulatedCluster {
             if heldHere[lease.fence] != lease.model { problems.append("fence \(lease.fence) holds a unit the cluster does not hold") }
         }
         for fence in heldHere.keys where !holders.contains(fence) { problems.append("the unit of fence \(fence) leaked") }
+        for fence in Array(heldHere.keys) + pending.map(\.fence) where !broker.ownsSharedUnit(fence: fence) {
+            problems.append("fence \(fence) is held or claimed, and the broker says nothing owns it")
+        }
         if let state = broker.cluster, state.reach == .lost, state.onLoss == .revoke, !holders.isEmpty {
             problems.append("leases hold shared units after a loss under on_loss = revoke")
         }
@@ -71,7 +74,10 @@ extension SimulationRun {
             }
             cluster!.pending.remove(at: index)
             oracle.claimResolved(claim.fence)
-            if cluster!.inUse(claim.model) < claim.limit {
+            if chance(10) {
+                lastOperation = "claim \(claim.fence) not applied"
+                _ = h.broker.decideClaimNotApplied(fence: claim.fence, now: h.now)
+            } else if cluster!.inUse(claim.model) < claim.limit {
                 lastOperation = "claim \(claim.fence) succeeded"
                 cluster!.heldHere[claim.fence] = claim.model
                 cluster!.nextClusterFence += 1

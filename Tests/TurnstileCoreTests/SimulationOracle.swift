@@ -59,6 +59,9 @@ struct SimulationOracle {
                 held[lease.fence] = Held(request: lease.request, model: lease.model, parked: lease.parked)
             case .leaseEnded(let lease, _):
                 if held.removeValue(forKey: lease.fence) == nil { problems.append("end of unknown lease \(lease.fence)") }
+                // An unpark still claiming for it holds capacity until its outcome, not the
+                // workspace: that was the lease's.
+                claiming[lease.fence]?.request.workspace = nil
             case .paused(let project): paused.insert(project)
             case .resumed(let project): paused.remove(project)
             case .throttled(let provider, let tenant, let ms):

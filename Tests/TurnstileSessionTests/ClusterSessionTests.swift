@@ -83,6 +83,17 @@ struct ClusterSessionTests {
         #expect(cluster.inUse(Self.model) == 1, "only the other host's unit is left")
     }
 
+    @Test func aClaimThatDidNotApplyLeavesAgainUnderANewFence() throws {
+        let loop = Self.sharingLoop()
+        let client = loop.connect()
+        loop.request(#"{"id":1,"op":"acquire","model":"p/a"}"#, on: client)
+        #expect(loop.session.claimNotApplied(fence: 1))
+        loop.commit()
+        #expect(loop.claimBatches.map { $0.map(\.fence) } == [[1], [2]])
+        #expect(!loop.session.ownsSharedUnit(fence: 1) && loop.session.ownsSharedUnit(fence: 2))
+        #expect(loop.received(client).isEmpty, "still claiming")
+    }
+
     @Test func claimsLeaveOnlyOnceTheTurnIsSaved() {
         let loop = Self.sharingLoop()
         let client = loop.connect()

@@ -74,6 +74,35 @@ extension Broker {
         return true
     }
 
+    /// A claim did not take, for another reason than a full model: its transaction did not
+    /// apply, or its outcome was unknown and the read-back found no slot. The reservation is
+    /// given back and the request considered again at once, so it claims anew under a new
+    /// fence (a late commit of this one is then a slot no grant owns: see `ownsSharedUnit`).
+    /// - Returns: false if no claim waits with that fence.
+    public mutating func claimNotApplied(fence: UInt64, now: Instant) -> Transition<Bool> {
+        let reply = decideClaimNotApplied(fence: fence, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `claimNotApplied`'s decision; its effects stay in the outbox.
+    mutating func decideClaimNotApplied(fence: UInt64, now: Instant) -> Bool {
+        defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
+        guard let claim = cluster?.claims.removeValue(forKey: fence) else { return false }
+        endClaim(claim, now: now)
+        return true
+    }
+
+    /// Whether a slot of this host's written for `fence` belongs to something here: a claim
+    /// still waiting for its outcome, or a lease (live or draining) holding its unit. The
+    /// transport deletes a slot of its host that nothing owns: a claim that committed after
+    /// its read-back found nothing (protocol/CLUSTER.md §3.4: a frozen member can commit a
+    /// request late).
+    public func ownsSharedUnit(fence: UInt64) -> Bool {
+        if cluster?.claims[fence] != nil { return true }
+        return (leases[fence] ?? draining[fence])?.clusterFence != nil
+    }
+
     /// A claim's transaction timed out: it may have committed (protocol/CLUSTER.md §3.4). The
     /// reservation stays until the transport, having read the slot back, reports success or
     /// failure, so nothing is counted twice.
