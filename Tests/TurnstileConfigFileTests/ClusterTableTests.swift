@@ -62,8 +62,8 @@ struct ClusterTableTests {
         Refusal(body: minimal + "prefix = \"\"\n", line: 4, key: "cluster.prefix", says: "is empty"),
         Refusal(body: minimal + "host = \"a/b\"\n", line: 4, key: "cluster.host", says: "cannot contain '/'"),
         Refusal(body: minimal + "host = \"\"\n", line: 4, key: "cluster.host", says: "host is empty"),
-        Refusal(body: minimal + "lease_ttl_ms = 999\n", line: 4, key: "cluster.lease_ttl_ms", says: "from 1000 to 3600000"),
-        Refusal(body: minimal + "lease_ttl_ms = 3600001\n", line: 4, key: "cluster.lease_ttl_ms", says: "from 1000 to 3600000"),
+        Refusal(body: minimal + "lease_ttl_ms = 1999\n", line: 4, key: "cluster.lease_ttl_ms", says: "from 2000 to 3600000"),
+        Refusal(body: minimal + "lease_ttl_ms = 3600001\n", line: 4, key: "cluster.lease_ttl_ms", says: "from 2000 to 3600000"),
         Refusal(body: minimal + "on_loss = \"panic\"\n", line: 4, key: "cluster.on_loss", says: "\"revoke\" or \"keep\""),
         Refusal(body: minimal + "endpoint = \"x\"\n", line: 4, key: "cluster.endpoint", says: "unknown key"),
     ]

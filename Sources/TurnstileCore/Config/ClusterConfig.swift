@@ -62,9 +62,10 @@ public struct ClusterConfig: Sendable, Equatable {
     public static let defaultPrefix = "/turnstile/"
     /// The host lease's ttl when none is given (protocol/CLUSTER.md §1).
     public static let defaultLeaseTTLMilliseconds: UInt64 = 5_000
-    /// `lease_ttl_ms` bounds: etcd grants lease ttls in whole seconds, and a host lease longer
-    /// than an hour would keep a dead host's units from the fleet for as long.
-    public static let leaseTTLRange: ClosedRange<UInt64> = 1_000...3_600_000
+    /// `lease_ttl_ms` bounds: etcd grants lease ttls in whole seconds, the shortest 2 s with
+    /// the test cluster's timings (protocol/CLUSTER.md §1), and a host
+    /// lease longer than an hour would keep a dead host's units from the fleet for as long.
+    public static let leaseTTLRange: ClosedRange<UInt64> = 2_000...3_600_000
     /// Most endpoints: far beyond any etcd cluster (a cluster has an odd handful of members).
     public static let endpointsMax = 64
     /// Longest endpoint, prefix or host, in bytes: keys stay far below etcd's request limit.
