@@ -88,6 +88,21 @@ extension Session {
         case .unflagged(let model):
             outbox.journal.unflag(model: model)
             broadcast { Answers.watchUnflagged(&$0, model: model) }
+        case .claim(let ticket, let claim):
+            if debugLogging {
+                logger.debug("claiming", metadata: ["fence": "\(claim.fence)", "model": "\(claim.model)", "client": "\(ticket.client)"])
+            }
+            outbox.claims.append(claim)
+        case .unclaim(let unit):
+            outbox.unclaims.append(unit)
+        case .clusterLost(let deadline):
+            let remaining = deadline.milliseconds(since: now)
+            logger.error("cluster lost: no new grant of shared capacity until it is back",
+                         metadata: ["deadline_ms": "\(remaining)"])
+            broadcast { Answers.watchClusterLost(&$0, deadlineMilliseconds: remaining) }
+        case .clusterRestored:
+            logger.notice("cluster restored: grants of shared capacity resume")
+            broadcast { Answers.watchClusterRestored(&$0) }
         }
     }
 
@@ -161,6 +176,7 @@ extension Session {
         case .cancelled: Answers.failure(&w, id: id, code: .cancelled, message: "cancelled")
         case .shuttingDown: Answers.failure(&w, id: id, code: .shuttingDown, message: "turnstiled is stopping")
         case .leaseGone: Answers.failure(&w, id: id, code: .notFound, message: "the lease ended while its unpark waited")
+        case .refused(let refusal): Answers.refused(&w, id: id, refusal)
         }
     }
 

@@ -77,6 +77,9 @@ extension Session {
             || loaded.pauseDirectory != config.pauseDirectory {
             logger.warning("reload: socket, state_dir and pause_dir changes take effect at the next start")
         }
+        if loaded.cluster != broker.config.cluster {
+            logger.warning("reload: [cluster] changes take effect at the next start")
+        }
         config = loaded
         take(broker.reload(loaded, now: now))
         reviewRights()

@@ -31,7 +31,8 @@ extension Session {
     /// Queues a granted acquire or unpark answer, remembering where it is until it is saved.
     func sendGrant(to connection: SessionConnection, id: ArraySlice<UInt8>?, _ lease: Lease) {
         let start = connection.output.count
-        send(to: connection) { Answers.granted(&$0, id: id, lease) }
+        let validUntil = lease.clusterFence == nil ? nil : validUntilMilliseconds(lease)
+        send(to: connection) { Answers.granted(&$0, id: id, lease, validUntilMilliseconds: validUntil) }
         guard connection.output.count > start else { return }
         uncommitted.marks.append(.init(client: connection.id, range: start..<connection.output.count, fence: lease.fence, isAnswer: true))
     }

@@ -37,6 +37,9 @@ extension Session {
         switch outcome {
         case .granted:
             break // answered by its `granted` effect, as a grant from the queue is
+        case .claiming:
+            // Answered once its claim succeeds (by its `granted` effect), or by a failure.
+            connection.remember(ticket, id: context.id, key: context.key)
         case .refused(let refusal):
             if debugLogging { logger.debug("refused", metadata: ["reason": "\(refusal.reason.rawValue)", "detail": "\(refusal.detail)"]) }
             send(to: connection) { Answers.refused(&$0, id: context.id, refusal) }
@@ -58,7 +61,12 @@ extension Session {
     func heartbeat(_ tokens: [TokenArgument], multiple: Bool, _ context: RequestContext) {
         if !multiple, case .token(let token) = tokens[0] {
             switch take(broker.heartbeat(token, now: now, sentBy: deadlinesServedAt)) {
-            case .success(let lease): succeed(context) { $0.key("ttl_ms"); $0.int(lease.ttlMilliseconds) }
+            case .success(let lease):
+                let validUntil = lease.clusterFence == nil ? nil : validUntilMilliseconds(lease)
+                succeed(context) { w in
+                    w.key("ttl_ms"); w.int(lease.ttlMilliseconds)
+                    if let validUntil { w.key("valid_until_ms"); w.int(validUntil) }
+                }
             case .failure(let error): fail(context, error)
             }
             return
@@ -76,6 +84,9 @@ extension Session {
                 case .success(let lease):
                     w.key("ok"); w.bool(true)
                     w.key("ttl_ms"); w.int(lease.ttlMilliseconds)
+                    if lease.clusterFence != nil, let validUntil = validUntilMilliseconds(lease) {
+                        w.key("valid_until_ms"); w.int(validUntil)
+                    }
                 case .failure(let error):
                     w.key("ok"); w.bool(false)
                     w.key("error")

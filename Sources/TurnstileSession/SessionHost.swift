@@ -55,6 +55,15 @@ public struct SessionOutbox {
     public var closes: [(ClientID, CloseKind)] = []
     /// A waiter asked for `queued` progress: the transport keeps its 10 s round going.
     public var wantsWaitProgress = false
+    /// Shared units to claim from the cluster, in the order decided (protocol/CLUSTER.md §3.2).
+    /// The transport sends a turn's claims together, in one etcd transaction, once the turn's
+    /// journal and fence reservation are durable (a claim's fence must never be issued twice);
+    /// after a failed commit it keeps them for the next one. It reports each outcome with
+    /// `Session.claimSucceeded`, `claimFailed` or `claimOutcomeUnknown`.
+    public var claims: [ClaimRequest] = []
+    /// Shared units to give back: the transport deletes their slots, batched per turn as
+    /// claims are (protocol/CLUSTER.md §3.5).
+    public var unclaims: [Unclaim] = []
 
     public init() {}
 }

@@ -88,7 +88,7 @@ extension AcquireOutcome {
     /// The refusal if refused or queued.
     var refusal: Refusal? {
         switch self {
-        case .granted, .overBound, .invalid: nil
+        case .granted, .claiming, .overBound, .invalid: nil
         case .refused(let refusal): refusal
         case .queued(_, let refusal): refusal
         }

@@ -9,6 +9,8 @@ struct SimulationRun {
     var lastOperation = ""
     var trace: [String] = []
     var problems: [String] = []
+    /// The cluster, for the seeds that share model capacity.
+    var cluster: SimulatedCluster?
 
     static let projects = [Names.globalProject, "a", "b", "c"]
     static let pools = ["p1/x", "p1/y", "p2/x", "p2/z", "cli/w"]
@@ -18,10 +20,15 @@ struct SimulationRun {
 
     init(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
-        let config = SimulationRun.randomConfig(&rng)
+        var config = SimulationRun.randomConfig(&rng)
+        config.cluster = Self.randomCluster(seed: seed)
         h = Harness(seed: seed &* 7919) { $0 = config }
         h.broker.assertsInvariants = false
         self.rng = rng
+        guard config.cluster != nil else { return }
+        cluster = SimulatedCluster()
+        // Most runs start with the host lease registered; the others start joining.
+        if chance(80) { _ = h.broker.decideClusterRestored(safeDeadline: h.now.adding(milliseconds: 3_000), now: h.now) }
     }
 
     mutating func pick<T>(_ values: [T]) -> T { values[Int(rng.next() % UInt64(values.count))] }
@@ -54,6 +61,28 @@ struct SimulationRun {
     /// One random operation, then every check.
     mutating func step() {
         let before = h.broker.config
+        if cluster != nil, chance(20) { clusterStep() } else { randomOperation() }
+        let effects = h.effects()
+        trace.append("\(lastOperation) → \(effects.count)")
+        waiting.removeAll { !h.broker.isWaiting($0) }
+        // A reload's own grants are checked against the new config; everything else against the old.
+        take(effects, config: lastOperation == "reload" ? h.broker.config : before)
+        problems += h.violations()
+        problems += mismatchWithStatus()
+    }
+
+    /// Hands a step's effects to the cluster and the oracle, and collects what they found.
+    mutating func take(_ effects: [Effect], config: TurnstileConfig) {
+        cluster?.observe(effects)
+        oracle.apply(effects, config: config, now: h.now, claims: claimDimensions)
+        problems += oracle.problems
+        if let cluster {
+            problems += cluster.problems + cluster.disagreements(with: h.broker)
+        }
+    }
+
+    /// One random client, process or operator operation, or time passing.
+    mutating func randomOperation() {
         let roll = rng.next() % 100
         switch roll {
         case 0..<30: acquire()
@@ -95,14 +124,6 @@ struct SimulationRun {
             lastOperation = "advance \(ms)"
             h.advance(ms)
         }
-        let effects = h.effects()
-        trace.append("\(lastOperation) → \(effects.count)")
-        waiting.removeAll { !h.broker.isWaiting($0) }
-        // A reload's own grants are checked against the new config; everything else against the old.
-        oracle.apply(effects, config: lastOperation == "reload" ? h.broker.config : before, now: h.now)
-        problems += oracle.problems
-        problems += h.violations()
-        problems += mismatchWithStatus()
     }
 
     mutating func acquire() {
@@ -189,14 +210,17 @@ struct SimulationRun {
     mutating func drain() {
         for client in 1...5 { h.broker.decideDisconnect(ClientID(UInt64(client)), now: h.now) }
         for pid in Int32(100)...104 { h.broker.decideProcessExited(pid, now: h.now) }
-        oracle.apply(h.effects(), config: h.broker.config, now: h.now)
+        take(h.effects(), config: h.broker.config)
+        settleClaims()
         var rounds = 0
         while h.broker.leaseCount + h.broker.waiterCount > 0 || h.broker.nextDeadline() != nil, rounds < 100 {
             h.advance(1000)
-            oracle.apply(h.effects(), config: h.broker.config, now: h.now)
+            take(h.effects(), config: h.broker.config)
             rounds += 1
         }
-        problems += oracle.problems
+        if let cluster, !cluster.heldHere.isEmpty || h.broker.cluster?.claims.isEmpty == false {
+            problems.append("shared units or claims left after drain")
+        }
         let status = h.broker.status(now: h.now)
         if status.global.inUse != 0 || status.leases.count != 0 || !status.waiting.isEmpty { problems.append("not drained") }
         if status.modes.contains(where: { $0.inUse != 0 }) || status.models.contains(where: { $0.inUse != 0 }) {
@@ -204,7 +228,7 @@ struct SimulationRun {
         }
         if !status.workspaces.isEmpty || !status.throttles.isEmpty { problems.append("locks or throttles left") }
         if status.projects.contains(where: { $0.inUse != 0 }) { problems.append("project counts left") }
-        if !oracle.held.isEmpty { problems.append("oracle still holds \(oracle.held.count)") }
+        if !oracle.held.isEmpty || !oracle.claiming.isEmpty { problems.append("oracle still holds \(oracle.held.count)") }
         problems += h.violations()
     }
 }

@@ -40,6 +40,11 @@ final class EmbeddedTransport {
     private(set) var closed: [ClientID: CloseKind] = [:]
     /// Lines each connection received and a test has not read yet.
     private var inbox: [ClientID: [JSONObject]] = [:]
+    /// The claims each commit sent to the cluster, one batch per commit that sent any (the
+    /// transport sends a batch in one etcd transaction).
+    private(set) var claimBatches: [[ClaimRequest]] = []
+    /// Units given back, in order.
+    private(set) var unclaims: [Unclaim] = []
     /// Whether the next commit fails to write the journal.
     var storageFails = false
     /// Bytes at which a connection's turn stops for backpressure.
@@ -100,7 +105,12 @@ final class EmbeddedTransport {
         } else {
             takeJournal()
             session.storageCommitted()
+            // Claims leave only once the turn's fences are durable; a failed commit keeps them.
+            if !session.outbox.claims.isEmpty { claimBatches.append(session.outbox.claims) }
+            session.outbox.claims.removeAll()
         }
+        unclaims += session.outbox.unclaims
+        session.outbox.unclaims.removeAll()
         var flushes: [SessionConnection] = []
         session.takeFlushes(into: &flushes)
         for connection in flushes {

@@ -39,6 +39,13 @@ extension Broker {
         let candidates = candidates(for: admission)
         let ttl = request.ttlMilliseconds ?? config.limits.defaultTTLMilliseconds
         switch evaluate(admission, candidates: candidates, now: now) {
+        case .admit(let candidate?) where claimsModels:
+            let kind = Waiter.Kind.acquire(ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
+                                           pgid: request.pgid, holder: request.holder)
+            beginClaim(ticket: ticket, request: admission, candidate: candidate, kind: kind, enqueuedAt: now,
+                       waitDeadline: request.waitMilliseconds > 0 ? now.adding(milliseconds: request.waitMilliseconds) : nil,
+                       now: now)
+            return .claiming
         case .admit(let candidate):
             let lease = grantLease(admission, candidate: candidate, client: ticket.client,
                                    ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
@@ -80,7 +87,7 @@ extension Broker {
             effects.append(.granted(ticket, lease))
             return .success(.granted(lease))
         }
-        if queue.unparkWaiter(of: fence) != nil {
+        if queue.unparkWaiter(of: fence) != nil || cluster?.claims[fence] != nil {
             return .failure(.badRequest(field: "lease", message: "an unpark of this lease is already waiting"))
         }
         // A parked lease holds no unit: it asks again under the limits in force, and a pool
@@ -89,6 +96,10 @@ extension Broker {
         if !request.pools.isEmpty, let problem = poolProblem(request) { return .failure(problem) }
         let candidates = candidates(for: request)
         switch evaluate(request, candidates: candidates, owner: fence, now: now) {
+        case .admit(let candidate?) where claimsModels:
+            beginClaim(ticket: ticket, request: request, candidate: candidate, kind: .unpark(fence: fence), enqueuedAt: now,
+                       waitDeadline: waitMilliseconds > 0 ? now.adding(milliseconds: waitMilliseconds) : nil, now: now)
+            return .success(.claiming)
         case .admit(let candidate):
             let lease = takeBackCapacity(fence, candidate: candidate, waitedMilliseconds: 0, now: now)
             effects.append(.granted(ticket, lease))
@@ -105,25 +116,36 @@ extension Broker {
     mutating func grantLease(_ request: AdmissionRequest, candidate: ModelCandidate?, client: ClientID,
                              ttlMilliseconds: UInt64, detach: Bool, pid: Int32?, pgid: Int32?, holder: String?,
                              waitedMilliseconds: UInt64, now: Instant) -> Lease {
-        let request = request.namesPools ? withPoolLimitsInForce(request) : request
-        fenceHighWater += 1
-        let lease = Lease(
-            token: LeaseToken(high: random.next(), low: random.next()), fence: fenceHighWater, request: request,
-            model: candidate?.key, route: candidate?.route, holder: holder, pid: pid, pgid: pgid,
-            ttlMilliseconds: ttlMilliseconds, grantedAt: now, lastHeartbeatAt: now,
-            deadline: now.adding(milliseconds: ttlMilliseconds), client: client, bound: !detach, parked: false,
-            waitedMilliseconds: waitedMilliseconds)
+        let lease = newLease(request, candidate: candidate, client: client, ttlMilliseconds: ttlMilliseconds,
+                             detach: detach, pid: pid, pgid: pgid, holder: holder, waitedMilliseconds: waitedMilliseconds,
+                             now: now)
         insert(lease)
         metrics.recordGrant(waitedMilliseconds: waitedMilliseconds)
         effects.append(.leaseGranted(lease))
         return lease
     }
 
+    /// A lease with the next fence and a new token, in no table yet.
+    mutating func newLease(_ request: AdmissionRequest, candidate: ModelCandidate?, client: ClientID,
+                           ttlMilliseconds: UInt64, detach: Bool, pid: Int32?, pgid: Int32?, holder: String?,
+                           waitedMilliseconds: UInt64, now: Instant) -> Lease {
+        let request = request.namesPools ? withPoolLimitsInForce(request) : request
+        fenceHighWater += 1
+        return Lease(
+            token: LeaseToken(high: random.next(), low: random.next()), fence: fenceHighWater, request: request,
+            model: candidate?.key, route: candidate?.route, holder: holder, pid: pid, pgid: pgid,
+            ttlMilliseconds: ttlMilliseconds, grantedAt: now, lastHeartbeatAt: now,
+            deadline: now.adding(milliseconds: ttlMilliseconds), client: client, bound: !detach, parked: false,
+            waitedMilliseconds: waitedMilliseconds)
+    }
+
     /// Adds a lease to every index and counts what it holds.
-    mutating func insert(_ lease: Lease) {
+    /// - Parameter reserved: its capacity and workspace are counted already (a claim's
+    ///   reservation handed over to the lease it granted).
+    mutating func insert(_ lease: Lease, reserved: Bool = false) {
         leases[lease.fence] = lease
         tokens[lease.token] = lease.fence
-        if lease.holdsCapacity { occupancy.take(lease.request, model: lease.model) }
+        if lease.holdsCapacity && !reserved { occupancy.take(lease.request, model: lease.model) }
         if let workspace = lease.request.workspace { occupancy.workspaces[ExactName(workspace)] = lease.fence }
         if let client = lease.client { leasesByClient[client, default: []].insert(lease.fence) }
         if let pid = lease.pid { bindProcess(pid, fence: lease.fence) }

@@ -98,13 +98,18 @@ extension Broker {
 
     /// The first free candidate, primary first. A candidate is free when its pool is under its
     /// limit, it is not flagged subscription-limited, and its provider is not throttled for the
-    /// tenant. When none is free and some were blocked only by a throttle, the answer is
-    /// `rate_limit` with the earliest throttle end (protocol/PROTOCOL.md); otherwise `model`.
+    /// tenant; when models are shared across hosts, also when a claim has not found it full
+    /// across the cluster, and only while the cluster can be reached (protocol/CLUSTER.md §5).
+    /// When none is free and some were blocked only by a throttle, the answer is `rate_limit`
+    /// with the earliest throttle end (protocol/PROTOCOL.md); else, when some were blocked only
+    /// by the cluster being out of reach, `cluster`; otherwise `model`.
     func chooseModel(_ candidates: [ModelCandidate], tenant: String, now: Instant) -> Result<ModelCandidate, Refusal> {
         var throttledOnly: (remaining: UInt64, provider: String)?
+        var unreachable: ModelKey?
         for candidate in candidates {
             let full = (occupancy.pools[candidate.key] ?? 0) >= models.limit(of: candidate.key)
                 || flagEnd(candidate.key, now: now) != nil
+                || (claimsModels && isFullAcrossCluster(candidate.key))
             let key = ThrottleTable.Key(tenant: tenant, provider: candidate.key.provider)
             if let remaining = throttles.remaining(key, now: now) {
                 if !full, throttledOnly == nil || remaining < throttledOnly!.remaining {
@@ -112,18 +117,35 @@ extension Broker {
                 }
                 continue
             }
-            if !full { return .success(candidate) }
+            if full { continue }
+            if claimsModels && !isClusterAvailable {
+                if unreachable == nil { unreachable = candidate.key }
+                continue
+            }
+            return .success(candidate)
         }
         if let throttledOnly {
             return .failure(Refusal(.rateLimit, retryAfterMilliseconds: throttledOnly.remaining,
                                     detail: "provider \(throttledOnly.provider) is rate limited for tenant \(tenant)"))
         }
-        let primary = candidates[0].key
-        let flagged = flagEnd(primary, now: now)
-        return .failure(Refusal(.model, limit: models.limit(of: primary), inUse: occupancy.pools[primary] ?? 0,
-                                retryAfterMilliseconds: flagged.map { $0.milliseconds(since: now) },
-                                detail: flagged == nil ? "model \(primary) is at its limit"
-                                    : "model \(primary) is subscription-limited"))
+        if let unreachable {
+            return .failure(Refusal(.cluster, detail: "model \(unreachable) is shared across hosts and the cluster cannot be reached"))
+        }
+        return .failure(modelRefusal(candidates[0].key, now: now))
+    }
+
+    /// `model`: the primary pool is at its limit, subscription-limited, or (shared across hosts)
+    /// found full across the cluster by a claim, whose `in_use` is then the limit.
+    private func modelRefusal(_ primary: ModelKey, now: Instant) -> Refusal {
+        let limit = models.limit(of: primary)
+        if let flagged = flagEnd(primary, now: now) {
+            return Refusal(.model, limit: limit, inUse: occupancy.pools[primary] ?? 0,
+                           retryAfterMilliseconds: flagged.milliseconds(since: now), detail: "model \(primary) is subscription-limited")
+        }
+        if claimsModels && isFullAcrossCluster(primary) {
+            return Refusal(.model, limit: limit, inUse: limit, detail: "model \(primary) is at its limit across the cluster")
+        }
+        return Refusal(.model, limit: limit, inUse: occupancy.pools[primary] ?? 0, detail: "model \(primary) is at its limit")
     }
 
     /// When a pool's subscription-limit flag ends, if one is in force (a flag on the bare name

@@ -188,7 +188,7 @@ extension Broker {
 
     /// Applies a new config to future grants; live leases are kept even where they now exceed
     /// a lowered limit (no new grant happens until use is back under it). Waiters are
-    /// re-checked at once.
+    /// re-checked at once. `[cluster]` is kept as it was at the start.
     public mutating func reload(_ newConfig: TurnstileConfig, now: Instant) -> Transition<Void> {
         decideReload(newConfig, now: now)
         return Transition(reply: (), effects: takeEffects())
@@ -197,6 +197,10 @@ extension Broker {
     /// `reload`'s decision; its effects stay in the outbox.
     mutating func decideReload(_ newConfig: TurnstileConfig, now: Instant) {
         liftEndedBlocks(now: now)
+        // `[cluster]` is the transport's connection to etcd, made at start: it changes at the
+        // next start only.
+        var newConfig = newConfig
+        newConfig.cluster = config.cluster
         config = newConfig
         models = ModelTable(providers: newConfig.providers, models: newConfig.models)
         projectCaps = Dictionary(newConfig.projects.map { (ExactName($0.name), $0) }, uniquingKeysWith: { $1 })

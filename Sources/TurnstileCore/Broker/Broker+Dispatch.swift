@@ -152,9 +152,14 @@ extension Broker {
         return nil
     }
 
-    /// Turns a waiter into a grant and queues its answer.
+    /// Turns a waiter into a grant and queues its answer; or, when its model is shared across
+    /// hosts, into a claim (protocol/CLUSTER.md §3), answered once the claim succeeds.
     private mutating func grantWaiter(_ id: UInt64, candidate: ModelCandidate?, now: Instant) {
         let waiter = queue.remove(id)!
+        if claimsModels, let candidate {
+            return beginClaim(ticket: waiter.ticket, request: waiter.request, candidate: candidate, kind: waiter.kind,
+                              enqueuedAt: waiter.enqueuedAt, waitDeadline: waiter.deadline, now: now)
+        }
         let waited = now.milliseconds(since: waiter.enqueuedAt)
         switch waiter.kind {
         case .acquire(let ttl, let detach, let pid, let pgid, let holder):

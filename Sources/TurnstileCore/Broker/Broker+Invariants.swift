@@ -32,6 +32,7 @@ extension Broker {
                 problems.append("draining fence \(lease.fence) is also live, or has no drain or group")
             }
         }
+        problems += claimViolations(recount: &recount)
         // Ad-hoc limits are checked against the pools in use and the config, not recounted:
         // a lease restored without one gets it from `adoptRestoredPools`.
         problems += poolViolations(recounted: recount.namedPools)

@@ -99,12 +99,25 @@ extension Broker {
         liftEndedBlocks(now: now)
         guard let fence = liveFence(token, now: now) else { return .failure(.notFound) }
         guard !leases[fence]!.parked else { return .success(leases[fence]!) }
-        leases[fence]!.parked = true
-        let lease = leases[fence]!
-        occupancy.give(lease.request, model: lease.model)
-        effects.append(.leaseChanged(lease))
+        let lease = parkCapacity(fence)
         dispatch(now: now)
         return .success(lease)
+    }
+
+    /// Parks a live lease: its capacity and its shared unit are given back, its workspace lock
+    /// stays. Callers dispatch.
+    @discardableResult
+    mutating func parkCapacity(_ fence: UInt64) -> Lease {
+        var lease = leases[fence]!
+        lease.parked = true
+        occupancy.give(lease.request, model: lease.model)
+        if lease.clusterFence != nil {
+            releaseSharedUnit(of: lease)
+            lease.clusterFence = nil
+        }
+        leases[fence] = lease
+        effects.append(.leaseChanged(lease))
+        return lease
     }
 
     /// Takes a lease away (an administrator's `revoke`); its connection gets a `revoked` event.
@@ -211,9 +224,11 @@ extension Broker {
         return lease
     }
 
-    /// Drops a lease already taken out of `leases` from the other indexes.
+    /// Drops a lease already taken out of `leases` from the other indexes; an unpark claiming a
+    /// shared unit for it (the only claim a live lease's fence can have) is answered `leaseGone`.
     /// - Parameter keepingSlot: keep its capacity and workspace (a lease starting to drain).
     private mutating func unindex(_ lease: Lease, keepingSlot: Bool) {
+        if claimsModels { dropUnparkClaim(of: lease.fence) }
         tokens[lease.token] = nil
         if !keepingSlot { giveBackSlot(lease) }
         // A connection's (possibly empty) set stays until it disconnects: the next grant to it
@@ -222,16 +237,18 @@ extension Broker {
         if let pid = lease.pid { unbindProcess(pid, fence: lease.fence) }
     }
 
-    /// Gives back the capacity and the workspace lock a lease holds.
+    /// Gives back the capacity, the shared unit and the workspace lock a lease holds.
     private mutating func giveBackSlot(_ lease: Lease) {
         if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
+        if lease.clusterFence != nil { releaseSharedUnit(of: lease) }
         if let workspace = lease.request.workspace.map(ExactName.init), occupancy.workspaces[workspace] == lease.fence {
             occupancy.workspaces[workspace] = nil
         }
     }
 
-    /// A connection closed: its waiters are dropped (nobody is left to answer), its bound
-    /// leases released at once, and its detached leases keep living on heartbeats alone.
+    /// A connection closed: its waiters and claiming requests are dropped (nobody is left to
+    /// answer), its bound leases released at once, and its detached leases keep living on
+    /// heartbeats alone.
     public mutating func disconnect(_ client: ClientID, now: Instant) -> Transition<Void> {
         decideDisconnect(client, now: now)
         return Transition(reply: (), effects: takeEffects())
@@ -242,6 +259,7 @@ extension Broker {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         for id in queue.ids(of: client) { queue.remove(id) }
+        if claimsModels { dropClaims(answering: nil) { $0.ticket.client == client } }
         for fence in (leasesByClient[client] ?? []).sorted() {
             if leases[fence]!.bound {
                 endLease(fence, cause: .disconnected, now: now)
@@ -269,8 +287,8 @@ extension Broker {
         dispatch(now: now)
     }
 
-    /// Cancels a waiting request of a connection; it is answered `cancelled`.
-    /// - Returns: false if the ticket is not waiting.
+    /// Cancels a waiting or claiming request of a connection; it is answered `cancelled`.
+    /// - Returns: false if the ticket is neither waiting nor claiming.
     public mutating func cancel(_ ticket: Ticket, now: Instant) -> Transition<Bool> {
         let reply = decideCancel(ticket, now: now)
         return Transition(reply: reply, effects: takeEffects())
@@ -279,14 +297,16 @@ extension Broker {
     /// `cancel`'s decision; its effects stay in the outbox.
     mutating func decideCancel(_ ticket: Ticket, now: Instant) -> Bool {
         liftEndedBlocks(now: now)
-        guard let id = queue.id(of: ticket) else { return false }
+        guard let id = queue.id(of: ticket) else {
+            return claimsModels && dropClaims(answering: .cancelled) { $0.ticket == ticket }
+        }
         queue.remove(id)
         effects.append(.failed(ticket, .cancelled))
         return true
     }
 
-    /// The daemon is stopping: every waiter is answered `shutting_down`. Leases stay, to be
-    /// saved and restored.
+    /// The daemon is stopping: every waiter and claiming request is answered `shutting_down`.
+    /// Leases stay, to be saved and restored.
     public mutating func shutDown() -> Transition<Void> {
         decideShutDown()
         return Transition(reply: (), effects: takeEffects())
@@ -298,5 +318,6 @@ extension Broker {
             queue.remove(waiter.id)
             effects.append(.failed(waiter.ticket, .shuttingDown))
         }
+        dropClaims(answering: .shuttingDown) { _ in true }
     }
 }

@@ -25,7 +25,7 @@ extension Broker {
             },
             leases: (Array(leases.values) + Array(draining.values)).sorted { $0.fence < $1.fence }
                 .map { leaseInfo($0, now: now) },
-            waiting: waiting, metrics: metrics, queuedByReason: queuedByReason)
+            waiting: waiting, metrics: metrics, queuedByReason: queuedByReason, cluster: clusterInfo(now: now))
     }
 
     private func projectInfos() -> [BrokerStatus.ProjectUse] {
@@ -65,7 +65,8 @@ extension Broker {
             sinceHeartbeatMilliseconds: now.milliseconds(since: lease.lastHeartbeatAt),
             expiresInMilliseconds: lease.drain == nil ? lease.deadline.milliseconds(since: now) : 0,
             bound: lease.bound && lease.drain == nil, parked: lease.parked, pgid: lease.pgid, draining: lease.drain?.cause,
-            drainingMilliseconds: lease.drain.map { now.milliseconds(since: $0.since) }, pools: lease.request.pools)
+            drainingMilliseconds: lease.drain.map { now.milliseconds(since: $0.since) }, pools: lease.request.pools,
+            clusterFence: lease.clusterFence)
     }
 
     /// Where each waiter stands now: what blocks it and its place in line, for the daemon's

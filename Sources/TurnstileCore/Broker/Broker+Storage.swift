@@ -22,9 +22,7 @@ extension Broker {
         guard let lease = leases[fence] else { return false }
         guard isNew else {
             guard !lease.parked else { return true }
-            leases[fence]!.parked = true
-            occupancy.give(lease.request, model: lease.model)
-            effects.append(.leaseChanged(leases[fence]!))
+            parkCapacity(fence)
             dispatch(now: now)
             return true
         }

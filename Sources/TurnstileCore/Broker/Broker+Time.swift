@@ -1,7 +1,8 @@
 extension Broker {
     /// Serves every deadline that has come: leases past their deadline expire (their
     /// connection gets `expired`), throttles and subscription-limit flags end, waiters are
-    /// granted into what that freed, and only then do waits past their `wait_ms` time out.
+    /// granted into what that freed, and only then do waits past their `wait_ms` time out
+    /// (claiming requests' too: their claims stay until their outcome is known).
     /// The daemon calls it from its one timer, armed at `nextDeadline()`.
     public mutating func tick(now: Instant) -> Transition<Void> {
         decideTick(now: now)
@@ -38,10 +39,11 @@ extension Broker {
             metrics.timedOutTotal += 1
             effects.append(.failed(waiter.ticket, .timeout(refusal)))
         }
+        if claimsModels { timeOutClaims(now: now) }
     }
 
-    /// The earliest instant at which `tick` has work: a lease deadline, a wait deadline, a
-    /// throttle or flag end. Stale heap tops (leases since released or heartbeated, waiters
+    /// The earliest instant at which `tick` has work: a lease deadline, a wait deadline (a
+    /// claiming request's too), a throttle or flag end. Stale heap tops (leases since released or heartbeated, waiters
     /// since granted) are cleaned off first, so the daemon's timer rarely wakes for nothing.
     public mutating func nextDeadline() -> Instant? {
         while let top = leaseDeadlines.min {
@@ -55,7 +57,7 @@ extension Broker {
         }
         while let top = queue.deadlines.min, queue.waiters[top.id] == nil { queue.deadlines.popMin() }
         let candidates: [Instant?] = [leaseDeadlines.min?.at, queue.deadlines.min?.at, throttles.earliestEnd,
-                                      modelFlags.earliestEnd]
+                                      modelFlags.earliestEnd, claimsModels ? nextClaimDeadline : nil]
         return candidates.compactMap { $0 }.min()
     }
 

@@ -40,6 +40,12 @@ public struct Broker: Sendable {
     public internal(set) var metrics = BrokerMetrics()
     /// The last fence issued (or restored); the next grant gets one more.
     public internal(set) var fenceHighWater: UInt64
+    /// Whether model capacity is shared across hosts (`[cluster]` sharing `models`): a grant
+    /// of a model is then claimed first (protocol/CLUSTER.md §3). Kept from the start: the
+    /// one test the single-host path pays for it.
+    let claimsModels: Bool
+    /// The cluster, when model capacity is shared; nil otherwise.
+    var cluster: ClusterState?
 
     /// Whether debug builds assert the invariants after every mutation. The simulation test
     /// turns it off to check them itself and report the failing seed instead of stopping.
@@ -69,6 +75,8 @@ public struct Broker: Sendable {
                                    bounds: config.telemetry.bounds)
         self.random = random
         self.fenceHighWater = fenceHighWater
+        cluster = config.cluster.flatMap { $0.sharesModels ? ClusterState(onLoss: $0.onLoss) : nil }
+        claimsModels = cluster != nil
     }
 
     static func poolCaps(_ config: TurnstileConfig) -> [ExactName: Int] {

@@ -87,6 +87,28 @@ public struct BrokerStatus: Sendable, Equatable {
         public var drainingMilliseconds: UInt64?
         /// The pools it holds a unit of.
         public var pools: [String] = []
+        /// The fleet-wide fence of the shared unit it holds (protocol/CLUSTER.md §6).
+        public var clusterFence: UInt64?
+    }
+
+    /// The cluster model capacity is shared with (protocol/CLUSTER.md §6).
+    public struct ClusterUse: Sendable, Equatable {
+        /// This host's name (nil: the machine's hostname) and the etcd endpoints, as configured.
+        public var host: String?
+        public var endpoints: [String]
+        public var state: ClusterReach
+        public var onLoss: ClusterConfig.LossPolicy
+        /// How long ago the state last changed; nil if it has not since the start.
+        public var sinceMilliseconds: UInt64?
+        /// How long the units held are surely this host's (0 once the safe deadline passed);
+        /// nil until the transport first says.
+        public var validForMilliseconds: UInt64?
+        /// Claims in flight, and of them those whose outcome is being read back.
+        public var claiming: Int
+        public var outcomeUnknown: Int
+        /// Models a claim found with no free unit across the cluster.
+        public var exhausted: [ModelKey]
+        public var metrics: ClusterMetrics
     }
 
     /// A waiting request.
@@ -118,4 +140,6 @@ public struct BrokerStatus: Sendable, Equatable {
     public var metrics: BrokerMetrics
     /// Waiters per current blocking reason.
     public var queuedByReason: [BlockReason: Int]
+    /// The cluster, when model capacity is shared across hosts.
+    public var cluster: ClusterUse?
 }

@@ -36,6 +36,19 @@ public enum Effect: Sendable, Equatable {
     case throttleCleared(provider: String, tenant: String)
     /// An operator lifted a model's subscription-limit flag before its TTL.
     case unflagged(model: String)
+    /// A request's local limits are reserved and it also needs a shared unit: the transport
+    /// claims it from the cluster and reports the outcome by the claim's fence
+    /// (protocol/CLUSTER.md §3). The request is answered once the claim has succeeded.
+    case claim(Ticket, ClaimRequest)
+    /// A shared unit this host holds, or may hold, is given back: the transport deletes its
+    /// slot (protocol/CLUSTER.md §3.5).
+    case unclaim(Unclaim)
+    /// The cluster was lost: no new shared grant until it is restored; with `on_loss =
+    /// "revoke"` the leases holding shared capacity are revoked in the effects that follow
+    /// (protocol/CLUSTER.md §5).
+    case clusterLost(safeDeadline: Instant)
+    /// The cluster is back after a loss: shared grants resume.
+    case clusterRestored
 }
 
 /// What one broker operation decided: its reply to the caller and, in order, every effect it

@@ -5,7 +5,12 @@ public enum BlockReason: String, Sendable, Equatable, CaseIterable, Codable {
     case rateLimit = "rate_limit"
     case workspaceLock = "workspace_lock"
     case pool
-    case mode, project, mention, proportional, model, global
+    case mode, project, mention, proportional, model
+    /// The request's model is shared across hosts and the cluster cannot be reached: checked
+    /// with the model, so it comes before `global` (protocol/CLUSTER.md §5). Not a limit:
+    /// it has no `limit` or `in_use`.
+    case cluster
+    case global
 }
 
 /// A refusal: which limit blocked, and what is known of it.
@@ -41,6 +46,10 @@ public enum AcquireOutcome: Sendable, Equatable {
     case queued(position: Int, Refusal)
     /// Not considered: a resource bound of the daemon (`[server]` config) is reached.
     case overBound(ResourceBound)
+    /// Its local limits are reserved and its model's shared unit is being claimed from the
+    /// cluster (protocol/CLUSTER.md §3): answered later through `Effect.granted` or `.failed`,
+    /// as a queued request is.
+    case claiming
     /// Not considered: it cannot be granted as asked (a pool with no limit, or a limit that
     /// disagrees with the one in force); a `bad_request` naming the field.
     case invalid(field: String, message: String)
@@ -76,4 +85,7 @@ public enum WaitFailure: Sendable, Equatable {
     case shuttingDown
     /// The lease an `unpark` waited for ended meanwhile.
     case leaseGone
+    /// A request that does not wait (`wait_ms` 0) was blocked once its claim failed, or once
+    /// the cluster was lost while it claimed: answered `unavailable`, as a refusal at once is.
+    case refused(Refusal)
 }

@@ -86,8 +86,16 @@ struct WaitQueue: Sendable {
     /// Adds a waiter at the back of its project's FIFO.
     mutating func enqueue(ticket: Ticket, request: AdmissionRequest, candidates: [ModelCandidate],
                           kind: Waiter.Kind, now: Instant, waitMilliseconds: UInt64) -> Waiter {
+        enqueue(ticket: ticket, request: request, candidates: candidates, kind: kind, since: now,
+                deadline: now.adding(milliseconds: waitMilliseconds))
+    }
+
+    /// Adds a waiter at the back of its project's FIFO, with the arrival time and wait
+    /// deadline it came with (a request whose claim did not end in a grant).
+    mutating func enqueue(ticket: Ticket, request: AdmissionRequest, candidates: [ModelCandidate],
+                          kind: Waiter.Kind, since: Instant, deadline: Instant) -> Waiter {
         let waiter = Waiter(id: nextID, ticket: ticket, request: request, candidates: candidates, kind: kind,
-                            enqueuedAt: now, deadline: now.adding(milliseconds: waitMilliseconds))
+                            enqueuedAt: since, deadline: deadline)
         nextID += 1
         waiters[waiter.id] = waiter
         byTicket[ticket] = waiter.id

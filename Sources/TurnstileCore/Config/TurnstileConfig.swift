@@ -27,6 +27,8 @@ public struct TurnstileConfig: Sendable, Equatable {
     public var circuitBreaker = CircuitBreakerConfig()
     /// Model telemetry.
     public var telemetry = TelemetryConfig()
+    /// Limits shared with other hosts (`[cluster]`); nil: every limit is this host's.
+    public var cluster: ClusterConfig?
 
     /// The embedded defaults: what the daemon runs with when there is no file.
     public init() {}

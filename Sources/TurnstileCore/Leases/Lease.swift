@@ -38,6 +38,9 @@ public struct Lease: Sendable, Equatable {
     public var drain: Drain?
     /// How its work finished, when its `release` said so.
     public var exit: ExitStatus?
+    /// The fleet-wide fence of the shared unit it holds (protocol/CLUSTER.md §3: rising across
+    /// every host); nil when it holds none. Not saved: a restart registers a new host lease.
+    public var clusterFence: UInt64?
 
     /// Whether it holds capacity (global, mode, project, model).
     public var holdsCapacity: Bool { !parked }

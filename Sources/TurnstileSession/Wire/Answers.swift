@@ -81,8 +81,11 @@ public enum Answers {
     }
 
     /// A granted acquire or unpark: `lease`, `fence`, `ttl_ms`, `model`, `route`,
-    /// `waited_ms`, plus `project` and `mode` for the record.
-    public static func granted(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, _ lease: Lease) {
+    /// `waited_ms`, plus `project` and `mode` for the record; for a lease holding shared
+    /// capacity, `cluster_fence` and, under `on_loss = "revoke"`, `valid_until_ms`
+    /// (protocol/CLUSTER.md §6).
+    public static func granted(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, _ lease: Lease,
+                               validUntilMilliseconds: UInt64? = nil) {
         beginSuccess(&w, id: id)
         w.key("lease")
         w.hexString(high: lease.token.high, low: lease.token.low)
@@ -100,6 +103,14 @@ public enum Answers {
         w.string(lease.request.project)
         w.key("mode")
         w.string(lease.request.mode.rawValue)
+        if let clusterFence = lease.clusterFence {
+            w.key("cluster_fence")
+            w.int(clusterFence)
+            if let validUntilMilliseconds {
+                w.key("valid_until_ms")
+                w.int(validUntilMilliseconds)
+            }
+        }
         close(&w)
     }
 
@@ -149,6 +160,10 @@ public enum Answers {
         w.string(lease.model?.description)
         w.key("holder")
         w.string(lease.holder)
+        if let clusterFence = lease.clusterFence {
+            w.key("cluster_fence")
+            w.int(clusterFence)
+        }
         if name == "granted" && !lease.request.pools.isEmpty {
             w.key("pools")
             w.beginArray()
@@ -204,6 +219,23 @@ public enum Answers {
         w.key("event"); w.string("throttle_cleared")
         w.key("provider"); w.string(provider)
         w.key("tenant"); w.string(tenant)
+        close(&w)
+    }
+
+    /// `{"event":"cluster_lost","deadline_ms":…}`: no new grant of shared capacity until the
+    /// cluster is back; the units held are this host's for `deadline_ms` more at most
+    /// (protocol/CLUSTER.md §5 and §6).
+    public static func watchClusterLost(_ w: inout JSONWriter, deadlineMilliseconds: UInt64) {
+        w.beginObject()
+        w.key("event"); w.string("cluster_lost")
+        w.key("deadline_ms"); w.int(deadlineMilliseconds)
+        close(&w)
+    }
+
+    /// `{"event":"cluster_restored"}`: grants of shared capacity resume.
+    public static func watchClusterRestored(_ w: inout JSONWriter) {
+        w.beginObject()
+        w.key("event"); w.string("cluster_restored")
         close(&w)
     }
 

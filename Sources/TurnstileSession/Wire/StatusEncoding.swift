@@ -55,7 +55,38 @@ public enum StatusEncoding {
         writeLeases(&w, status.leases)
         writeWaiting(&w, status.waiting)
         writeMetrics(&w, status)
+        if let cluster = status.cluster { writeCluster(&w, cluster) }
         Answers.close(&w)
+    }
+
+    /// `cluster` (protocol/CLUSTER.md §6): whether it can be reached, how long the units held
+    /// are surely this host's, the claims in flight, the models found full across it.
+    private static func writeCluster(_ w: inout JSONWriter, _ cluster: BrokerStatus.ClusterUse) {
+        w.key("cluster")
+        w.beginObject()
+        w.key("host"); w.string(cluster.host)
+        w.key("endpoints")
+        w.beginArray()
+        for endpoint in cluster.endpoints { w.string(endpoint) }
+        w.endArray()
+        w.key("state"); w.string(cluster.state.rawValue)
+        w.key("reachable"); w.bool(cluster.state == .available)
+        w.key("on_loss"); w.string(cluster.onLoss.rawValue)
+        if let since = cluster.sinceMilliseconds { w.key("since_ms"); w.int(since) }
+        if let validFor = cluster.validForMilliseconds { w.key("valid_until_ms"); w.int(validFor) }
+        w.key("claiming"); w.int(cluster.claiming)
+        w.key("outcome_unknown"); w.int(cluster.outcomeUnknown)
+        w.key("exhausted")
+        w.beginArray()
+        for model in cluster.exhausted { w.string(model.description) }
+        w.endArray()
+        let metrics = cluster.metrics
+        w.key("claims_total"); w.int(metrics.claimsTotal)
+        w.key("claim_failures_total"); w.int(metrics.claimFailuresTotal)
+        w.key("unknown_outcomes_total"); w.int(metrics.unknownOutcomesTotal)
+        w.key("losses_total"); w.int(metrics.lossesTotal)
+        w.key("revoked_total"); w.int(metrics.revokedTotal)
+        w.endObject()
     }
 
     private static func writeProjects(_ w: inout JSONWriter, _ projects: [BrokerStatus.ProjectUse]) {
@@ -151,6 +182,7 @@ public enum StatusEncoding {
             w.key("bound"); w.bool(lease.bound)
             w.key("parked"); w.bool(lease.parked)
             if let pgid = lease.pgid { w.key("pgid"); w.int(pgid) }
+            if let clusterFence = lease.clusterFence { w.key("cluster_fence"); w.int(clusterFence) }
             if !lease.pools.isEmpty {
                 w.key("pools")
                 w.beginArray()

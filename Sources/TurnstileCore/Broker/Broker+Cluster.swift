@@ -1,0 +1,166 @@
+/// Reaching the cluster, losing it and getting it back (protocol/CLUSTER.md §5), and what the
+/// claims in flight mean for the rest of the broker: requests dropped while they claim, waits
+/// that end, the invariants and `status`.
+extension Broker {
+    /// The host lease is registered, at start or again after a loss: shared grants may go on,
+    /// and the units held are surely this host's until `safeDeadline`. Models found full before
+    /// count as free again (a new host lease starts from the cluster as it is), and waiters are
+    /// dispatched.
+    /// - Returns: false if the cluster was reachable already, or no model is shared.
+    public mutating func clusterRestored(safeDeadline: Instant, now: Instant) -> Transition<Bool> {
+        let reply = decideClusterRestored(safeDeadline: safeDeadline, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `clusterRestored`'s decision; its effects stay in the outbox.
+    mutating func decideClusterRestored(safeDeadline: Instant, now: Instant) -> Bool {
+        defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
+        guard let reach = cluster?.reach, reach != .available else { return false }
+        cluster!.reach = .available
+        cluster!.since = now
+        cluster!.safeDeadline = safeDeadline
+        cluster!.exhausted.removeAll()
+        if reach == .lost { effects.append(.clusterRestored) }
+        dispatch(now: now)
+        return true
+    }
+
+    /// A renewal of the host lease was acknowledged: the units held are surely this host's
+    /// until `safeDeadline` (the send time of that renewal + the granted ttl − a margin). A
+    /// deadline earlier than the one known (an acknowledgement overtaken) changes nothing.
+    /// - Returns: false if the cluster is not reachable (only `clusterRestored` makes it so).
+    public mutating func clusterRenewed(safeDeadline: Instant) -> Transition<Bool> {
+        guard cluster?.isAvailable == true else { return Transition(reply: false, effects: takeEffects()) }
+        cluster!.safeDeadline = max(cluster!.safeDeadline ?? safeDeadline, safeDeadline)
+        return Transition(reply: true, effects: takeEffects())
+    }
+
+    /// A renewal of the host lease failed (protocol/CLUSTER.md §5): no new shared grant
+    /// (`reason: "cluster"`; waiters keep waiting), local-only grants go on. With `on_loss =
+    /// "revoke"` every lease holding shared capacity is revoked at once, its holder told: the
+    /// transport reports the loss early enough that this happens before `safeDeadline`.
+    /// - Returns: false if the cluster was lost already, or no model is shared.
+    public mutating func clusterLost(safeDeadline: Instant, now: Instant) -> Transition<Bool> {
+        let reply = decideClusterLost(safeDeadline: safeDeadline, now: now)
+        return Transition(reply: reply, effects: takeEffects())
+    }
+
+    /// `clusterLost`'s decision; its effects stay in the outbox.
+    mutating func decideClusterLost(safeDeadline: Instant, now: Instant) -> Bool {
+        defer { debugCheckInvariants(now: now) }
+        liftEndedBlocks(now: now)
+        guard let reach = cluster?.reach, reach != .lost else { return false }
+        cluster!.reach = .lost
+        cluster!.since = now
+        cluster!.safeDeadline = safeDeadline
+        cluster!.metrics.lossesTotal += 1
+        effects.append(.clusterLost(safeDeadline: safeDeadline))
+        if cluster!.onLoss == .revoke {
+            for fence in leases.keys.sorted() where leases[fence]!.clusterFence != nil {
+                endLease(fence, cause: .revoked, now: now)
+                cluster!.metrics.revokedTotal += 1
+            }
+        }
+        dispatch(now: now)
+        return true
+    }
+
+    /// Whether a claim found the model with no free unit across the cluster (and none was
+    /// seen freed since).
+    func isFullAcrossCluster(_ model: ModelKey) -> Bool {
+        cluster?.exhausted.contains(model) == true
+    }
+
+    /// Whether shared units can be claimed now.
+    var isClusterAvailable: Bool { cluster?.isAvailable == true }
+
+    /// Until when a lease's shared unit is surely its own, for its `valid_until_ms`
+    /// (protocol/CLUSTER.md §5): the safe deadline, for a lease holding shared capacity under
+    /// `on_loss = "revoke"`; nil otherwise (a lease under `keep` outlives a loss).
+    public func validUntil(_ lease: Lease) -> Instant? {
+        guard lease.clusterFence != nil, cluster?.onLoss == .revoke else { return nil }
+        return cluster?.safeDeadline
+    }
+
+    /// The claim of an unpark of a lease leaving the tables is answered `leaseGone` and
+    /// dropped.
+    mutating func dropUnparkClaim(of fence: UInt64) {
+        guard let claim = cluster?.claims[fence], !claim.abandoned else { return }
+        cluster!.claims[fence]!.abandoned = true
+        effects.append(.failed(claim.ticket, .leaseGone))
+    }
+
+    /// Drops the requests of claims that `matches` picks (their claims stay until their
+    /// outcome is known, holding their reservation) and answers each with `failure`, if any.
+    /// - Returns: whether any was dropped.
+    @discardableResult
+    mutating func dropClaims(answering failure: WaitFailure?, where matches: (Claim) -> Bool) -> Bool {
+        guard let claims = cluster?.claims, !claims.isEmpty else { return false }
+        var dropped = false
+        for fence in claims.keys.sorted() {
+            let claim = claims[fence]!
+            guard !claim.abandoned, matches(claim) else { continue }
+            cluster!.claims[fence]!.abandoned = true
+            if let failure { effects.append(.failed(claim.ticket, failure)) }
+            dropped = true
+        }
+        return dropped
+    }
+
+    /// Answers `timeout` to the claiming requests whose `wait_ms` has passed: the cluster did
+    /// not answer in time. Their claims stay until their outcome is known.
+    mutating func timeOutClaims(now: Instant) {
+        guard let claims = cluster?.claims, !claims.isEmpty else { return }
+        for fence in claims.keys.sorted() {
+            let claim = claims[fence]!
+            guard !claim.abandoned, let deadline = claim.waitDeadline, deadline <= now else { continue }
+            cluster!.claims[fence]!.abandoned = true
+            metrics.timedOutTotal += 1
+            let detail = "the cluster did not answer the claim of a unit of model \(claim.candidate.key) within wait_ms"
+            effects.append(.failed(claim.ticket, .timeout(Refusal(.cluster, detail: detail))))
+        }
+    }
+
+    /// The earliest `wait_ms` end of a claiming request.
+    var nextClaimDeadline: Instant? {
+        cluster?.claims.values.lazy.filter { !$0.abandoned }.compactMap(\.waitDeadline).min()
+    }
+
+    /// Claim problems for `invariantViolations`; counts the claims' reservations into `recount`.
+    func claimViolations(recount: inout Occupancy) -> [String] {
+        guard let cluster else { return [] }
+        var problems: [String] = []
+        for (fence, claim) in cluster.claims {
+            recount.take(claim.request, model: claim.candidate.key)
+            switch claim.purpose {
+            case .acquire(let lease):
+                if let workspace = lease.request.workspace.map(ExactName.init) {
+                    if recount.workspaces[workspace] != nil { problems.append("workspace \(workspace) held twice") }
+                    recount.workspaces[workspace] = fence
+                }
+                if leases[fence] != nil || draining[fence] != nil || fence > fenceHighWater {
+                    problems.append("claim \(fence) is also a lease, or above high water")
+                }
+            case .unpark:
+                if !claim.abandoned && leases[fence]?.parked != true { problems.append("unpark claim \(fence) of a lease not parked") }
+            }
+            if !claim.abandoned && queue.id(of: claim.ticket) != nil { problems.append("claim \(fence) also waits") }
+        }
+        for lease in leases.values where lease.clusterFence != nil && (lease.parked || lease.model == nil) {
+            problems.append("lease \(lease.fence) holds a shared unit while parked or with no model")
+        }
+        return problems
+    }
+
+    /// The cluster as `status` shows it (protocol/CLUSTER.md §6).
+    func clusterInfo(now: Instant) -> BrokerStatus.ClusterUse? {
+        guard let cluster else { return nil }
+        let claims = cluster.claims.values
+        return BrokerStatus.ClusterUse(
+            host: config.cluster?.host, endpoints: config.cluster?.endpoints ?? [], state: cluster.reach, onLoss: cluster.onLoss, sinceMilliseconds: cluster.since.map { now.milliseconds(since: $0) },
+            validForMilliseconds: cluster.safeDeadline.map { $0.milliseconds(since: now) },
+            claiming: claims.count, outcomeUnknown: claims.filter(\.outcomeUnknown).count,
+            exhausted: cluster.exhausted.sorted(), metrics: cluster.metrics)
+    }
+}

@@ -1,0 +1,40 @@
+import TurnstileCore
+
+/// The etcd cluster as a test describes it: the units of each shared model held across the
+/// fleet, by this host (by fence) and by the others. It answers the claims the transport sent
+/// as the design's transaction would (protocol/CLUSTER.md §3.2–§3.3): one revision per batch,
+/// `cluster_fence = revision × 1024 + index`, a claim failing when its model has no unit left.
+final class FakeCluster {
+    /// Units other hosts hold, per model.
+    var heldElsewhere: [ModelKey: Int] = [:]
+    /// Units this host holds, by the fence of the claim that took them.
+    private(set) var heldHere: [UInt64: ModelKey] = [:]
+    private var revision: UInt64 = 100
+    private var batchesAnswered = 0
+    private var unclaimsTaken = 0
+
+    /// Deletes the slots the loop gave back, answers every batch of claims it sent since the
+    /// last call, and commits the turn those answers make.
+    func settle(_ loop: EmbeddedTransport) {
+        for unit in loop.unclaims.dropFirst(unclaimsTaken) { heldHere[unit.fence] = nil }
+        unclaimsTaken = loop.unclaims.count
+        for batch in loop.claimBatches.dropFirst(batchesAnswered) {
+            revision += 1
+            for (index, claim) in batch.enumerated() {
+                if inUse(claim.model) < claim.limit {
+                    heldHere[claim.fence] = claim.model
+                    loop.session.claimSucceeded(fence: claim.fence, clusterFence: revision * 1024 + UInt64(index))
+                } else {
+                    loop.session.claimFailed(fence: claim.fence)
+                }
+            }
+        }
+        batchesAnswered = loop.claimBatches.count
+        loop.commit()
+    }
+
+    /// Units of a model held across the fleet.
+    func inUse(_ model: ModelKey) -> Int {
+        (heldElsewhere[model] ?? 0) + heldHere.values.filter { $0 == model }.count
+    }
+}
