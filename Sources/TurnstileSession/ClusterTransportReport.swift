@@ -2,6 +2,8 @@
 /// knows claims and their outcomes, the transport knows transactions, conflicts, round trips
 /// and the other hosts' slots. `status` and `metrics` show both.
 public struct ClusterTransportReport: Sendable, Equatable {
+    /// This host's name in the fleet (the configured `host`, else the machine's hostname).
+    public var host = ""
     /// Claim transactions sent (each carries up to 128 claims).
     public var claimTransactions: UInt64 = 0
     /// Claims that took a slot.
