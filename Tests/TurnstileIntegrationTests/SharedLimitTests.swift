@@ -1,0 +1,105 @@
+import Foundation
+import Testing
+import TurnstileClient
+import TurnstileProtocol
+
+/// Model limits shared across hosts through a real 3-member etcd (protocol/CLUSTER.md): two
+/// daemons on one machine stand for two hosts. The fleet fault test (Tests/cluster) checks the
+/// same promises under faults, from the holders' own records.
+@Suite("Shared limits through etcd", .serialized, .enabled(if: EtcdFleet.available, EtcdFleet.missing), .timeLimit(.minutes(2)))
+struct SharedLimitTests {
+    static let body = "[limits]\nglobal = 10\n\n[[models]]\nname = \"fake/opus\"\nconcurrency_limit = 2\n"
+
+    static func acquire(_ client: TurnstileClient, wait: Int64 = 0, model: String? = "fake/opus",
+                        detach: Bool = false) throws -> Answer {
+        var fields: [(String, JSONValue)] = [("mode", .string("issue")), ("project", .string("p")), ("wait_ms", .integer(wait))]
+        if let model { fields.append(("model", .string(model))) }
+        if detach { fields.append(("detach", .bool(true))) }
+        return try client.ask("acquire", fields)
+    }
+
+    @Test func twoHostsShareOneModelLimitAndAReleaseOnOneGrantsAWaiterOnTheOther() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let one = try fleet.startDaemon(host: "h1", body: Self.body)
+        let two = try fleet.startDaemon(host: "h2", body: Self.body)
+        let holderOne = try one.client(), holderTwo = try two.client()
+        let first = try #require(try Self.acquire(holderOne).grant)
+        let second = try #require(try Self.acquire(holderTwo).grant)
+        let fences = [first.clusterFence, second.clusterFence].compactMap { $0 }
+        #expect(fences.count == 2 && fences[0] < fences[1], "cluster fences rise across hosts: \(fences)")
+        #expect(first.validUntilMilliseconds.map { $0 > 0 && $0 <= 2000 } == true, "valid_until_ms under on_loss = revoke")
+
+        let third = try Self.acquire(try one.client())
+        #expect(third.error == "unavailable" && third.string("reason") == "model", "the fleet's limit is 2: \(third.object)")
+        #expect(third.message?.contains("across the cluster") == true)
+
+        let waiter = try two.client()
+        let waiting = try waiter.send("acquire", [("mode", .string("issue")), ("project", .string("p")),
+                                                  ("model", .string("fake/opus")), ("wait_ms", .integer(10_000))])
+        #expect(try holderOne.ask("release", [("lease", .string(first.lease))]).ok)
+        let granted = try #require(try waiter.answer(to: waiting, timeoutMilliseconds: 10_000).grant,
+                                   "the unit given back on h1 goes to h2's waiter")
+        #expect((granted.clusterFence ?? 0) > (second.clusterFence ?? .max))
+
+        let status = try two.client().ask("status")
+        let cluster = try #require(status["cluster"]?.objectValue)
+        #expect(cluster["state"]?.stringValue == "available" && cluster["host"]?.stringValue == "h2")
+        let beat = try holderTwo.ask("heartbeat", [("lease", .string(second.lease))])
+        #expect(beat.ok && (beat.int("valid_until_ms") ?? 0) > 0, "heartbeat answers carry valid_until_ms: \(beat.object)")
+        let local = try Self.acquire(try one.client(), model: nil)
+        #expect(local.ok && local.int("cluster_fence") == nil, "a lease on local limits only is not claimed")
+    }
+
+    @Test func losingQuorumRevokesSharedLeasesAndRefusesWithReasonClusterUntilItIsBack() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let daemon = try fleet.startDaemon(host: "h1", body: Self.body)
+        let watcher = try daemon.client()
+        #expect(try watcher.ask("watch").ok)
+        let holder = try daemon.client()
+        let grant = try #require(try Self.acquire(holder).grant)
+        let validFor = try #require(grant.validUntilMilliseconds)
+        let granted = SocketStream.monotonicMilliseconds()
+
+        try fleet.pause(1)
+        try fleet.pause(2)
+        let lost = try #require(try watcher.waitForEvent("cluster_lost"))
+        #expect((lost["deadline_ms"]?.numberValue?.int64 ?? 0) > 0, "lost before the safe deadline: \(lost)")
+        let revoked = try #require(try holder.event(within: 5_000))
+        #expect(revoked["event"]?.stringValue == "revoked" && revoked["lease"]?.stringValue == grant.lease)
+        // The holder learns it no later than the validity its last answer gave (renewals may
+        // have moved the deadline on since, never back).
+        #expect(SocketStream.monotonicMilliseconds() - granted < Int64(validFor) + 2000)
+
+        let refused = try Self.acquire(try daemon.client())
+        #expect(refused.error == "unavailable" && refused.string("reason") == "cluster", "\(refused.object)")
+        #expect(try Self.acquire(try daemon.client(), model: nil).ok, "local-only grants go on")
+
+        try fleet.resume(1)
+        try fleet.resume(2)
+        #expect(try watcher.waitForEvent("cluster_restored", within: 20_000) != nil)
+        #expect(try Self.acquire(try daemon.client(), wait: 10_000).ok, "shared grants resume")
+        let metrics = try daemon.client().ask("metrics").string("text") ?? ""
+        #expect(metrics.contains("turnstile_cluster_losses_total 1") && metrics.contains("turnstile_cluster_revoked_total 1"))
+    }
+
+    @Test func aRestartedDaemonDoesNotKeepItsSharedLeaseAndItsUnitComesBack() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let one = try fleet.startDaemon(host: "h1", body: Self.body)
+        let two = try fleet.startDaemon(host: "h2", body: Self.body)
+        #expect(try Self.acquire(try one.client(), detach: true).ok)
+        #expect(try Self.acquire(try one.client(), model: nil, detach: true).ok)
+        one.crash()
+        try one.start()
+        #expect(one.logShows("cluster: available"))
+        let leases = try one.client().ask("status")["leases"]?.arrayValue ?? []
+        #expect(leases.count == 1, "the local lease is restored, the shared one is not: \(leases)")
+        // Both units are the fleet's again: the restarted daemon deletes its old slot, or the
+        // old host lease expires with it.
+        let holder = try two.client()
+        #expect(try Self.acquire(holder).ok)
+        #expect(try Self.acquire(holder, wait: 10_000).ok, "the restarted host's old unit came back")
+    }
+}
