@@ -26,6 +26,11 @@ public struct SlotLayout: Sendable, Equatable {
         slotsPrefix(kind: kind, name: name) + String(index)
     }
 
+    /// The key holding a shared limit's value, which every daemon of the fleet must agree on.
+    public func limitKey(kind: String, name: String) -> String {
+        prefix + "limits/" + kind + "/" + Self.encode(name)
+    }
+
     /// The key of this host's registration (on the host lease).
     public var hostKey: String { prefix + "hosts/" + host }
 

@@ -46,6 +46,9 @@ final class ClusterLink {
     var safeDeadline: Instant?
     /// Whether the session was last told the cluster is available.
     var available = false
+    /// Whether this host's shared limits were found to agree with the fleet's (once is enough:
+    /// a reload cannot change them).
+    var agreed = false
     /// The slots this host knows of: its own, those in flight, the others' as last polled.
     var slots = SlotBook()
     var polling = false
@@ -172,8 +175,7 @@ final class ClusterLink {
             let value = "{\"pid\":\(getpid()),\"started\":\(server.wall.unixMilliseconds)}"
             client.put(layout.hostKey, Array(value.utf8), lease: grant.id) { _ in }
             logger.info("cluster: host lease registered", metadata: ["lease": "\(grant.id)", "ttl_s": "\(grant.ttlSeconds)"])
-            restore(safeDeadline: deadline)
-            poll()
+            join(safeDeadline: deadline)
         }
     }
 
@@ -197,7 +199,7 @@ final class ClusterLink {
                 session.clusterRenewed(safeDeadline: safeDeadline!)
                 armLossTimer()
             } else {
-                restore(safeDeadline: deadline)
+                join(safeDeadline: deadline)
             }
         case .failure(let error) where error.reason == .leaseNotFound:
             logger.warning("cluster: the host lease expired; registering a new one", metadata: ["lease": "\(renewedLease)"])
@@ -213,13 +215,24 @@ final class ClusterLink {
         }
     }
 
+    /// The host lease is held: once the shared limits agree, the cluster is available.
+    private func join(safeDeadline deadline: Instant) {
+        guard !agreed else { return restore(safeDeadline: deadline) }
+        checkAgreement { link in
+            link.agreed = true
+            link.restore(safeDeadline: deadline)
+        }
+    }
+
     /// The cluster is available again (or for the first time) until `deadline`.
     private func restore(safeDeadline deadline: Instant) {
+        guard lease != nil, !available else { return }
         safeDeadline = deadline
         available = true
         session.clusterRestored(safeDeadline: deadline)
         armLossTimer()
         logger.info("cluster: available", metadata: ["safe_for_ms": "\(deadline.milliseconds(since: now))"])
+        poll()
     }
 
     /// Arms the loss timer a third of the ttl before the safe deadline.

@@ -51,6 +51,24 @@ struct SharedLimitTests {
         #expect(local.ok && local.int("cluster_fence") == nil, "a lease on local limits only is not claimed")
     }
 
+    @Test func aHostWhoseSharedLimitDisagreesRefusesToStartAndAReloadCannotChangeIt() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let one = try fleet.startDaemon(host: "h1", body: Self.body)
+        let other = Self.body.replacingOccurrences(of: "concurrency_limit = 2", with: "concurrency_limit = 5")
+        do {
+            _ = try Daemon(config: fleet.config(host: "h2", body: other))
+            Issue.record("a daemon whose shared limit disagrees started")
+        } catch {
+            #expect("\(error)".contains("the fleet's limit of shared model fake/opus is 2"), "\(error)")
+            #expect("\(error)".contains("this host's config says 5"), "\(error)")
+        }
+        try one.writeConfig(fleet.config(host: "h1", body: other))
+        let reload = try one.client().ask("reload")
+        #expect(reload.ok == false && reload.message?.contains("would change from 2 to 5") == true, "\(reload.object)")
+        #expect(try Self.acquire(try one.client()).ok, "the running limit stays")
+    }
+
     @Test func losingQuorumRevokesSharedLeasesAndRefusesWithReasonClusterUntilItIsBack() throws {
         let fleet = try EtcdFleet()
         defer { fleet.stop() }

@@ -93,6 +93,7 @@ public enum StatusEncoding {
     }
 
     private static func writeClusterTransport(_ w: inout JSONWriter, _ transport: ClusterTransportReport) {
+        if let problem = transport.problem { w.key("problem"); w.string(problem) }
         w.key("use")
         w.beginObject()
         for model in transport.useByHost.keys.sorted() {
