@@ -53,6 +53,13 @@ final class ClusterLink {
     var slots = SlotBook()
     var polling = false
     var nextPollAt = Instant(milliseconds: 0)
+    /// Counts polls sent, so a poll older than a change this host made is not taken for news.
+    var pollSerial = 0
+    /// Shared throttles and flags as last polled, by key: their end, Unix ms.
+    var controlsSeen: [String: Int64] = [:]
+    /// Keys this host is changing (`Int.max` while in flight), or changed: the poll serial
+    /// current when the change was acknowledged. A poll sent no later says nothing new of them.
+    var controlsChanged: [String: Int] = [:]
     /// Claims whose transaction's outcome is unknown, to read back.
     var readBacks: [PlacedClaim] = []
     var readingBack = false

@@ -69,6 +69,39 @@ struct SharedLimitTests {
         #expect(try Self.acquire(try one.client()).ok, "the running limit stays")
     }
 
+    @Test func aThrottleOrASubscriptionLimitSeenOnOneHostHoldsEveryHostUntilLifted() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let shared = "\"models\", \"throttles\", \"subscription_limits\""
+        let one = try fleet.startDaemon(host: "h1", body: Self.body, shared: shared)
+        let two = try fleet.startDaemon(host: "h2", body: Self.body, shared: shared)
+        let watcher = try two.client()
+        #expect(try watcher.ask("watch").ok)
+
+        #expect(try one.client().ask("throttle", [("provider", .string("fake")), ("retry_after_ms", .integer(60_000))]).ok)
+        let throttled = try #require(try watcher.waitForEvent("throttled"), "h2 applies h1's throttle")
+        #expect(throttled["provider"]?.stringValue == "fake" && (throttled["retry_after_ms"]?.numberValue?.int64 ?? 0) > 50_000)
+        let held = try Self.acquire(try two.client())
+        #expect(held.error == "unavailable" && held.string("reason") == "rate_limit", "\(held.object)")
+        #expect(try one.client().ask("throttle", [("provider", .string("fake")), ("clear", .bool(true))]).ok)
+        #expect(try watcher.waitForEvent("throttle_cleared") != nil, "lifted on h1, lifted on h2")
+        #expect(try Self.acquire(try two.client()).ok)
+
+        let record: [(String, JSONValue)] = [("model", .string("fake/opus")), ("latency_ms", .integer(5)), ("success", .bool(false)),
+                                             ("error", .string("weekly session limit reached"))]
+        #expect(try one.client().ask("record", record)["subscription_limited"]?.boolValue == true)
+        var flagged = false
+        let deadline = SocketStream.monotonicMilliseconds() + 10_000
+        while !flagged && SocketStream.monotonicMilliseconds() < deadline {
+            let models = try two.client().ask("status")["models"]?.objectValue
+            flagged = models?["fake/opus"]?.objectValue?["subscription_limited"]?.boolValue == true
+            if !flagged { usleep(20_000) }
+        }
+        #expect(flagged, "h2 counts the model flagged on h1 as full")
+        #expect(try one.client().ask("unflag", [("model", .string("fake/opus"))]).ok)
+        #expect(try watcher.waitForEvent("unflagged") != nil, "unflagged on h1, unflagged on h2")
+    }
+
     @Test func losingQuorumRevokesSharedLeasesAndRefusesWithReasonClusterUntilItIsBack() throws {
         let fleet = try EtcdFleet()
         defer { fleet.stop() }

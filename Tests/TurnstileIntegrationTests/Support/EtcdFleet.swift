@@ -31,7 +31,8 @@ final class EtcdFleet: @unchecked Sendable {
 
     /// The config of host `host`: `body` (limits, models) and a `[cluster]` sharing models
     /// under this fleet's own prefix.
-    func config(host: String, body: String, leaseTTLMilliseconds: Int = 2000, onLoss: String = "revoke") -> String {
+    func config(host: String, body: String, leaseTTLMilliseconds: Int = 2000, onLoss: String = "revoke",
+                shared: String = "\"models\"") -> String {
         let urls = endpoints.map { "\"\($0)\"" }.joined(separator: ", ")
         return body + """
 
@@ -40,15 +41,17 @@ final class EtcdFleet: @unchecked Sendable {
             prefix = "/turnstile/test-\((directory as NSString).lastPathComponent)/"
             host = "\(host)"
             lease_ttl_ms = \(leaseTTLMilliseconds)
-            shared = ["models"]
+            shared = [\(shared)]
             on_loss = "\(onLoss)"
             """
     }
 
     /// Starts a daemon for `host` and waits until it holds its host lease.
     @discardableResult
-    func startDaemon(host: String, body: String, leaseTTLMilliseconds: Int = 2000, onLoss: String = "revoke") throws -> Daemon {
-        let daemon = try Daemon(config: config(host: host, body: body, leaseTTLMilliseconds: leaseTTLMilliseconds, onLoss: onLoss))
+    func startDaemon(host: String, body: String, leaseTTLMilliseconds: Int = 2000, onLoss: String = "revoke",
+                     shared: String = "\"models\"") throws -> Daemon {
+        let daemon = try Daemon(config: config(host: host, body: body, leaseTTLMilliseconds: leaseTTLMilliseconds, onLoss: onLoss,
+                                               shared: shared))
         daemons.append(daemon)
         guard daemon.logShows("cluster: available") else { throw DaemonError(message: "\(host) never joined:\n\(daemon.log)") }
         return daemon
