@@ -31,6 +31,22 @@ public struct SlotLayout: Sendable, Equatable {
         prefix + "limits/" + kind + "/" + Self.encode(name)
     }
 
+    /// Where the hosts' tickets live: `tickets/<kind>/<name>/<host>` (protocol/CLUSTER.md §4).
+    public var ticketsPrefix: String { prefix + "tickets/" }
+
+    public func ticketKey(kind: String, name: String) -> String {
+        ticketsPrefix + kind + "/" + Self.encode(name) + "/" + Self.encode(host)
+    }
+
+    /// The limit's name and the host of a ticket key; nil for a key outside them.
+    public func ticket(key: String) -> (kind: String, name: String, host: String)? {
+        guard key.hasPrefix(ticketsPrefix) else { return nil }
+        let parts = key.dropFirst(ticketsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty, let name = Self.decode(parts[1]), let host = Self.decode(parts[2]),
+              !name.isEmpty, !host.isEmpty else { return nil }
+        return (String(parts[0]), name, host)
+    }
+
     /// Where the shared throttles live: `throttles/<tenant>/<provider>`.
     public var throttlesPrefix: String { prefix + "throttles/" }
     /// Where the shared subscription-limit flags live: `flags/<model>`.

@@ -30,10 +30,15 @@ extension ClusterLink {
         sendDeletions()
         var placed: [PlacedClaim] = []
         for claim in claims {
-            if let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
+            if tickets.mayClaim(claim.model.description),
+               let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
                 placed.append(claim)
             } else {
-                // No slot free as far as this host knows: the model is full across the fleet.
+                logger.debug("cluster: claim held back",
+                             metadata: ["fence": "\(claim.fence)", "first_in_line": "\(tickets.mayClaim(claim.model.description))"])
+                // No slot free as far as this host knows, or another host waits first: the
+                // request waits (or is refused), and this host queues (ClusterLink+Tickets).
+                queueBehind(claim.model)
                 inbox.post { $0.session.claimFailed(fence: claim.fence) }
             }
         }
@@ -45,7 +50,7 @@ extension ClusterLink {
         let name = model.description
         guard let index = slots.freeIndex(name: name, limit: limit, layout: layout) else { return nil }
         let key = layout.slotKey(kind: "models", name: name, index: index)
-        slots.claiming(key: key, fence: fence, model: model)
+        slots.claiming(key: key, fence: fence, model: model, limit: limit)
         return PlacedClaim(fence: fence, model: model, limit: limit, key: key, value: layout.slotValue(fence: fence))
     }
 
@@ -112,6 +117,7 @@ extension ClusterLink {
                 if let retry = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
                     retries.append(retry)
                 } else {
+                    queueBehind(claim.model)
                     session.claimFailed(fence: claim.fence)
                 }
             }
@@ -125,6 +131,7 @@ extension ClusterLink {
     private func took(_ claim: PlacedClaim, clusterFence: UInt64?) {
         slots.took(claim)
         server.clusterMetrics.claimsWon += 1
+        leaveQueue(claim.model.description)
         guard let clusterFence, session.claimSucceeded(fence: claim.fence, clusterFence: clusterFence) else {
             if let placed = slots.release(fence: claim.fence) { deletions.append(placed) }
             sendDeletions()
@@ -188,7 +195,7 @@ extension ClusterLink {
         deletions.removeAll { done.contains($0.key) }
         var freed = Set<ModelKey>()
         for slot in batch where slots.deleted(key: slot.key) { freed.insert(slot.model) }
-        for model in freed.sorted() { session.sharedCapacityFreed(model: model) }
+        for model in freed.sorted() { capacityFreed(model) }
         sendDeletions()
     }
 }

@@ -21,7 +21,7 @@ extension ClusterLink {
         pollSerial += 1
         let serial = pollSerial
         nextPollAt = now.adding(milliseconds: Self.tickMilliseconds)
-        let reads = [layout.slotsPrefix] + sharedControlPrefixes
+        let reads = [layout.slotsPrefix, layout.ticketsPrefix] + sharedControlPrefixes
         client.txn([], success: reads.map { .get(.prefix($0)) }) { [inbox] result in
             inbox.post { $0.polled(result, serial: serial) }
         }
@@ -33,8 +33,9 @@ extension ClusterLink {
         let ranges = answer.results.compactMap { result -> EtcdRangeResult? in
             if case .get(let range) = result { range } else { nil }
         }
-        guard let range = ranges.first else { return }
-        controlsPolled(Array(ranges.dropFirst()).flatMap(\.keyValues), serial: serial)
+        guard ranges.count >= 2 else { return }
+        let range = ranges[0]
+        controlsPolled(Array(ranges.dropFirst(2)).flatMap(\.keyValues), serial: serial)
         var polled: [String: SlotLayout.Slot] = [:]
         var orphans: [PlacedClaim] = []
         for entry in range.keyValues {
@@ -48,7 +49,7 @@ extension ClusterLink {
             else { continue }
             orphans.append(PlacedClaim(fence: slot.fence, model: model, limit: slot.index + 1, key: entry.key, value: entry.value))
         }
-        for model in slots.replaceObserved(with: polled) { session.sharedCapacityFreed(model: model) }
+        for model in slots.replaceObserved(with: polled) { capacityFreed(model) }
         server.clusterMetrics.useByHost = slots.useByHost()
         for orphan in orphans {
             logger.info("cluster: deleting a slot of this host that no lease here holds",
@@ -57,5 +58,6 @@ extension ClusterLink {
             deletions.append(orphan)
         }
         sendDeletions()
+        serveTickets(ranges[1].keyValues, serial: serial)
     }
 }

@@ -51,6 +51,8 @@ final class ClusterLink {
     var agreed = false
     /// The slots this host knows of: its own, those in flight, the others' as last polled.
     var slots = SlotBook()
+    /// The waiting hosts' order, per model (ClusterLink+Tickets).
+    var tickets = TicketBook()
     var polling = false
     var nextPollAt = Instant(milliseconds: 0)
     /// Counts polls sent, so a poll older than a change this host made is not taken for news.
@@ -213,6 +215,7 @@ final class ClusterLink {
             lose()
             lease = nil
             slots.leaseExpired()
+            tickets.leaseExpired()
             readBacks.removeAll()
             deletions.removeAll()
             nextLeaseCallAt = now

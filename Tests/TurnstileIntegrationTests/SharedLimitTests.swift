@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TurnstileClient
 import TurnstileProtocol
@@ -49,6 +50,55 @@ struct SharedLimitTests {
         #expect(beat.ok && (beat.int("valid_until_ms") ?? 0) > 0, "heartbeat answers carry valid_until_ms: \(beat.object)")
         let local = try Self.acquire(try one.client(), model: nil)
         #expect(local.ok && local.int("cluster_fence") == nil, "a lease on local limits only is not claimed")
+    }
+
+    /// Two clients on h1 and one on h2 loop acquire / hold 10 ms / release on a fleet limit of
+    /// one. Without tickets h1's own waiter takes every unit h1 gives back before h2 even
+    /// hears it is free (measured: h2 got 4 grants of 190); with them the unit goes round.
+    @Test func freedUnitsGoRoundTheWaitingHostsInsteadOfStayingWhereTheyWereFreed() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let body = Self.body.replacingOccurrences(of: "concurrency_limit = 2", with: "concurrency_limit = 1")
+        let one = try fleet.startDaemon(host: "h1", body: body)
+        let two = try fleet.startDaemon(host: "h2", body: body)
+        let daemons = [one, one, two]
+        let tally = Tally()
+        // Threads of their own: concurrentPerform would run no more workers than cores at once.
+        let finished = DispatchSemaphore(value: 0)
+        for worker in 0..<3 {
+            Thread.detachNewThread {
+                defer { finished.signal() }
+                Self.loop(worker, on: daemons[worker], tally: tally)
+            }
+        }
+        for _ in 0..<3 { finished.wait() }
+        let counts = tally.grants.withLock { $0 }, hostOne = counts[0] + counts[1], hostTwo = counts[2]
+        #expect(hostOne + hostTwo >= 10, "the unit kept moving: \(counts)")
+        #expect(hostTwo * 4 >= hostOne + hostTwo, "h2's one waiter got at least a quarter of the grants: \(counts)")
+        #expect(hostOne * 4 >= hostOne + hostTwo, "and h1 at least a quarter: \(counts)")
+        let waits = tally.longestWait.withLock { $0 }
+        #expect(waits.allSatisfy { $0 < 2_000 }, "nobody waited long: \(waits)")
+    }
+
+    /// What the workers of the test above counted.
+    final class Tally: Sendable {
+        let grants = Mutex([0, 0, 0])
+        let longestWait = Mutex([Int64](repeating: 0, count: 3))
+    }
+
+    /// One worker of the test above: 4 s of acquire / hold 10 ms / release.
+    static func loop(_ worker: Int, on daemon: Daemon, tally: Tally) {
+        guard let client = try? daemon.client() else { return }
+        let end = SocketStream.monotonicMilliseconds() + 4_000
+        while SocketStream.monotonicMilliseconds() < end {
+            let asked = SocketStream.monotonicMilliseconds()
+            guard let grant = (try? Self.acquire(client, wait: 5_000))?.grant else { continue }
+            let waited = SocketStream.monotonicMilliseconds() - asked
+            tally.longestWait.withLock { $0[worker] = max($0[worker], waited) }
+            tally.grants.withLock { $0[worker] += 1 }
+            usleep(10_000)
+            _ = try? client.ask("release", [("lease", .string(grant.lease))])
+        }
     }
 
     @Test func aHostWhoseSharedLimitDisagreesRefusesToStartAndAReloadCannotChangeIt() throws {
