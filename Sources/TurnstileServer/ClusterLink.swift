@@ -65,6 +65,11 @@ final class ClusterLink {
     /// Claims whose transaction's outcome is unknown, to read back.
     var readBacks: [PlacedClaim] = []
     var readingBack = false
+    /// Leases kept through a loss whose unit could not be claimed again: they run in excess
+    /// of the fleet's limit until they end.
+    var excess: Set<UInt64> = []
+    /// The host lease expired: leases kept through the loss claim their units again on the next.
+    var reclaimDue = false
     /// Slots to delete, kept until a delete is acknowledged.
     var deletions: [PlacedClaim] = []
     var deleting = false
@@ -214,6 +219,7 @@ final class ClusterLink {
             logger.warning("cluster: the host lease expired; registering a new one", metadata: ["lease": "\(renewedLease)"])
             lose()
             lease = nil
+            reclaimDue = true
             slots.leaseExpired()
             tickets.leaseExpired()
             readBacks.removeAll()
@@ -237,6 +243,10 @@ final class ClusterLink {
     /// The cluster is available again (or for the first time) until `deadline`.
     private func restore(safeDeadline deadline: Instant) {
         guard lease != nil, !available else { return }
+        if reclaimDue {
+            reclaimDue = false
+            reclaimKeptUnits()
+        }
         safeDeadline = deadline
         available = true
         session.clusterRestored(safeDeadline: deadline)

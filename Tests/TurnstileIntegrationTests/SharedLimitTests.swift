@@ -185,6 +185,69 @@ struct SharedLimitTests {
         #expect(metrics.contains("turnstile_cluster_losses_total 1") && metrics.contains("turnstile_cluster_revoked_total 1"))
     }
 
+    /// Under `on_loss = "keep"` a lease outlives its host's lease: frozen past its ttl, h1
+    /// comes back with a new host lease and claims its holder's unit again, or, when h2 took
+    /// every unit meanwhile, counts its holder in excess until it ends.
+    @Test func underKeepALeaseOutlivesTheHostLeaseAndItsUnitIsClaimedAgainOrCountedInExcess() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let one = try fleet.startDaemon(host: "h1", body: Self.body, onLoss: "keep")
+        let two = try fleet.startDaemon(host: "h2", body: Self.body, onLoss: "keep")
+        let holder = try one.client()
+        let kept = try #require(try Self.acquire(holder).grant)
+        #expect(kept.validUntilMilliseconds == nil, "no validity deadline under keep")
+
+        one.process?.signal(SIGSTOP)
+        let taker = try two.client()
+        #expect(try Self.acquire(taker).ok)
+        #expect(try Self.acquire(taker, wait: 10_000).ok, "h1's unit came free when its host lease expired")
+        one.process?.signal(SIGCONT)
+        #expect(one.logShows("cluster: claiming again the units of leases kept through the loss"))
+        #expect(try holder.ask("heartbeat", [("lease", .string(kept.lease))]).ok, "the lease was kept")
+        let excess = try Self.eventuallyTrue { (try one.client().ask("status")["cluster"]?.objectValue?["excess"]?.numberValue?.int64) == 1 }
+        #expect(excess, "h2 holds both units: h1's holder runs in excess")
+        #expect(try holder.ask("release", [("lease", .string(kept.lease))]).ok)
+        #expect(try Self.eventuallyTrue { (try one.client().ask("status")["cluster"]?.objectValue?["excess"]?.numberValue?.int64) == 0 })
+    }
+
+    @Test func underKeepAUnitNobodyTookIsClaimedAgainUnderTheNewHostLease() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let one = try fleet.startDaemon(host: "h1", body: Self.body, onLoss: "keep")
+        let two = try fleet.startDaemon(host: "h2", body: Self.body, onLoss: "keep")
+        let holder = try one.client()
+        #expect(try Self.acquire(holder).ok)
+        let seen = try Self.eventuallyTrue { (try two.client().ask("status")["cluster"]?.objectValue?["use"]?.objectValue?["fake/opus"]?
+            .objectValue?["h1"]) != nil }
+        #expect(seen, "h2's poll shows h1's unit")
+        one.process?.signal(SIGSTOP)
+        let taker = try two.client()
+        #expect(try Self.acquire(taker).ok)
+        // h1's host lease expires (its slot with it) while it is frozen: h2 sees its unit freed.
+        #expect(try Self.eventuallyTrue { (try two.client().ask("status")["cluster"]?.objectValue?["use"]?.objectValue?["fake/opus"]?
+            .objectValue?["h1"]) == nil })
+        one.process?.signal(SIGCONT)
+        #expect(one.logShows("cluster: claiming again the units of leases kept through the loss"))
+        let use = try Self.eventuallyTrue {
+            let use = try two.client().ask("status")["cluster"]?.objectValue?["use"]?.objectValue?["fake/opus"]?.objectValue
+            return use?["h1"]?.numberValue?.int64 == 1 && use?["h2"]?.numberValue?.int64 == 1
+        }
+        #expect(use, "h1's kept lease holds its unit again")
+        let refused = try Self.acquire(try two.client())
+        #expect(refused.error == "unavailable" && refused.string("reason") == "model", "the fleet is at its limit: \(refused.object)")
+        withExtendedLifetime((holder, taker)) {}  // their connections bind the leases
+    }
+
+    /// Polls `condition` every 20 ms for up to 10 s.
+    static func eventuallyTrue(_ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = SocketStream.monotonicMilliseconds() + 10_000
+        while SocketStream.monotonicMilliseconds() < deadline {
+            if try condition() { return true }
+            usleep(20_000)
+        }
+        return try condition()
+    }
+
     @Test func aRestartedDaemonDoesNotKeepItsSharedLeaseAndItsUnitComesBack() throws {
         let fleet = try EtcdFleet()
         defer { fleet.stop() }

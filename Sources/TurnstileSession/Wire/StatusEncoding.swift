@@ -107,6 +107,7 @@ public enum StatusEncoding {
             w.endObject()
         }
         w.endObject()
+        w.key("excess"); w.int(transport.excess)
         w.key("transactions_total"); w.int(transport.claimTransactions)
         w.key("claims_won_total"); w.int(transport.claimsWon)
         w.key("conflicts_total"); w.int(transport.conflicts)
