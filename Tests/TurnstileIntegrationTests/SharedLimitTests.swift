@@ -46,6 +46,12 @@ struct SharedLimitTests {
         let status = try two.client().ask("status")
         let cluster = try #require(status["cluster"]?.objectValue)
         #expect(cluster["state"]?.stringValue == "available" && cluster["host"]?.stringValue == "h2")
+        var table = ""
+        let seen = try Self.eventuallyTrue {
+            table = try CLIRunTests.finished(two, ["status"]).output
+            return table.contains("CLUSTER   h2 · available · on_loss revoke") && table.contains("fake/opus: h2 2")
+        }
+        #expect(seen, "the status table shows the cluster and each host's use: \(table)")
         let beat = try holderTwo.ask("heartbeat", [("lease", .string(second.lease))])
         #expect(beat.ok && (beat.int("valid_until_ms") ?? 0) > 0, "heartbeat answers carry valid_until_ms: \(beat.object)")
         let local = try Self.acquire(try one.client(), model: nil)
