@@ -33,6 +33,7 @@ extension ClusterLink {
         sendDeletions()
         var placed: [PlacedClaim] = []
         for claim in claims {
+            slots.claimed(claim.model, limit: claim.limit)
             if tickets.mayClaim(claim.model.description),
                let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
                 placed.append(claim)
@@ -53,7 +54,7 @@ extension ClusterLink {
         let name = model.description
         guard let index = slots.freeIndex(name: name, limit: limit, layout: layout) else { return nil }
         let key = layout.slotKey(kind: "models", name: name, index: index)
-        slots.claiming(key: key, fence: fence, model: model, limit: limit)
+        slots.claiming(key: key, fence: fence)
         return PlacedClaim(fence: fence, model: model, limit: limit, key: key, value: layout.slotValue(fence: fence))
     }
 
@@ -66,6 +67,7 @@ extension ClusterLink {
         guard !kept.isEmpty else { return }
         var placed: [PlacedClaim] = []
         for unit in kept {
+            slots.claimed(unit.model, limit: unit.limit)
             if var claim = place(fence: unit.fence, model: unit.model, limit: unit.limit) {
                 claim.reclaim = true
                 placed.append(claim)

@@ -107,6 +107,32 @@ struct SharedLimitTests {
         }
     }
 
+    /// Found by the fleet fault test: a host whose very first claim of a model finds it full
+    /// must still hear of its units coming free.
+    @Test func aHostWhoseFirstClaimFindsTheModelFullIsGrantedOnceAUnitIsFreed() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let one = try fleet.startDaemon(host: "h1", body: Self.body)
+        let two = try fleet.startDaemon(host: "h2", body: Self.body)
+        let holder = try one.client()
+        let first = try #require(try Self.acquire(holder).grant), second = try #require(try Self.acquire(holder).grant)
+        let seen = try Self.eventuallyTrue {
+            (try two.client().ask("status")["cluster"]?.objectValue?["use"]?.objectValue?["fake/opus"]?.objectValue?["h1"])?
+                .numberValue?.int64 == 2
+        }
+        #expect(seen, "h2's poll shows h1's two units")
+        let waiter = try two.client()
+        let waiting = try waiter.send("acquire", [("mode", .string("issue")), ("project", .string("p")),
+                                                  ("model", .string("fake/opus")), ("wait_ms", .integer(10_000))])
+        let full = try Self.eventuallyTrue {
+            (try two.client().ask("status")["cluster"]?.objectValue?["exhausted"]?.arrayValue?.count) == 1
+        }
+        #expect(full, "h2's first claim found the model full")
+        #expect(try holder.ask("release", [("lease", .string(first.lease))]).ok)
+        #expect(try waiter.answer(to: waiting, timeoutMilliseconds: 10_000).grant != nil, "h2 heard of the freed unit")
+        withExtendedLifetime(second) {}
+    }
+
     @Test func aHostWhoseSharedLimitDisagreesRefusesToStartAndAReloadCannotChangeIt() throws {
         let fleet = try EtcdFleet()
         defer { fleet.stop() }
