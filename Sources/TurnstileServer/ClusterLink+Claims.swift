@@ -34,9 +34,13 @@ extension ClusterLink {
         var placed: [PlacedClaim] = []
         for claim in claims {
             slots.claimed(claim.model, limit: claim.limit)
-            if tickets.mayClaim(claim.model.description),
-               let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
+            let name = claim.model.description
+            if tickets.mayClaim(name), let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
                 placed.append(claim)
+            } else if tickets.mayClaim(name), slots.isDeleting(name: name, layout: layout) {
+                // A unit this host gave back is on its way back to the fleet: claim it once the
+                // deletion is acknowledged rather than find the model full meanwhile.
+                behindDeletions.append(claim)
             } else {
                 logger.debug("cluster: claim held back",
                              metadata: ["fence": "\(claim.fence)", "first_in_line": "\(tickets.mayClaim(claim.model.description))"])
@@ -233,5 +237,10 @@ extension ClusterLink {
         for slot in batch where slots.deleted(key: slot.key) { freed.insert(slot.model) }
         for model in freed.sorted() { capacityFreed(model) }
         sendDeletions()
+        if !behindDeletions.isEmpty {
+            let waiting = behindDeletions
+            behindDeletions.removeAll()
+            send(claims: waiting, unclaims: [])
+        }
     }
 }

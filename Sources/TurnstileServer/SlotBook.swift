@@ -42,6 +42,14 @@ struct SlotBook {
         own[key] = .claiming(fence: fence)
     }
 
+    /// Whether this host is deleting a slot of `name` (given back, not yet acknowledged).
+    func isDeleting(name: String, layout: SlotLayout) -> Bool {
+        let prefix = layout.slotsPrefix(kind: "models", name: name)
+        return own.contains { key, use in
+            if case .deleting = use { key.hasPrefix(prefix) } else { false }
+        }
+    }
+
     /// A claim that did not take: its slot is not this host's.
     mutating func forget(key: String) {
         if case .claiming? = own[key] { own[key] = nil }
