@@ -19,7 +19,7 @@ TEST_PACKAGES := etcd-server etcd-client
 PROTO_PACKAGES := golang-etcd-server-dev protobuf-compiler
 
 .PHONY: deps bench-deps test-deps etcd-protos build release static install uninstall test test-unit test-install fuzz fuzz-short fuzz-build \
-	test-asan run bench soak clean test-python
+	test-asan run bench bench-cluster soak clean test-python
 
 # Installs what is missing, and only that; never fails when everything is there already.
 define install_missing
@@ -37,8 +37,9 @@ endef
 deps:
 	$(call install_missing,$(APT_PACKAGES))
 
+# etcd (TEST_PACKAGES) for the cluster part; without it that part says so and is skipped.
 bench-deps: deps
-	$(call install_missing,$(BENCH_PACKAGES))
+	$(call install_missing,$(BENCH_PACKAGES) $(TEST_PACKAGES))
 
 test-deps: deps
 	$(call install_missing,$(TEST_PACKAGES))
@@ -129,9 +130,17 @@ run: release
 
 # The benchmark suite against the C floor and Redis (not part of `make test`); `swift build`
 # builds every target, turnstile-load (the C ping-pong client) and turnstile-floor with them.
+# Then its cluster part: three daemons sharing a model through a 3-member etcd on loopback
+# against the plain etcd semaphore recipe (bench-results/cluster.json; skipped without etcd).
 bench: bench-deps
 	$(SWIFT) build -c release
 	.build/release/turnstile-bench suite --output bench-results
+	.build/release/turnstile-bench cluster-suite --output bench-results
+
+# The cluster part alone.
+bench-cluster: bench-deps
+	$(SWIFT) build -c release
+	.build/release/turnstile-bench cluster-suite --output bench-results
 
 # libFuzzer over the framer, parser and request decoder, seeded from protocol/vectors.
 fuzz-build: deps

@@ -6,7 +6,7 @@ struct TurnstileBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "turnstile-bench",
         abstract: "Benchmarks for Turnstile (see `make bench`).",
-        subcommands: [Suite.self, PingPong.self, Contend.self, Idle.self, Reclaim.self, Hostile.self, Soak.self, RecordModels.self, CoreBenchmark.self, Flood.self, EtcdRecipe.self])
+        subcommands: [Suite.self, PingPong.self, Contend.self, Idle.self, Reclaim.self, Hostile.self, Soak.self, RecordModels.self, CoreBenchmark.self, Flood.self, EtcdRecipe.self, ClusterSuite.self, ClusterPingPong.self])
 }
 
 /// A number with a fixed count of decimals (Foundation-free `String(format: "%.Nf")`).
