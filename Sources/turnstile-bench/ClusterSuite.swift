@@ -52,7 +52,7 @@ struct ClusterSuite: ParsableCommand {
         let script = findScript(tools)
         guard let script, missing.isEmpty else {
             let why = script == nil ? "Tests/cluster/etcd-cluster.sh not found (run it from the repository, or give --etcd-script)"
-                : "\(missing.joined(separator: ", ")) not found (`make bench-deps` installs Debian's etcd-server and etcd-client)"
+                : "\(missing.joined(separator: ", ")) not found (`make bench-deps` installs them: Debian's etcd-server, etcd-client and python3)"
             print("cluster benchmark skipped: \(why)")
             try ClusterReport.writeSkipped(to: output + "/cluster.json", why: why)
             return
