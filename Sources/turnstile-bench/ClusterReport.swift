@@ -94,25 +94,27 @@ struct ClusterReport {
         func one(_ value: Double?) -> String { value.map { fixed($0, 1) } ?? "-" }
         var lines = ["", "cluster: 3 etcd members on loopback, medians of \(rounds) rounds of \(fixed(seconds, 1)) s; model limit \(results.limit); "
                      + "leader by round: \(results.leaders.map(String.init).joined(separator: ", "))",
-                     "  etcd recipe (txn claim + delete), per setting: pairs/s | pair p50 µs | p99 µs | etcd CPU µs/pair | errors"]
+                     "  etcd recipe (txn claim + delete), per setting: pairs/s | pair p50 µs | p99 µs | etcd CPU µs/pair | client CPU µs/pair | errors"]
         for clients in counts {
             lines.append("    c=\(clients)")
             for setting in settings.map(\.name) {
                 lines.append("      \(setting)".padded(30) + "\(int(results.recipe(setting, clients: clients, "pairs_per_second"))) | "
                              + "\(int(results.recipe(setting, clients: clients, "p50_us"))) | \(int(results.recipe(setting, clients: clients, "p99_us"))) | "
                              + "\(one(results.recipe(setting, clients: clients, "etcd_cpu_us_per_pair"))) | "
+                             + "\(one(results.recipe(setting, clients: clients, "client_cpu_us_per_pair"))) | "
                              + "\(int(results.recipe(setting, clients: clients, "errors")))"
                              + (setting == bestSetting(clients) ? "  (fastest)" : ""))
             }
         }
         lines.append("  Turnstile, 3 daemons (acquire(model) → release): pairs/s | pair p50 µs | p99 µs | acquire p50 µs | "
-                     + "daemons' CPU µs/pair (loop threads) | etcd CPU µs/pair | claims per txn | conflicts per pair")
+                     + "daemons' CPU µs/pair (loop threads) | etcd CPU µs/pair | load generator CPU µs/pair | claims per txn | conflicts per pair")
         for load in loads {
             func value(_ field: String) -> Double? { results.turnstile(load.perDaemon, field) }
             let conflicts = (value("conflicts") ?? 0) / max(1, (value("pairs_per_second") ?? 0) * seconds)
             lines.append("    \(load.label)".padded(34) + "\(int(value("pairs_per_second"))) | \(int(value("p50_us"))) | \(int(value("p99_us"))) | "
                          + "\(int(value("acquire_p50_us"))) | \(one(value("daemon_cpu_us_per_pair"))) (\(one(value("daemon_loop_cpu_us_per_pair")))) | "
-                         + "\(one(value("etcd_cpu_us_per_pair"))) | \(value("claims_per_transaction").map { fixed($0, 2) } ?? "-") | \(fixed(conflicts, 2))")
+                         + "\(one(value("etcd_cpu_us_per_pair"))) | \(one(value("client_cpu_us_per_pair"))) | "
+                         + "\(value("claims_per_transaction").map { fixed($0, 2) } ?? "-") | \(fixed(conflicts, 2))")
         }
         // A run whose acquires were refused (the model full, though its limit is far above the
         // clients), whose units outlived the clients, or whose transactions etcd refused.
