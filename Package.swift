@@ -57,7 +57,7 @@ let package = Package(
         .target(
             name: "TurnstileServer",
             dependencies: [
-                "CLibUV", "TurnstileCore", "TurnstileConfigFile", "TurnstileProtocol", "TurnstileSession",
+                "CLibUV", "TurnstileCore", "TurnstileConfigFile", "TurnstileProtocol", "TurnstileSession", "TurnstileCluster",
                 .product(name: "Logging", package: "swift-log"),
             ],
             // The loop is single-threaded; debug builds (every test) keep Swift's dynamic
@@ -66,7 +66,7 @@ let package = Package(
         ),
         // An etcd v3 client (gRPC on a NIO thread of its own) for limits shared across hosts.
         // The code generated from etcd's protos is committed (Generated/, regenerate.sh); the
-        // daemon's core never sees a protobuf type. Neither the CLI nor the server links it yet.
+        // daemon's core never sees a protobuf type. The server links it; the CLI must not.
         .target(
             name: "TurnstileCluster",
             dependencies: [

@@ -74,13 +74,18 @@ extension EtcdOperation {
             operation.requestRange = keys.rangeRequest
         case .delete(let keys):
             operation.requestDeleteRange = keys.deleteRequest
+        case .txn(let compares, let success, let failure):
+            operation.requestTxn = Etcdserverpb_TxnRequest(compares: compares, success: success, failure: failure)
         }
         return operation
     }
 
     var mutates: Bool {
-        if case .get = self { return false }
-        return true
+        switch self {
+        case .get: false
+        case .put, .delete: true
+        case .txn(_, let success, let failure): success.contains(where: \.mutates) || failure.contains(where: \.mutates)
+        }
     }
 }
 
@@ -113,8 +118,8 @@ extension EtcdTxnResult {
             case .responsePut(let put): .put(revision: put.header.revision)
             case .responseRange(let range): .get(EtcdRangeResult(range))
             case .responseDeleteRange(let delete): .delete(EtcdDeleteResult(delete))
-            // Nested transactions are never sent.
-            case .responseTxn, nil: nil
+            case .responseTxn(let nested): .txn(EtcdTxnResult(nested))
+            case nil: nil
             }
         }
         self.init(succeeded: message.succeeded, revision: message.header.revision, results: results)

@@ -64,6 +64,10 @@ public enum EtcdOperation: Hashable, Sendable {
     case put(key: String, value: [UInt8], lease: EtcdLeaseID?)
     case get(EtcdKeys)
     case delete(EtcdKeys)
+    /// A nested transaction (etcd ≥ 3.3): its compares decide which of its branches runs, so one
+    /// round trip can carry independent conditional writes (one per claim) that each succeed or
+    /// fail alone. etcd refuses two nested puts of one key in a branch.
+    indirect case txn(compares: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation])
 
     /// A put of a UTF-8 value.
     public static func put(_ key: String, _ value: String, lease: EtcdLeaseID? = nil) -> EtcdOperation {
@@ -76,6 +80,8 @@ public enum EtcdOperationResult: Hashable, Sendable {
     case put(revision: Int64)
     case get(EtcdRangeResult)
     case delete(EtcdDeleteResult)
+    /// A nested transaction's outcome; its `revision` is the enclosing transaction's.
+    indirect case txn(EtcdTxnResult)
 }
 
 /// A transaction's outcome: which branch ran, at which revision, and what its operations returned.

@@ -39,7 +39,9 @@ extension ConfigParser {
         return cluster
     }
 
-    /// `shared`: at least one kind, each one the design names; repeats count once.
+    /// `shared`: at least one kind, each one the design names and this daemon shares; repeats
+    /// count once. A kind the design names but this daemon does not share yet is refused by
+    /// name: a fleet must never believe it shares a limit that each host counts alone.
     private static func readSharedKinds(_ reader: TableReader) throws(ConfigError) -> Set<ClusterConfig.SharedKind> {
         let names = try reader.strings("shared")
         let known = ClusterConfig.SharedKind.allCases.map(\.rawValue).joined(separator: ", ")
@@ -49,18 +51,23 @@ extension ConfigParser {
             guard let kind = ClusterConfig.SharedKind(rawValue: name) else {
                 throw reader.error("shared", "unknown kind \(name) (known: \(known))")
             }
+            guard ClusterConfig.SharedKind.supported.contains(kind) else {
+                let supported = ClusterConfig.SharedKind.supported.map(\.rawValue).sorted().joined(separator: ", ")
+                throw reader.error("shared", "\(name) are not shared across hosts by this turnstiled yet (it shares: \(supported); "
+                                   + "protocol/CLUSTER.md); leave it out to count them per host")
+            }
             kinds.insert(kind)
         }
         return kinds
     }
 
-    /// Why an endpoint is not an etcd client URL (`http://` or `https://`, then a host), or nil.
+    /// Why an endpoint is not an etcd client URL (`http://`, then a host), or nil. TLS
+    /// (`https://`) is refused by name: the etcd client does not speak it yet.
     private static func endpointProblem(_ endpoint: String) -> String? {
         if endpoint.utf8.count > ClusterConfig.textMaxBytes { return "an endpoint is longer than \(ClusterConfig.textMaxBytes) bytes" }
         if Names.containsControl(endpoint) || endpoint.contains(" ") { return "an endpoint contains spaces or control characters" }
-        for scheme in ["http://", "https://"] where endpoint.hasPrefix(scheme) && endpoint.utf8.count > scheme.utf8.count {
-            return nil
-        }
+        if endpoint.hasPrefix("https://") { return "TLS endpoints (https://) are not supported yet (got \"\(endpoint)\")" }
+        if endpoint.hasPrefix("http://") && endpoint.utf8.count > "http://".utf8.count { return nil }
         return "endpoints are URLs like \"http://10.0.0.5:2379\" (got \"\(endpoint)\")"
     }
 

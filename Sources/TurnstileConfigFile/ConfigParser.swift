@@ -11,13 +11,6 @@ public enum ConfigParser {
     ///   - text: the file's contents.
     ///   - file: the file's path, for messages.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> TurnstileConfig {
-        try parse(text, file: file, acceptingCluster: false)
-    }
-
-    /// Parses and validates a config, `[cluster]` included when `acceptingCluster`. The daemon
-    /// refuses `[cluster]` until it shares limits end to end (protocol/CLUSTER.md); only the
-    /// tests accept it meanwhile, and `parse` passes true once the daemon does.
-    static func parse(_ text: String, file: String, acceptingCluster: Bool) throws(ConfigError) -> TurnstileConfig {
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
@@ -27,19 +20,12 @@ public enum ConfigParser {
             throw ConfigError(file: file, message: "\(error)")
         }
         let reader = TableReader(file: file, locator: ConfigKeyLocator(text), table: root, name: nil, index: nil)
-        return try readRoot(reader, acceptingCluster: acceptingCluster)
+        return try readRoot(reader)
     }
 
-    private static func readRoot(_ reader: TableReader, acceptingCluster: Bool) throws(ConfigError) -> TurnstileConfig {
+    private static func readRoot(_ reader: TableReader) throws(ConfigError) -> TurnstileConfig {
         var config = TurnstileConfig()
-        if let cluster = try reader.table("cluster") {
-            // Say what it is rather than "unknown key": a fleet must not believe it shares limits.
-            guard acceptingCluster else {
-                throw cluster.error(nil, "limits shared across hosts through etcd are not supported by this turnstiled yet "
-                                   + "(the design is protocol/CLUSTER.md); remove [cluster] to run on one host")
-            }
-            config.cluster = try readCluster(cluster)
-        }
+        if let cluster = try reader.table("cluster") { config.cluster = try readCluster(cluster) }
         try reader.allowOnly(["socket", "state_dir", "pause_dir", "socket_mode", "socket_group", "allow_uids",
                               "allow_gids", "admin_uids", "limits", "server", "projects", "pools", "providers", "models",
                               "circuit_breaker", "telemetry", "cluster"])

@@ -30,6 +30,13 @@ final class DaemonHost: SessionHost {
     func removePauseFlag(_ project: String) -> String? { server.pauseFlags.remove(project) }
     func pauseFlags() -> [String]? { server.pauseFlags.flags() }
 
+    var clusterTransport: ClusterTransportReport? {
+        guard let cluster = server.cluster else { return nil }
+        var report = server.clusterMetrics
+        report.host = cluster.layout.host
+        return report
+    }
+
     /// The config file read again; the default config file, when absent, means the embedded
     /// defaults.
     func loadConfig() -> Result<TurnstileConfig, ConfigLoadFailure> {

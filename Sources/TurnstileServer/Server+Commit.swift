@@ -15,8 +15,10 @@ import TurnstileSession
 ///    a process found gone as its watch begins is reported back at once;
 /// 4. the turn's journal records are written (a grant is saved before its answer leaves, or
 ///    taken back and answered `storage`: Server+Storage);
-/// 5. answers and events are handed to the kernel, then the decided closes happen;
-/// 6. the deadline timer is re-armed and a due snapshot started.
+/// 5. the turn's shared-capacity claims and unclaims go to the cluster, once their fences are
+///    durable (ClusterLink+Claims); after a failed commit they wait for the next;
+/// 6. answers and events are handed to the kernel, then the decided closes happen;
+/// 7. the deadline timer is re-armed and a due snapshot started.
 /// Callbacks that run before the poll (timers, idle turns) only ask for a commit: the active
 /// `commitSoon` idle handle makes the poll return at once, so the commit follows without delay.
 extension Server {
@@ -40,7 +42,7 @@ extension Server {
             session.serveDeadlines()
         }
         performCommands()
-        commitStorage()
+        if commitStorage() { sendClaims() }
         flushAll()
         performCloses()
         if session.outbox.wantsWaitProgress {
@@ -50,6 +52,15 @@ extension Server {
         rearmDeadlineTimer()
         if !stopping { store.compactIfDue(now: now) { session.broker.snapshot(now: now, wall: wall) } }
         uv_idle_stop(commitSoon)
+    }
+
+    /// Hands the turn's claims and unclaims to the cluster link.
+    private func sendClaims() {
+        guard let cluster, !session.outbox.claims.isEmpty || !session.outbox.unclaims.isEmpty else { return }
+        let claims = session.outbox.claims, unclaims = session.outbox.unclaims
+        session.outbox.claims.removeAll(keepingCapacity: true)
+        session.outbox.unclaims.removeAll(keepingCapacity: true)
+        cluster.send(claims: claims, unclaims: unclaims)
     }
 
     /// Carries out the session's commands, until reporting what they found (a process already

@@ -10,18 +10,21 @@ extension Server {
     /// Makes the turn's changes durable before its answers leave. When that fails the session
     /// takes the turn's grants back (answered `unavailable` with reason `storage`) and a timer
     /// tries the write again; when a try succeeds, grants resume.
-    func commitStorage() {
+    /// - Returns: whether the turn's changes are durable.
+    @discardableResult
+    func commitStorage() -> Bool {
         store.adopt(&session.outbox.journal)
         if store.commit(fenceHighWater: session.broker.fenceHighWater) {
             session.storageCommitted()
             stopStorageRetries()
-            return
+            return true
         }
         session.storageFailed(store.failure ?? "unknown")
         // Records that undo the withdrawn grants wait with the kept batch.
         store.adopt(&session.outbox.journal)
         performCommands()
         startStorageRetries()
+        return false
     }
 
     private func startStorageRetries() {

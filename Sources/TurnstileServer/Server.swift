@@ -66,6 +66,10 @@ public final class Server {
     /// Runs while the state directory does not take writes, to try again.
     var storageRetryTimer: UnsafeMutablePointer<uv_timer_t>?
     var stopping = false
+    /// The link to the cluster model capacity is shared with (`[cluster]`); nil without one.
+    var cluster: ClusterLink?
+    /// What the cluster link counted, for `status` and `metrics`.
+    var clusterMetrics = ClusterTransportReport()
     /// The last `STATUS=` sent to systemd (Server+Systemd).
     var lastStatusLine = ""
 
@@ -98,6 +102,7 @@ public final class Server {
         groups = ProcessGroups(server: self)
         pauseFlags = try PauseDirectory(path: settings.pauseDirectory, server: self)
         try restoreState()
+        if let config = settings.config.cluster { cluster = try ClusterLink(server: self, config: config, logger: logger) }
     }
 
     /// The loop and the handles allocated in `init` (the loop is closed when `run` returns).
@@ -170,6 +175,7 @@ public final class Server {
             signalHandles.append(handle)
         }
         try pauseFlags.start()
+        try cluster?.start()
         // Leases that were draining when the daemon stopped: stop and watch their groups again.
         for pgid in session.broker.drainingGroups { groups.drain(pgid) }
         rearmDeadlineTimer()
@@ -225,6 +231,7 @@ public final class Server {
         for handle in signalHandles { uv_close(UVHandle.handle(handle), onHandleClosedFree) }
         signalHandles = []
         pauseFlags.stop()
+        cluster?.stop()
         processes.stopAll()
         groups.stopAll()
         store.close()

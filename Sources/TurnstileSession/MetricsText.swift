@@ -13,7 +13,7 @@ enum MetricsText {
     }
 
     static func render(_ status: BrokerStatus, server: ServerInfo, telemetryEvictions: Telemetry.Evictions,
-                       storage: StorageHealth) -> String {
+                       storage: StorageHealth, transport: ClusterTransportReport? = nil) -> String {
         let registry = PrometheusCollectorRegistry()
         func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
             MetricNameDescriptor(namespace: "turnstile", metricName: name, unitName: "", helpText: help)
@@ -100,6 +100,7 @@ enum MetricsText {
         counter("storage_failures_total", "Times the state directory stopped taking writes.", storage.failures)
         gauge("connections", "Open client connections.", server.connections)
         gauge("uptime_seconds", "Seconds since the daemon started.", Int(server.uptimeMilliseconds / 1000))
+        if let cluster = status.cluster { renderCluster(cluster, transport: transport, into: registry) }
         var bytes: [UInt8] = []
         registry.emit(into: &bytes)
         return String(decoding: bytes, as: UTF8.self)

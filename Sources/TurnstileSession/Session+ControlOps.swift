@@ -20,7 +20,8 @@ extension Session {
         let at = now
         let status = broker.status(now: at)
         let info = serverInfo(at)
-        send(to: context.connection) { StatusEncoding.write(&$0, id: context.id, status, server: info) }
+        let transport = host.clusterTransport
+        send(to: context.connection) { StatusEncoding.write(&$0, id: context.id, status, server: info, transport: transport) }
     }
 
     /// `pause` (admin): the flag file exists before the answer leaves.
@@ -118,7 +119,8 @@ extension Session {
         let at = now
         let text = MetricsText.render(broker.status(now: at), server: serverInfo(at),
                                       telemetryEvictions: broker.telemetry.evictions,
-                                      storage: .init(failing: storageFailing, failures: storageFailures))
+                                      storage: .init(failing: storageFailing, failures: storageFailures),
+                                      transport: host.clusterTransport)
         succeed(context) { $0.key("text"); $0.string(text) }
     }
 

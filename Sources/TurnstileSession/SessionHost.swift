@@ -31,6 +31,13 @@ public protocol SessionHost: AnyObject {
     var pauseDirectory: String { get }
     /// Reads the config file again for `reload` and SIGHUP.
     func loadConfig() -> Result<TurnstileConfig, ConfigLoadFailure>
+    /// What the transport counted of its work with the cluster; nil without one.
+    var clusterTransport: ClusterTransportReport? { get }
+}
+
+extension SessionHost {
+    /// A host that shares nothing across hosts has no cluster transport.
+    public var clusterTransport: ClusterTransportReport? { nil }
 }
 
 /// Why `reload` kept the running config: the message names the file, line and key.

@@ -19,13 +19,16 @@ extension Runner {
     /// - Returns: COMMAND's exit code (128+N for signal N).
     mutating func supervise() -> Int32 {
         let interval = max(ttlMilliseconds / 3, 1)
-        var nextHeartbeat = SocketStream.monotonicMilliseconds() + interval
+        nextHeartbeat = min(validity?.renewAt ?? Int64.max, SocketStream.monotonicMilliseconds() + interval)
         var nextReconnect: Int64 = 0
         while true {
             let now = SocketStream.monotonicMilliseconds()
             if let deadline = killAt, now >= deadline {
                 child?.signal(SIGKILL)
                 killAt = nil
+            }
+            if lost == nil, let validity, now >= validity.stopAt {
+                leaseLost("its shared capacity was not confirmed in time (valid_until_ms)")
             }
             if lost == nil && client == nil {
                 if now - lastConfirmed >= ttlMilliseconds {
@@ -37,10 +40,12 @@ extension Runner {
             }
             if lost == nil, client != nil, now >= nextHeartbeat {
                 heartbeatID = try? client?.send(.heartbeat(lease: token))
+                heartbeatSentAt = now
                 nextHeartbeat = now + interval
             }
             var wake = lost == nil ? (client == nil ? nextReconnect : nextHeartbeat) : Int64.max
             if let deadline = killAt { wake = min(wake, deadline) }
+            if lost == nil, let validity { wake = min(wake, validity.stopAt) }
             let timeout = wake == Int64.max ? Int32(-1) : Int32(clamping: max(0, wake - now))
             switch waitForInput(timeout: timeout, watchChild: true) {
             case .childChanged:
@@ -101,6 +106,10 @@ extension Runner {
         heartbeatID = nil
         if message["ok"]?.boolValue == true {
             lastConfirmed = SocketStream.monotonicMilliseconds()
+            // Counted from the heartbeat's send: the daemon answered after it.
+            if let validFor = message["valid_until_ms"]?.numberValue.flatMap({ UInt64($0.text) }) {
+                noteValidity(validFor, from: heartbeatSentAt)
+            }
         } else if WireFailure(message)?.errorCode == .notFound {
             leaseLost("expired")
         }
@@ -120,14 +129,27 @@ extension Runner {
         }
     }
 
-    /// The lease is gone: stop COMMAND's group, TERM first, KILL after the grace.
+    /// The lease is gone: stop COMMAND's group, TERM first, KILL after the grace, or at the
+    /// end of its shared capacity's validity if that comes first.
     mutating func leaseLost(_ why: String) {
         guard lost == nil else { return }
         lost = why
         printError("turnstile: lease lost (\(why)); stopping \(command[0])")
         child?.signal(SIGTERM)
         child?.signal(SIGCONT)
-        killAt = SocketStream.monotonicMilliseconds() + graceMilliseconds
+        killAt = min(SocketStream.monotonicMilliseconds() + graceMilliseconds, validity?.until ?? Int64.max)
+    }
+
+    /// A grant or heartbeat answer said the lease's shared capacity is surely valid for
+    /// `validFor` ms from `start`: COMMAND is stopped a third of that before its end unless a
+    /// later answer moves it (as the daemon counts its cluster lost a third of the host lease's
+    /// ttl early), and the next heartbeat goes at a third of it.
+    mutating func noteValidity(_ validFor: UInt64, from start: Int64) {
+        let span = Int64(clamping: validFor)
+        let until = start.addingReportingOverflow(span)
+        guard !until.overflow else { return }
+        validity = (renewAt: start + max(span / 3, 1), stopAt: until.partialValue - span / 3, until: until.partialValue)
+        nextHeartbeat = min(nextHeartbeat, validity!.renewAt)
     }
 
     /// COMMAND was stopped (Ctrl-Z): stop too, so the shell gets its terminal back; when

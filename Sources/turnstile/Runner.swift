@@ -33,6 +33,13 @@ struct Runner {
     /// The signal that ended COMMAND, if one did.
     var endedBySignal: Int32?
     var killAt: Int64?
+    /// For a lease holding capacity shared across hosts under `on_loss = "revoke"`: until when
+    /// (monotonic ms) the grant is surely valid, and when COMMAND is stopped unless a heartbeat
+    /// answer moved it first (protocol/CLUSTER.md §5: even a frozen daemon cannot let COMMAND
+    /// outlive its unit).
+    var validity: (renewAt: Int64, stopAt: Int64, until: Int64)?
+    var nextHeartbeat: Int64 = 0
+    var heartbeatSentAt: Int64 = 0
     /// Whether a long wait is reported again when its reason or position changes (on a
     /// terminal, or with `--verbose`); otherwise once.
     let reportsProgress: Bool
@@ -183,6 +190,7 @@ struct Runner {
             grant = granted
             token = granted.lease
             ttlMilliseconds = Int64(clamping: granted.ttlMilliseconds)
+            if let validFor = granted.validUntilMilliseconds { noteValidity(validFor, from: SocketStream.monotonicMilliseconds()) }
             return .decided(nil)
         }
         let failure = answer.failure

@@ -2,39 +2,34 @@ import Testing
 import TurnstileCore
 @testable import TurnstileConfigFile
 
-/// `[cluster]` (protocol/CLUSTER.md §1) as the parser will read it once the daemon shares limits
-/// end to end. Until then `ConfigParser.parse` refuses the table (ConfigParserTests), and only
-/// these tests read it, through `parse(_:file:acceptingCluster:)`.
+/// `[cluster]` (protocol/CLUSTER.md §1): every key, its defaults and bounds, and the kinds and
+/// endpoints the daemon refuses by name because it does not share or speak them yet.
 @Suite("Config: the [cluster] table")
 struct ClusterTableTests {
     static let design = """
         [cluster]
-        endpoints = ["http://10.0.0.5:2379", "http://10.0.0.6:2379", "https://10.0.0.7:2379"]
+        endpoints = ["http://10.0.0.5:2379", "http://10.0.0.6:2379", "http://10.0.0.7:2379"]
         prefix = "/turnstile/fleet-a/"
         host = "builder-3"
         lease_ttl_ms = 5000
-        shared = ["models", "throttles", "subscription_limits", "models"]
+        shared = ["models", "models"]
         on_loss = "keep"
         """
 
     @Test func readsTheDesignsExample() throws {
-        let config = try ConfigParser.parse(Self.design, file: "t.toml", acceptingCluster: true)
+        let config = try ConfigParser.parse(Self.design, file: "t.toml")
         let cluster = try #require(config.cluster)
-        #expect(cluster == ClusterConfig(endpoints: ["http://10.0.0.5:2379", "http://10.0.0.6:2379", "https://10.0.0.7:2379"],
+        #expect(cluster == ClusterConfig(endpoints: ["http://10.0.0.5:2379", "http://10.0.0.6:2379", "http://10.0.0.7:2379"],
                                          prefix: "/turnstile/fleet-a/", host: "builder-3", leaseTTLMilliseconds: 5_000,
-                                         shared: [.models, .throttles, .subscriptionLimits], onLoss: .keep))
+                                         shared: [.models], onLoss: .keep))
         #expect(cluster.sharesModels)
     }
 
     @Test func everyOtherKeyHasADefault() throws {
-        let text = "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\nshared = [\"pools\"]\n"
-        let cluster = try #require(try ConfigParser.parse(text, file: "t.toml", acceptingCluster: true).cluster)
+        let text = "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\nshared = [\"models\"]\n"
+        let cluster = try #require(try ConfigParser.parse(text, file: "t.toml").cluster)
         #expect(cluster.prefix == "/turnstile/" && cluster.host == nil && cluster.leaseTTLMilliseconds == 5_000)
-        #expect(cluster.onLoss == .revoke && cluster.shared == [.pools] && !cluster.sharesModels)
-    }
-
-    @Test func theDaemonStillRefusesIt() {
-        #expect(throws: ConfigError.self) { try ConfigParser.parse(Self.design, file: "t.toml") }
+        #expect(cluster.onLoss == .revoke && cluster.shared == [.models] && cluster.sharesModels)
     }
 
     struct Refusal: CustomTestStringConvertible, Sendable {
@@ -66,12 +61,16 @@ struct ClusterTableTests {
         Refusal(body: minimal + "lease_ttl_ms = 3600001\n", line: 4, key: "cluster.lease_ttl_ms", says: "from 2000 to 3600000"),
         Refusal(body: minimal + "on_loss = \"panic\"\n", line: 4, key: "cluster.on_loss", says: "\"revoke\" or \"keep\""),
         Refusal(body: minimal + "endpoint = \"x\"\n", line: 4, key: "cluster.endpoint", says: "unknown key"),
+        Refusal(body: "endpoints = [\"http://127.0.0.1:2379\"]\nshared = [\"models\", \"throttles\"]\n", line: 3,
+                key: "cluster.shared", says: "throttles are not shared across hosts by this turnstiled yet"),
+        Refusal(body: "endpoints = [\"https://127.0.0.1:2379\"]\nshared = [\"models\"]\n", line: 2,
+                key: "cluster.endpoints", says: "TLS endpoints (https://) are not supported yet"),
     ]
 
     @Test(arguments: refusals)
     func refusesBadValuesNamingLineAndKey(refusal: Refusal) {
         do {
-            _ = try ConfigParser.parse("[cluster]\n" + refusal.body, file: "bad.toml", acceptingCluster: true)
+            _ = try ConfigParser.parse("[cluster]\n" + refusal.body, file: "bad.toml")
             Issue.record("accepted: \(refusal.body)")
         } catch {
             #expect(error.line == refusal.line, "\(error)")
@@ -83,6 +82,6 @@ struct ClusterTableTests {
     @Test func tooManyEndpointsAreRefused() {
         let endpoints = (0...ClusterConfig.endpointsMax).map { "\"http://10.0.0.\($0):2379\"" }.joined(separator: ", ")
         let text = "[cluster]\nendpoints = [\(endpoints)]\nshared = [\"models\"]\n"
-        #expect(throws: ConfigError.self) { try ConfigParser.parse(text, file: "t.toml", acceptingCluster: true) }
+        #expect(throws: ConfigError.self) { try ConfigParser.parse(text, file: "t.toml") }
     }
 }

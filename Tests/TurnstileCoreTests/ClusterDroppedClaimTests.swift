@@ -29,6 +29,23 @@ struct ClusterDroppedClaimTests {
         #expect(h.violations().isEmpty)
     }
 
+    @Test func aRequestThatDoesNotWaitIsAnsweredTimeoutWhenTheClusterTakesAThirdOfTheLeaseTTL() throws {
+        let h = H()
+        let ticket = h.ticket()
+        _ = h.decide(H.request(wait: 0), ticket: ticket)
+        _ = h.effects()
+        let patience = try #require(h.broker.config.cluster).leaseTTLMilliseconds / 3
+        #expect(h.broker.nextDeadline() == h.now.adding(milliseconds: patience))
+        h.advance(patience - 1)
+        #expect(H.failures(in: h.effects()).isEmpty)
+        h.advance(1)
+        let failure = try #require(H.failures(in: h.effects())[ticket])
+        guard case .timeout(let refusal) = failure else { Issue.record("not a timeout: \(failure)"); return }
+        #expect(refusal.reason == .cluster)
+        #expect(h.claimFailed(fence: 1))
+        #expect(h.effects().isEmpty && h.broker.permitsInUse == 0 && h.violations().isEmpty)
+    }
+
     @Test func aClosedConnectionDropsItsClaimingRequestsWithoutAnAnswer() {
         let h = H()
         _ = h.decide(H.request(), ticket: h.ticket(4))

@@ -139,6 +139,12 @@ extension Broker {
         return true
     }
 
+    /// How long a request that does not wait (`wait_ms` 0) waits for its claim's outcome before
+    /// it is answered `timeout` (reason `cluster`): a third of the host lease's ttl, the longest
+    /// a claim's transaction runs before it fails, so such a request is answered promptly even
+    /// while the cluster cannot be reached.
+    var claimPatienceMilliseconds: UInt64 { (config.cluster?.leaseTTLMilliseconds ?? 0) / 3 }
+
     /// Reserves every local limit of a request admitted with a model shared across hosts, and
     /// emits the claim of its unit instead of granting (protocol/CLUSTER.md §3.1). An acquire's
     /// lease is made now (its fence is the claim's), but enters the tables only when granted.
@@ -161,7 +167,8 @@ extension Broker {
         }
         occupancy.take(reserved, model: candidate.key)
         cluster!.claims[fence] = Claim(ticket: ticket, fence: fence, purpose: purpose, request: reserved,
-                                       candidate: candidate, enqueuedAt: enqueuedAt, waitDeadline: waitDeadline)
+                                       candidate: candidate, enqueuedAt: enqueuedAt, waitDeadline: waitDeadline,
+                                       answerDeadline: waitDeadline ?? now.adding(milliseconds: claimPatienceMilliseconds))
         cluster!.metrics.claimsTotal += 1
         effects.append(.claim(ticket, ClaimRequest(fence: fence, model: candidate.key, limit: models.limit(of: candidate.key))))
     }

@@ -114,17 +114,17 @@ extension Broker {
         guard let claims = cluster?.claims, !claims.isEmpty else { return }
         for fence in claims.keys.sorted() {
             let claim = claims[fence]!
-            guard !claim.abandoned, let deadline = claim.waitDeadline, deadline <= now else { continue }
+            guard !claim.abandoned, claim.answerDeadline <= now else { continue }
             cluster!.claims[fence]!.abandoned = true
             metrics.timedOutTotal += 1
-            let detail = "the cluster did not answer the claim of a unit of model \(claim.candidate.key) within wait_ms"
+            let detail = "the cluster did not answer the claim of a unit of model \(claim.candidate.key) in time"
             effects.append(.failed(claim.ticket, .timeout(Refusal(.cluster, detail: detail))))
         }
     }
 
     /// The earliest `wait_ms` end of a claiming request.
     var nextClaimDeadline: Instant? {
-        cluster?.claims.values.lazy.filter { !$0.abandoned }.compactMap(\.waitDeadline).min()
+        cluster?.claims.values.lazy.filter { !$0.abandoned }.map(\.answerDeadline).min()
     }
 
     /// Claim problems for `invariantViolations`; counts the claims' reservations into `recount`.

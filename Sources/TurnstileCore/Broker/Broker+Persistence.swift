@@ -84,7 +84,10 @@ extension Broker {
                   // it may signal, 0 its own group, a negative value a single pid.
                   record.pgid.map({ $0 > 1 }) ?? true,
                   record.request.workspace.map({ occupancy.workspaces[ExactName($0)] == nil }) ?? true,
-                  AcquireRequest.ttlRange.contains(record.ttlMilliseconds)
+                  AcquireRequest.ttlRange.contains(record.ttlMilliseconds),
+                  // A shared unit was held on the previous run's host lease, which no one renews
+                  // now: its holder stops at its `valid_until_ms`, and the unit is not this run's.
+                  !(claimsModels && record.model != nil)
             else {
                 rejected.append(record)
                 continue

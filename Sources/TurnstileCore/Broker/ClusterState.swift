@@ -92,9 +92,12 @@ struct Claim: Sendable {
     let candidate: ModelCandidate
     /// When the request arrived (its `waited_ms` counts from here).
     let enqueuedAt: Instant
-    /// When its `wait_ms` ends; nil for a request that does not wait (`wait_ms` 0), which is
-    /// answered whenever the outcome comes.
+    /// When its `wait_ms` ends; nil for a request that does not wait (`wait_ms` 0): if its
+    /// claim fails, it is refused at once instead of queued.
     let waitDeadline: Instant?
+    /// When its request is answered `timeout` if the outcome is not known by then: its
+    /// `wait_ms`, or for a request that does not wait `Broker.claimPatienceMilliseconds`.
+    let answerDeadline: Instant
     /// Whether the transport said the outcome is unknown (it reads the slot back).
     var outcomeUnknown = false
     /// Whether its request was dropped (connection closed, cancelled, wait ended, lease gone,

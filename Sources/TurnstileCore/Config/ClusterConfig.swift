@@ -46,6 +46,9 @@ public struct ClusterConfig: Sendable, Equatable {
         case pauses
         /// Named pools.
         case pools
+
+        /// The kinds this daemon shares today; the config refuses the others by name.
+        public static let supported: Set<SharedKind> = [.models]
     }
 
     /// What a host does with leases holding shared capacity once its cluster is lost

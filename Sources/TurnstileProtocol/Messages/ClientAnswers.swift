@@ -45,6 +45,13 @@ public struct Grant: Sendable, Equatable {
     public var waitedMilliseconds: UInt64
     public var project: String?
     public var mode: String?
+    /// For a lease holding capacity shared across hosts (protocol/CLUSTER.md §6): its place in
+    /// the fleet-wide order of grants.
+    public var clusterFence: UInt64?
+    /// For such a lease under `on_loss = "revoke"`: milliseconds from the answer until which
+    /// the grant is surely valid; heartbeat answers carry it anew. A holder stops its work
+    /// by then on its own, even if the daemon says nothing (it may be frozen).
+    public var validUntilMilliseconds: UInt64?
 
     /// The grant an answer carries; nil if it is not one.
     public init?(_ object: JSONObject) {
@@ -58,6 +65,8 @@ public struct Grant: Sendable, Equatable {
         waitedMilliseconds = object["waited_ms"]?.numberValue.flatMap { UInt64($0.text) } ?? 0
         project = object["project"]?.stringValue
         mode = object["mode"]?.stringValue
+        clusterFence = object["cluster_fence"]?.numberValue.flatMap { UInt64($0.text) }
+        validUntilMilliseconds = object["valid_until_ms"]?.numberValue.flatMap { UInt64($0.text) }
     }
 }
 

@@ -21,7 +21,7 @@ public struct ServerInfo: Sendable {
 /// Writes the `status` answer (protocol/PROTOCOL.md): limits and use per dimension keyed by name, locks,
 /// throttles, leases (never their tokens), waiters with their current reason, and metrics.
 public enum StatusEncoding {
-    public static func write(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, _ status: BrokerStatus, server: ServerInfo) {
+    public static func write(_ w: inout JSONWriter, id: ArraySlice<UInt8>?, _ status: BrokerStatus, server: ServerInfo, transport: ClusterTransportReport? = nil) {
         Answers.beginSuccess(&w, id: id)
         w.key("server")
         w.beginObject()
@@ -55,16 +55,18 @@ public enum StatusEncoding {
         writeLeases(&w, status.leases)
         writeWaiting(&w, status.waiting)
         writeMetrics(&w, status)
-        if let cluster = status.cluster { writeCluster(&w, cluster) }
+        if let cluster = status.cluster { writeCluster(&w, cluster, transport: transport) }
         Answers.close(&w)
     }
 
     /// `cluster` (protocol/CLUSTER.md §6): whether it can be reached, how long the units held
     /// are surely this host's, the claims in flight, the models found full across it.
-    private static func writeCluster(_ w: inout JSONWriter, _ cluster: BrokerStatus.ClusterUse) {
+    /// With the transport's report: the host name it uses, the slots each host holds per shared
+    /// model (`use`), its transactions, conflicts and round trips.
+    private static func writeCluster(_ w: inout JSONWriter, _ cluster: BrokerStatus.ClusterUse, transport: ClusterTransportReport?) {
         w.key("cluster")
         w.beginObject()
-        w.key("host"); w.string(cluster.host)
+        w.key("host"); w.string(transport?.host ?? cluster.host)
         w.key("endpoints")
         w.beginArray()
         for endpoint in cluster.endpoints { w.string(endpoint) }
@@ -86,7 +88,29 @@ public enum StatusEncoding {
         w.key("unknown_outcomes_total"); w.int(metrics.unknownOutcomesTotal)
         w.key("losses_total"); w.int(metrics.lossesTotal)
         w.key("revoked_total"); w.int(metrics.revokedTotal)
+        if let transport { writeClusterTransport(&w, transport) }
         w.endObject()
+    }
+
+    private static func writeClusterTransport(_ w: inout JSONWriter, _ transport: ClusterTransportReport) {
+        w.key("use")
+        w.beginObject()
+        for model in transport.useByHost.keys.sorted() {
+            w.dynamicKey(model)
+            w.beginObject()
+            let hosts = transport.useByHost[model]!
+            for host in hosts.keys.sorted() {
+                w.dynamicKey(host)
+                w.int(hosts[host]!)
+            }
+            w.endObject()
+        }
+        w.endObject()
+        w.key("transactions_total"); w.int(transport.claimTransactions)
+        w.key("claims_won_total"); w.int(transport.claimsWon)
+        w.key("conflicts_total"); w.int(transport.conflicts)
+        w.key("round_trip_avg_us"); w.int(transport.roundTrips == 0 ? 0 : transport.roundTripNanoseconds / transport.roundTrips / 1000)
+        w.key("round_trip_max_us"); w.int(transport.roundTripMaxNanoseconds / 1000)
     }
 
     private static func writeProjects(_ w: inout JSONWriter, _ projects: [BrokerStatus.ProjectUse]) {

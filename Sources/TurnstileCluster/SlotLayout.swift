@@ -1,0 +1,141 @@
+/// The keys and values of shared units in etcd (protocol/CLUSTER.md §2): one key per unit held,
+/// `<prefix>slots/<kind>/<name>/<index>`, whose value says which host holds it for which of its
+/// leases, `{"host":"<host>","fence":<fence>}`. Every daemon of a fleet reads and writes them,
+/// so their spelling is the fleet's contract; this type is its one writer and reader.
+public struct SlotLayout: Sendable, Equatable {
+    /// The fleet's prefix, ending with `/`.
+    public let prefix: String
+    /// This host's name, written into the slots it takes.
+    public let host: String
+
+    public init(prefix: String, host: String) {
+        self.prefix = prefix
+        self.host = host
+    }
+
+    /// Where every slot of every kind lives: the range the daemon polls.
+    public var slotsPrefix: String { prefix + "slots/" }
+
+    /// The prefix of the slots of one limit (`kind` is `models`, `projects` or `pools`).
+    public func slotsPrefix(kind: String, name: String) -> String {
+        slotsPrefix + kind + "/" + Self.encode(name) + "/"
+    }
+
+    /// The key of unit `index` of a limit.
+    public func slotKey(kind: String, name: String, index: Int) -> String {
+        slotsPrefix(kind: kind, name: name) + String(index)
+    }
+
+    /// The key of this host's registration (on the host lease).
+    public var hostKey: String { prefix + "hosts/" + host }
+
+    /// The value this host writes into a slot it takes for the lease with `fence`.
+    public func slotValue(fence: UInt64) -> [UInt8] {
+        Array("{\"host\":\"\(Self.escape(host))\",\"fence\":\(fence)}".utf8)
+    }
+
+    /// One slot as read back: the limit it belongs to, its index and its holder.
+    public struct Slot: Sendable, Equatable {
+        public var kind: String
+        /// The limit's name, decoded.
+        public var name: String
+        public var index: Int
+        public var host: String
+        public var fence: UInt64
+
+        /// A key under the slots whose value this layout never writes: counted as taken, by
+        /// no one this host can name.
+        public static let unreadable = Slot(kind: "", name: "", index: -1, host: "", fence: 0)
+    }
+
+    /// Reads a slot's key and value; nil for a key outside the layout or a value this layout
+    /// never writes (another program's keys under the prefix are not ours to interpret).
+    public func slot(key: String, value: [UInt8]) -> Slot? {
+        guard key.hasPrefix(slotsPrefix) else { return nil }
+        let parts = key.dropFirst(slotsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty, let name = Self.decode(parts[1]), !name.isEmpty,
+              let index = Int(parts[2]), index >= 0, String(index) == parts[2],
+              let holder = Self.holder(value)
+        else { return nil }
+        return Slot(kind: String(parts[0]), name: name, index: index, host: holder.host, fence: holder.fence)
+    }
+
+    /// Parses `{"host":"<host>","fence":<digits>}` exactly as `slotValue` writes it.
+    static func holder(_ value: [UInt8]) -> (host: String, fence: UInt64)? {
+        let text = String(decoding: value, as: UTF8.self)
+        let head = "{\"host\":\"", middle = "\",\"fence\":"
+        guard text.hasPrefix(head), text.hasSuffix("}") else { return nil }
+        let body = text.dropFirst(head.count).dropLast()
+        guard let split = body.firstRange(of: middle) else { return nil }
+        let host = unescape(body[..<split.lowerBound])
+        let digits = body[split.upperBound...]
+        guard let host, !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              let fence = UInt64(digits)
+        else { return nil }
+        return (host, fence)
+    }
+
+    /// A name as one key segment: `%` and `/` percent-encoded, every other byte as is, so two
+    /// names never share a key and the key reads as the name.
+    static func encode(_ name: String) -> String {
+        var out = ""
+        for character in name.unicodeScalars {
+            switch character {
+            case "%": out += "%25"
+            case "/": out += "%2F"
+            default: out.unicodeScalars.append(character)
+            }
+        }
+        return out
+    }
+
+    /// `encode`'s inverse; nil for a `%` not followed by `25` or `2F`.
+    static func decode(_ segment: Substring) -> String? {
+        var out = ""
+        var rest = segment[...]
+        while let percent = rest.firstIndex(of: "%") {
+            out += rest[..<percent]
+            let code = rest[percent...].prefix(3)
+            switch code {
+            case "%25": out += "%"
+            case "%2F": out += "/"
+            default: return nil
+            }
+            rest = rest[percent...].dropFirst(3)
+        }
+        return out + rest
+    }
+
+    /// A host name inside the JSON string of a slot value. Host names are labels (letters,
+    /// digits, `.`, `_`, `-`; the config refuses others), so only `"` and `\` could need it.
+    private static func escape(_ host: String) -> String {
+        host.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"")
+    }
+
+    private static func unescape(_ text: Substring) -> String? {
+        var out = ""
+        var escaped = false
+        for character in text {
+            if escaped {
+                guard character == "\\" || character == "\"" else { return nil }
+                out.append(character)
+                escaped = false
+            } else if character == "\\" {
+                escaped = true
+            } else if character == "\"" {
+                return nil
+            } else {
+                out.append(character)
+            }
+        }
+        return escaped ? nil : out
+    }
+}
+
+extension String {
+    /// Every occurrence of `target` replaced (without Foundation).
+    fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
+        guard contains(target) else { return self }
+        return split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}

@@ -1,0 +1,194 @@
+import TurnstileCluster
+import TurnstileCore
+import TurnstileSession
+
+/// A claim on one slot: what was sent, so its outcome can be matched, read back and undone.
+struct PlacedClaim: Sendable {
+    let fence: UInt64
+    let model: ModelKey
+    let limit: Int
+    let key: String
+    /// `{"host":…,"fence":…}`, compared before a deletion so only this claim's slot goes.
+    let value: [UInt8]
+    /// Its place in its transaction: `cluster_fence` is the revision × 1024 + this.
+    var position = 0
+}
+
+/// The claims and unclaims of a turn, their outcomes and read-backs, and deletions
+/// (protocol/CLUSTER.md §3, §8). Every write goes in transactions of at most 128 nested ones,
+/// one per slot, each `if create_revision(slot) == 0 then put else get`, so a slot taken
+/// meanwhile fails only its own claim.
+extension ClusterLink {
+    /// At the commit, once the journal and the fence reservation are durable: the turn's
+    /// unclaims become deletions and its claims go out together.
+    func send(claims: [ClaimRequest], unclaims: [Unclaim]) {
+        guard !stopped else { return }
+        for unclaim in unclaims {
+            guard let placed = slots.release(fence: unclaim.fence) else { continue }
+            deletions.append(placed)
+        }
+        sendDeletions()
+        var placed: [PlacedClaim] = []
+        for claim in claims {
+            if let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
+                placed.append(claim)
+            } else {
+                // No slot free as far as this host knows: the model is full across the fleet.
+                inbox.post { $0.session.claimFailed(fence: claim.fence) }
+            }
+        }
+        sendClaims(placed)
+    }
+
+    /// Chooses a free slot for a claim and marks it in flight; nil if none is free.
+    private func place(fence: UInt64, model: ModelKey, limit: Int) -> PlacedClaim? {
+        let name = model.description
+        guard let index = slots.freeIndex(name: name, limit: limit, layout: layout) else { return nil }
+        let key = layout.slotKey(kind: "models", name: name, index: index)
+        slots.claiming(key: key, fence: fence, model: model)
+        return PlacedClaim(fence: fence, model: model, limit: limit, key: key, value: layout.slotValue(fence: fence))
+    }
+
+    private func sendClaims(_ claims: [PlacedClaim]) {
+        guard let lease, !claims.isEmpty else {
+            // Registering again: the broker claims only while the cluster is available, so
+            // these were sent just as it was lost. They did not apply.
+            for claim in claims {
+                slots.forget(key: claim.key)
+                inbox.post { $0.session.claimNotApplied(fence: claim.fence) }
+            }
+            return
+        }
+        for start in stride(from: 0, to: claims.count, by: Self.operationsPerTransaction) {
+            var batch = Array(claims[start..<min(start + Self.operationsPerTransaction, claims.count)])
+            for position in batch.indices { batch[position].position = position }
+            let operations = batch.map { claim in
+                EtcdOperation.txn(compares: [.absent(claim.key)],
+                                  success: [.put(key: claim.key, value: claim.value, lease: lease)],
+                                  failure: [.get(.key(claim.key))])
+            }
+            server.clusterMetrics.claimTransactions += 1
+            let sentAt = EtcdClock.now(), sent = batch
+            client.txn([], success: operations) { [inbox] result in
+                let elapsed = EtcdClock.now() &- sentAt
+                inbox.post { $0.claimed(sent, result, nanoseconds: elapsed) }
+            }
+        }
+    }
+
+    /// A claim transaction came back.
+    private func claimed(_ batch: [PlacedClaim], _ result: Result<EtcdTxnResult, EtcdError>, nanoseconds: UInt64) {
+        server.clusterMetrics.observeRoundTrip(nanoseconds: nanoseconds)
+        switch result {
+        case .failure(let error) where error.outcome == .notApplied:
+            for claim in batch {
+                slots.forget(key: claim.key)
+                session.claimNotApplied(fence: claim.fence)
+            }
+        case .failure(let error):
+            logger.warning("cluster: a claim transaction's outcome is unknown; reading its slots back",
+                           metadata: ["claims": "\(batch.count)", "error": "\(error)"])
+            for claim in batch { session.claimOutcomeUnknown(fence: claim.fence) }
+            readBacks += batch
+            retryReadBacks()
+        case .success(let answer):
+            var retries: [PlacedClaim] = []
+            for claim in batch {
+                guard claim.position < answer.results.count, case .txn(let nested) = answer.results[claim.position] else {
+                    session.claimOutcomeUnknown(fence: claim.fence)
+                    readBacks.append(claim)
+                    continue
+                }
+                if nested.succeeded {
+                    took(claim, clusterFence: Self.clusterFence(revision: answer.revision, position: claim.position))
+                    continue
+                }
+                // Taken meanwhile: note its holder, then try another slot this host thinks free.
+                server.clusterMetrics.conflicts += 1
+                slots.forget(key: claim.key)
+                if case .get(let range)? = nested.results.first, let holder = range.keyValues.first {
+                    slots.observe(key: holder.key, value: holder.value, layout: layout)
+                }
+                if let retry = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
+                    retries.append(retry)
+                } else {
+                    session.claimFailed(fence: claim.fence)
+                }
+            }
+            sendClaims(retries)
+            retryReadBacks()
+        }
+    }
+
+    /// A claim's slot is this host's: the broker grants its request, or, if no claim waits
+    /// with that fence any more, the slot is deleted.
+    private func took(_ claim: PlacedClaim, clusterFence: UInt64?) {
+        slots.took(claim)
+        server.clusterMetrics.claimsWon += 1
+        guard let clusterFence, session.claimSucceeded(fence: claim.fence, clusterFence: clusterFence) else {
+            if let placed = slots.release(fence: claim.fence) { deletions.append(placed) }
+            sendDeletions()
+            return
+        }
+    }
+
+    /// `cluster_fence` (protocol/CLUSTER.md §3.3); nil for a revision too large to encode.
+    static func clusterFence(revision: Int64, position: Int) -> UInt64? {
+        guard revision > 0 else { return nil }
+        let (scaled, overflow) = UInt64(revision).multipliedReportingOverflow(by: 1024)
+        guard !overflow, position >= 0, position < 1024 else { return nil }
+        return scaled + UInt64(position)
+    }
+
+    /// Reads back the slots of claims whose outcome is unknown (protocol/CLUSTER.md §3.4): a
+    /// slot holding `{host, fence}` was claimed, anything else was not.
+    func retryReadBacks() {
+        guard !readingBack, !readBacks.isEmpty, !stopped else { return }
+        readingBack = true
+        let batch = Array(readBacks.prefix(Self.operationsPerTransaction))
+        client.txn([], success: batch.map { .get(.key($0.key)) }) { [inbox] result in
+            inbox.post { $0.readBack(batch, result) }
+        }
+    }
+
+    private func readBack(_ batch: [PlacedClaim], _ result: Result<EtcdTxnResult, EtcdError>) {
+        readingBack = false
+        guard case .success(let answer) = result, answer.results.count == batch.count else { return }
+        let done = Set(batch.map(\.fence))
+        readBacks.removeAll { done.contains($0.fence) }
+        for (claim, found) in zip(batch, answer.results) {
+            guard case .get(let range) = found, let slot = range.keyValues.first, slot.value == claim.value else {
+                slots.forget(key: claim.key)
+                session.claimNotApplied(fence: claim.fence)
+                continue
+            }
+            took(claim, clusterFence: Self.clusterFence(revision: slot.createRevision, position: claim.position))
+        }
+        retryReadBacks()
+    }
+
+    /// Deletes the slots given back, each only if it still holds this host's claim (after the
+    /// host lease expired another host may hold the key). Kept and retried until acknowledged.
+    func sendDeletions() {
+        guard !deleting, !deletions.isEmpty, lease != nil, !stopped else { return }
+        deleting = true
+        let batch = Array(deletions.prefix(Self.operationsPerTransaction))
+        let operations = batch.map { slot in
+            EtcdOperation.txn(compares: [.value(slot.key, .equal, slot.value)], success: [.delete(.key(slot.key))], failure: [])
+        }
+        client.txn([], success: operations) { [inbox] result in
+            inbox.post { $0.deleted(batch, result) }
+        }
+    }
+
+    private func deleted(_ batch: [PlacedClaim], _ result: Result<EtcdTxnResult, EtcdError>) {
+        deleting = false
+        guard case .success = result else { return }
+        let done = Set(batch.map(\.key))
+        deletions.removeAll { done.contains($0.key) }
+        var freed = Set<ModelKey>()
+        for slot in batch where slots.deleted(key: slot.key) { freed.insert(slot.model) }
+        for model in freed.sorted() { session.sharedCapacityFreed(model: model) }
+        sendDeletions()
+    }
+}

@@ -1,0 +1,50 @@
+import TurnstileCluster
+import TurnstileCore
+
+/// The slots poll (protocol/CLUSTER.md §3.2, §3.4, §8): every tick this host reads every slot
+/// of the fleet, one range read. What it shows replaces the other hosts' slots in the book, so
+/// claims choose free slots; a unit freed since the last poll is reported to the broker
+/// (`sharedCapacityFreed`), which lets waiters a failed claim held back claim again; and a slot
+/// of this host's that nothing here owns (a claim that committed after its read-back found
+/// nothing, or a slot of this host's previous run) is deleted.
+///
+/// A range read per tick, rather than etcd's Watch stream, keeps the client to unary calls:
+/// its cost is one small read per host per tick, and a unit freed on another host is seen
+/// within a tick (100 ms).
+extension ClusterLink {
+    func poll() {
+        guard !polling, !stopped else { return }
+        polling = true
+        nextPollAt = now.adding(milliseconds: Self.tickMilliseconds)
+        client.range(.prefix(layout.slotsPrefix)) { [inbox] result in
+            inbox.post { $0.polled(result) }
+        }
+    }
+
+    private func polled(_ result: Result<EtcdRangeResult, EtcdError>) {
+        polling = false
+        guard case .success(let range) = result else { return }
+        var polled: [String: SlotLayout.Slot] = [:]
+        var orphans: [PlacedClaim] = []
+        for entry in range.keyValues {
+            guard let slot = layout.slot(key: entry.key, value: entry.value) else {
+                polled[entry.key] = .unreadable
+                continue
+            }
+            polled[entry.key] = slot
+            guard slot.host == layout.host, !slots.isOwn(entry.key), !session.ownsSharedUnit(fence: slot.fence),
+                  let model = ModelKey(parsing: slot.name)
+            else { continue }
+            orphans.append(PlacedClaim(fence: slot.fence, model: model, limit: slot.index + 1, key: entry.key, value: entry.value))
+        }
+        for model in slots.replaceObserved(with: polled) { session.sharedCapacityFreed(model: model) }
+        server.clusterMetrics.useByHost = slots.useByHost()
+        for orphan in orphans {
+            logger.info("cluster: deleting a slot of this host that no lease here holds",
+                        metadata: ["key": "\(orphan.key)", "fence": "\(orphan.fence)"])
+            slots.orphaned(orphan)
+            deletions.append(orphan)
+        }
+        sendDeletions()
+    }
+}

@@ -1,0 +1,109 @@
+import TurnstileCluster
+import TurnstileCore
+
+/// What one host knows of the fleet's slots (protocol/CLUSTER.md §3.2), to choose a free slot
+/// for each claim without a round trip: its own slots (claimed, held, being deleted), which it
+/// knows first-hand, and the other hosts' as the last poll (or a lost claim) showed them.
+/// A slot this host thinks free may be taken meanwhile; the claim's transaction decides.
+struct SlotBook {
+    /// This host's own use of a slot.
+    enum OwnUse {
+        case claiming(fence: UInt64)
+        case held(fence: UInt64)
+        case deleting
+    }
+
+    /// This host's slots, by key.
+    private(set) var own: [String: OwnUse] = [:]
+    /// The slots this host holds, by the fence of the lease (or claim) they are for.
+    private(set) var held: [UInt64: PlacedClaim] = [:]
+    /// Every slot as last polled (this host's included), by key.
+    private(set) var observed: [String: SlotLayout.Slot] = [:]
+    /// The models this host claimed, by name: the only ones whose freed units it reports.
+    private(set) var models: [String: ModelKey] = [:]
+
+    /// The lowest index below `limit` whose slot this host thinks free.
+    func freeIndex(name: String, limit: Int, layout: SlotLayout) -> Int? {
+        (0..<max(limit, 0)).first { index in
+            let key = layout.slotKey(kind: "models", name: name, index: index)
+            return own[key] == nil && observed[key] == nil
+        }
+    }
+
+    mutating func claiming(key: String, fence: UInt64, model: ModelKey) {
+        own[key] = .claiming(fence: fence)
+        models[model.description] = model
+    }
+
+    /// A claim that did not take: its slot is not this host's.
+    mutating func forget(key: String) {
+        if case .claiming? = own[key] { own[key] = nil }
+    }
+
+    /// A claim that took.
+    mutating func took(_ claim: PlacedClaim) {
+        own[claim.key] = .held(fence: claim.fence)
+        held[claim.fence] = claim
+    }
+
+    /// The unit held for `fence` is given back: its slot is to be deleted.
+    /// - Returns: the slot, or nil if this host holds none for `fence`.
+    mutating func release(fence: UInt64) -> PlacedClaim? {
+        guard let claim = held.removeValue(forKey: fence) else { return nil }
+        own[claim.key] = .deleting
+        return claim
+    }
+
+    /// A slot this host found holding a claim of its own that nothing here owns: to delete.
+    mutating func orphaned(_ claim: PlacedClaim) {
+        own[claim.key] = .deleting
+    }
+
+    /// A deletion was acknowledged. - Returns: whether the slot counted as this host's.
+    mutating func deleted(key: String) -> Bool {
+        observed[key] = nil
+        guard case .deleting? = own[key] else { return false }
+        own[key] = nil
+        return true
+    }
+
+    /// The host lease expired: every slot on it is gone. Claims in flight stay (their
+    /// transactions will say).
+    mutating func leaseExpired() {
+        held.removeAll()
+        own = own.filter { if case .claiming = $0.value { true } else { false } }
+    }
+
+    /// A slot read in a lost claim's transaction.
+    mutating func observe(key: String, value: [UInt8], layout: SlotLayout) {
+        if let slot = layout.slot(key: key, value: value) {
+            observed[key] = slot
+        } else {
+            // Not a value this layout writes: count the slot as taken all the same.
+            observed[key] = .unreadable
+        }
+    }
+
+    /// Replaces the observed slots with a poll's; returns the models, among those this host
+    /// claimed, that have a unit freed since the last poll.
+    mutating func replaceObserved(with polled: [String: SlotLayout.Slot]) -> [ModelKey] {
+        var freed = Set<ModelKey>()
+        for (key, slot) in observed where polled[key] == nil {
+            if let model = models[slot.name] { freed.insert(model) }
+        }
+        observed = polled
+        return freed.sorted()
+    }
+
+    /// Whether this host's own bookkeeping knows `key` (claiming, holding or deleting it).
+    func isOwn(_ key: String) -> Bool { own[key] != nil }
+
+    /// The slots each host holds, per model name, as last polled.
+    func useByHost() -> [String: [String: Int]] {
+        var use: [String: [String: Int]] = [:]
+        for slot in observed.values where slot.index >= 0 {
+            use[slot.name, default: [:]][slot.host, default: 0] += 1
+        }
+        return use
+    }
+}

@@ -1,0 +1,28 @@
+/// What the transport counts of its work with the cluster (protocol/CLUSTER.md §6): the broker
+/// knows claims and their outcomes, the transport knows transactions, conflicts, round trips
+/// and the other hosts' slots. `status` and `metrics` show both.
+public struct ClusterTransportReport: Sendable, Equatable {
+    /// This host's name in the fleet (the configured `host`, else the machine's hostname).
+    public var host = ""
+    /// Claim transactions sent (each carries up to 128 claims).
+    public var claimTransactions: UInt64 = 0
+    /// Claims that took a slot.
+    public var claimsWon: UInt64 = 0
+    /// Claims whose chosen slot another host took first.
+    public var conflicts: UInt64 = 0
+    /// Claim transactions answered, and the sum and largest of their round trips.
+    public var roundTrips: UInt64 = 0
+    public var roundTripNanoseconds: UInt64 = 0
+    public var roundTripMaxNanoseconds: UInt64 = 0
+    /// Slots held per shared model and host, as last polled.
+    public var useByHost: [String: [String: Int]] = [:]
+
+    public init() {}
+
+    /// Counts one claim transaction's round trip.
+    public mutating func observeRoundTrip(nanoseconds: UInt64) {
+        roundTrips &+= 1
+        roundTripNanoseconds &+= nanoseconds
+        roundTripMaxNanoseconds = max(roundTripMaxNanoseconds, nanoseconds)
+    }
+}
