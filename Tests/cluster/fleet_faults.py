@@ -13,8 +13,9 @@ What runs, all on loopback in one temporary directory (/tmp/tsff-*):
   `[cluster]` (endpoints, a prefix unique to the run, `lease_ttl_ms`, `shared = ["models"]`,
   `on_loss = "revoke"`) and `[[models]] name = "fake/opus" concurrency_limit = 3`;
 - holders: one fleet.py with 4 short holders per host (hold 5..50 ms, acquire with wait), and
-  one with a long holder per host (hold 0.8..2.5 s, idle between), which is there for the
-  daemon freezes: a holder whose daemon is frozen must stop by itself at `valid_until_ms`.
+  one with a long holder per host (hold 2.5..4 s, longer than any `valid_until_ms` a 2 s host
+  lease gives; idle 2..5 s between), which is there for the daemon freezes: a holder whose
+  daemon is frozen must stop by itself at `valid_until_ms`.
 
 The faults, in a shuffled order per round, rounds repeated until --duration has passed (at
 least one round): `etcd_leader_kill` and `etcd_follower_kill` (SIGKILL, down a moment, restart
@@ -374,6 +375,8 @@ class Result:
     violations: int = 0
     violations_by_rule: dict[str, int] = field(default_factory=dict)
     valid_until_stops: int = 0
+    paused_with_long_holder: int = 0
+    stalled: dict[str, str] = field(default_factory=dict)
     losses_by_why: dict[str, int] = field(default_factory=dict)
     fleet: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
@@ -382,13 +385,15 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return (self.violations == 0 and self.grants_checked > 0
+        return (self.violations == 0 and self.grants_checked > 0 and not self.stalled
                 and all(self.faults.get(kind, 0) > 0 for kind in FAULT_KINDS))
 
     def summary(self) -> dict[str, Any]:
         return {"ok": self.ok, "faults": self.faults, "grants_checked": self.grants_checked,
                 "violations": self.violations, "violations_by_rule": self.violations_by_rule,
-                "valid_until_stops": self.valid_until_stops, "losses_by_why": self.losses_by_why,
+                "valid_until_stops": self.valid_until_stops, "paused_with_long_holder": self.paused_with_long_holder,
+                "losses_by_why": self.losses_by_why,
+                "stalled": self.stalled,
                 "duration_s": round(self.duration_s, 1), "directory": self.directory}
 
 
@@ -409,6 +414,8 @@ class Harness:
         self.fleets: list[Fleet] = []
         self.runs = os.path.join(self.dir, "runs")
         self.faults: Counter[str] = Counter()
+        self.stalled: dict[str, str] = {}  # host: what the harness saw
+        self.paused_with_long_holder = 0  # daemon_pause faults that froze a fresh long holder
         self.timeline = open(os.path.join(self.dir, "faults.jsonl"), "a")
         self.closed = False
         atexit.register(self.close)
@@ -467,24 +474,44 @@ class Harness:
         """Until the daemon's status says it reaches etcd (if its status says so at all)."""
         wait_until(f"{daemon.host} to reach etcd", lambda: cluster_state(daemon.status()) in (True, None), timeout)
 
-    def wait_granting(self, timeout: float, grants: int = 3) -> None:
-        """Until every daemon has granted ``grants`` more leases since now: the fleet works again
-        on every host (a restarted daemon counts from its restart)."""
-        base = {d.host: grants_so_far(d.status()) for d in self.daemons}
+    def wait_granting(self, timeout: float, grants: int = 3, daemons: list[Daemon] | None = None) -> list[Daemon]:
+        """Until every daemon (of ``daemons``) has granted ``grants`` more leases since now: the
+        fleet works again on every host (a restarted daemon counts from its restart). Returns
+        the daemons that had not when ``timeout`` ran out (none: all did)."""
+        daemons = self.daemons if daemons is None else daemons
+        base = {d.host: grants_so_far(d.status()) for d in daemons}
+        behind: list[Daemon] = list(daemons)
 
         def progressed() -> bool:
-            for daemon in self.daemons:
+            late = []
+            for daemon in behind:
                 now = grants_so_far(daemon.status())
                 if now < base[daemon.host]:  # restarted meanwhile
                     base[daemon.host] = 0
                 if now - base[daemon.host] < grants:
-                    return False
-            return True
+                    late.append(daemon)
+            behind[:] = late
+            return not late
 
-        wait_until(f"every daemon to grant {grants} more", progressed, timeout, interval=0.1)
+        try:
+            wait_until(f"every daemon to grant {grants} more", progressed, timeout, interval=0.1)
+        except HarnessError:
+            return behind
+        return []
 
-    def recover(self) -> None:
-        """After a fault is undone: etcd healthy, every daemon alive, reachable and granting."""
+    def probe(self) -> None:
+        """One acquire and release of the shared model on each daemon in turn, before the
+        holders start: every daemon can grant it."""
+        for daemon in self.daemons:
+            answer = daemon.request("acquire", timeout=20, model=MODEL, wait_ms=10000, ttl_ms=5000, holder="probe")
+            if not answer.get("ok"):
+                raise HarnessError(f"{daemon.host}: the probe's acquire of {MODEL} was refused: {answer}")
+            daemon.request("release", lease=answer["lease"])
+
+    def recover(self, kind: str) -> None:
+        """After a fault is undone: etcd healthy, every daemon alive, reachable and granting. A
+        daemon that grants nothing for 30 s while the others do is noted as stalled (a
+        liveness failure: the run goes on without waiting for it, and fails at the end)."""
         if self.cluster:
             self.etcd.wait_healthy()
         for daemon in self.daemons:
@@ -492,7 +519,20 @@ class Harness:
                 raise HarnessError(f"{daemon.host} died (exit {daemon.process.returncode if daemon.process else '?'}); "
                                    f"log tail:\n{daemon.log_tail()}")
             self.wait_reachable(daemon, 30)
-        self.wait_granting(40)
+        for daemon in self.wait_granting(30, daemons=[d for d in self.daemons if d.host not in self.stalled]):
+            status = daemon.status()
+            name = f"stalled-{daemon.host}-after-{kind}.json"
+            Path(self.dir, name).write_text(json.dumps(status, indent=1))
+            reasons = Counter(w.get("reason") for w in status.get("waiting", []))
+            cluster = status.get("cluster") or {}
+            self.stalled[daemon.host] = (
+                f"{daemon.host} granted nothing for 30 s after {kind} #{self.faults[kind]} while the others did: "
+                f"{dict(reasons)} waiting, {MODEL} in use {model_in_use(status)}, cluster state {cluster.get('state')}, "
+                f"exhausted {cluster.get('exhausted')}, use {cluster.get('use')} (status in {name})")
+            log(f"STALLED: {self.stalled[daemon.host]}")
+            self.note(kind, "stalled", host=daemon.host)
+        if len(self.stalled) == len(self.daemons):
+            raise HarnessError("every daemon has stalled: " + "; ".join(self.stalled.values()))
 
     # Faults.
 
@@ -503,7 +543,7 @@ class Harness:
     def inject(self, kind: str) -> None:
         getattr(self, f"fault_{kind}")()
         self.faults[kind] += 1
-        self.recover()
+        self.recover(kind)
         self.note(kind, "recovered")
 
     def fault_etcd_leader_kill(self) -> None:
@@ -547,6 +587,7 @@ class Harness:
                 (lease.get("holder") or "").startswith("long") and lease.get("model") == MODEL
                 and lease.get("age_ms", 10**9) < 300 for lease in daemon.status().get("leases", [])), 15)
             holder = True
+            self.paused_with_long_holder += 1
         except HarnessError:
             holder = False
         frozen = self.lease_ttl_ms / 1000 + self.random.uniform(1.0, 2.0)
@@ -571,7 +612,7 @@ class Harness:
     # The run.
 
     def start_fleets(self, short_workers: int = 4, long_workers: int = 1, short_hold: str = "5:50",
-                     long_hold: str = "800:2500", long_idle: str = "1000:3000") -> None:
+                     long_hold: str = "2500:4000", long_idle: str = "2000:5000") -> None:
         self.fleets = [Fleet("short", self.daemons, self.runs, short_workers * len(self.daemons), short_hold)]
         if long_workers:
             self.fleets.append(Fleet("long", self.daemons, self.runs, long_workers * len(self.daemons),
@@ -652,8 +693,10 @@ def run(duration: float, directory: str | None = None, lease_ttl_ms: int = 2000,
     ok = False
     try:
         harness.start()
+        harness.probe()
         harness.start_fleets()
-        harness.wait_granting(30)
+        if late := harness.wait_granting(30):
+            raise HarnessError(f"{', '.join(d.host for d in late)} granted nothing in 30 s after the holders started")
         time.sleep(warmup)  # the fleet at work before the first fault (the schedule)
         pending: list[str] = []
         done_once: set[str] = set()
@@ -675,6 +718,8 @@ def run(duration: float, directory: str | None = None, lease_ttl_ms: int = 2000,
         longest_pause_ms = lease_ttl_ms + 2000 + 1500
         report, grants = harness.check(final, holders_gone, max_wait_ms=2000 + longest_pause_ms + 5000)
         result.faults = {kind: harness.faults[kind] for kind in FAULT_KINDS}
+        result.stalled = dict(harness.stalled)
+        result.paused_with_long_holder = harness.paused_with_long_holder
         result.grants_checked = grants
         result.violations = len(report.violations)
         result.violations_by_rule = dict(Counter(v.rule for v in report.violations))
@@ -725,6 +770,8 @@ def main(argv: list[str] | None = None) -> int:
           + f" (total {sum(result.faults.values())})")
     print(f"holders: {json.dumps(result.fleet)}")
     print(f"losses by why: {json.dumps(result.losses_by_why)}")
+    for line in result.stalled.values():
+        print(f"STALLED (liveness): {line}")
     print(f"grants checked: {result.grants_checked}; violations: {result.violations} "
           f"{json.dumps(result.violations_by_rule) if result.violations else ''}; "
           f"duration {result.duration_s:.1f} s" + ("" if result.ok else f"; run directory kept: {result.directory}"))

@@ -20,6 +20,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from fleet import Connection  # noqa: E402
 from fleet_faults import (FAULT_KINDS, LIMIT, MODEL, Fleet, Harness, find_turnstiled, have_etcd,  # noqa: E402
                           model_in_use, run, wait_until)
 
@@ -49,7 +50,12 @@ def test_the_fleet_under_faults_keeps_the_shared_limit() -> None:
     print(result.report)
     print(result.summary())
     assert result.violations == 0, f"{result.report}\nrun directory: {result.directory}"
+    assert not result.stalled, f"daemons stopped granting: {result.stalled}\nrun directory: {result.directory}"
     assert result.grants_checked > 0, result.summary()
+    # A daemon frozen while a long holder (hold 2.5..4 s) had just been granted: the holder
+    # outlived its valid_until_ms (at most the 2 s host lease) and stopped by itself.
+    if result.paused_with_long_holder:
+        assert result.valid_until_stops >= 1, result.summary()
     assert all(result.faults.get(kind, 0) >= 1 for kind in FAULT_KINDS), result.summary()
     assert result.ok
 
@@ -62,7 +68,7 @@ def test_without_cluster_each_daemon_counts_alone_and_the_checker_sees_the_limit
     try:
         harness.start()
         harness.start_fleets(short_workers=4, long_workers=0)
-        harness.wait_granting(30, grants=20)
+        assert not harness.wait_granting(30, grants=20), "a daemon granted nothing"
         time.sleep(2)  # the workload runs (the schedule, not a synchronisation)
         gone = harness.stop_fleets()
         final = harness.final_statuses(timeout=15)
@@ -87,6 +93,7 @@ def test_holders_of_a_frozen_daemon_past_valid_until_break_the_limit_only_if_the
     harness = Harness()
     try:
         harness.start()
+        harness.probe()
         h1 = harness.daemon("h1")
         others = [d for d in harness.daemons if d.host != "h1"]
         extra = ("--ignore-valid-until",) if ignore else ()
@@ -125,3 +132,50 @@ def test_holders_of_a_frozen_daemon_past_valid_until_break_the_limit_only_if_the
         shutil.rmtree(harness.dir, ignore_errors=True)
     if ignore:
         shutil.rmtree(harness.dir, ignore_errors=True)
+
+
+@pytest.mark.xfail(strict=True, reason="daemon: a claim that finds no free slot in the host's book fails before "
+                   "the model is recorded among those the host claimed (ClusterLink.send: place() returns nil before "
+                   "SlotBook.claiming), so the slots poll never reports that model's freed units and the broker's "
+                   "`exhausted` mark is never lifted: the host's waiters wait forever (seen after a daemon restart "
+                   "while the others held every unit)")
+def test_a_daemon_whose_first_claim_finds_the_model_full_grants_once_units_are_freed() -> None:
+    """h1 holds all 3 units; h2, which never claimed the model, is asked for it (its first
+    claim finds the model full); h1 gives the units back: h2's waiter must be granted within
+    a few polls, not left waiting."""
+    require_etcd()
+    harness = Harness()
+    connections = []
+    try:
+        harness.start()
+        h1, h2 = harness.daemon("h1"), harness.daemon("h2")
+        leases = []
+        for _ in range(LIMIT):
+            answer = h1.request("acquire", timeout=20, model=MODEL, wait_ms=10000, ttl_ms=30000, detach=True)
+            assert answer.get("ok"), answer
+            leases.append(answer["lease"])
+        # h2's view of the slots is polled every 100 ms: wait until it sees h1's three.
+        wait_until("h2 to see h1's units", lambda: ((h2.status().get("cluster") or {}).get("use") or {})
+                   .get(MODEL, {}).get("h1") == LIMIT, 10)
+        waiter = Connection(h2.socket)
+        connections.append(waiter)
+        request_id = waiter.send("acquire", model=MODEL, wait_ms=8000, ttl_ms=5000)
+        wait_until("h2's first claim to fail", lambda: MODEL in ((h2.status().get("cluster") or {}).get("exhausted")
+                                                                   or []), 10)
+        released_at = time.monotonic()
+        for lease in leases:
+            assert h1.request("release", lease=lease).get("ok")
+        answer = None
+        while answer is None:
+            got = waiter.read(12)
+            assert got is not None, "no answer from h2"
+            if got[0].get("id") == request_id:
+                answer = got[0]
+        granted_after = time.monotonic() - released_at
+    finally:
+        for connection in connections:
+            connection.close()
+        harness.close()
+    shutil.rmtree(harness.dir, ignore_errors=True)
+    assert answer.get("ok"), f"h2's waiter was not granted after h1 released every unit: {answer}"
+    assert granted_after < 3, granted_after
