@@ -106,7 +106,7 @@ def status(host):
             data += chunk
         return json.loads(data)
 
-parts, fleet_held, fleet_waiting, limit = [], 0, 0, None
+parts, fleet_held, fleet_waiting, limit, etcd_view = [], 0, 0, None, None
 for host in hosts:
     try:
         answer = status(host)
@@ -120,10 +120,14 @@ for host in hosts:
     cluster = answer.get("cluster") or {}
     reach = "" if "reachable" not in cluster else (" etcd ok" if cluster["reachable"] else " etcd LOST")
     parts.append(f"{host}: {held} held {waiting} waiting{reach}")
+    if etcd_view is None and "use" in cluster:  # the slots in etcd per host, as this daemon last polled them
+        etcd_view = (cluster["use"].get("fake/opus") or {})
     fleet_held += held
     fleet_waiting += waiting
 print(f"{time.strftime('%H:%M:%S')}  " + " | ".join(parts)
-      + f" || fleet: {fleet_held}/{limit if limit is not None else '?'} held, {fleet_waiting} waiting", flush=True)
+      + f" || fleet: {fleet_held}/{limit if limit is not None else '?'} held, {fleet_waiting} waiting"
+      + ("" if etcd_view is None else " (etcd slots: " + (", ".join(f"{h} {n}" for h, n in sorted(etcd_view.items())) or "none") + ")"),
+      flush=True)
 EOF
 }
 
