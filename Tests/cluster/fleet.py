@@ -268,9 +268,12 @@ class Worker:
             return
         resource = answer.get("model") or settings.label
         fence, cluster_fence, token = answer["fence"], answer.get("cluster_fence"), answer["lease"]
-        self.writer.begin(read_at, resource, fence, cluster_fence)
-        self.counts.grants += 1
         valid_until_ms = answer.get("valid_until_ms")
+        if valid_until_ms is None:
+            self.writer.begin(read_at, resource, fence, cluster_fence)
+        else:
+            self.writer.begin(read_at, resource, fence, cluster_fence, valid_until_ms=valid_until_ms)
+        self.counts.grants += 1
         deadline = None if valid_until_ms is None else read_at + int(valid_until_ms * 1_000_000)
         why = self.hold(token, resource, fence, cluster_fence, answer.get("ttl_ms") or settings.ttl_ms,
                         deadline, valid_until_ms)
@@ -319,7 +322,7 @@ class Worker:
             stop_at = None if ignore or deadline is None else deadline - margin
             now = now_ns()
             if stop_at is not None and now >= stop_at:
-                return self.lose(token, resource, fence, cluster_fence, "valid_until")
+                return self.lose(token, resource, fence, cluster_fence, "valid_until", deadline=deadline)
             if now >= hold_until:
                 return None
             if now >= next_beat:
@@ -347,10 +350,15 @@ class Worker:
                     valid_until_ms = message["valid_until_ms"]
                     deadline = read_at + int(valid_until_ms * 1_000_000)
 
-    def lose(self, token: str, resource: str, fence: int, cluster_fence: int | None, why: str) -> str:
-        """The holder stops its work now: records it, and remembers the token to release if the
-        connection broke (a restarted daemon restored the lease)."""
-        self.writer.end(now_ns(), resource, fence, cluster_fence, lost=True, why=why)
+    def lose(self, token: str, resource: str, fence: int, cluster_fence: int | None, why: str,
+             deadline: int | None = None) -> str:
+        """The holder stops its work now: records it (with the deadline it stopped before, for a
+        ``valid_until`` stop), and remembers the token to release if the connection broke (a
+        restarted daemon restored the lease)."""
+        if deadline is None:
+            self.writer.end(now_ns(), resource, fence, cluster_fence, lost=True, why=why)
+        else:
+            self.writer.end(now_ns(), resource, fence, cluster_fence, lost=True, why=why, deadline=deadline)
         if why == "disconnected":
             self.orphans.append(token)
             self.drop()

@@ -376,8 +376,9 @@ class Result:
     violations_by_rule: dict[str, int] = field(default_factory=dict)
     valid_until_stops: int = 0
     paused_with_long_holder: int = 0
-    stalled: dict[str, str] = field(default_factory=dict)
+    stalled: list[str] = field(default_factory=list)
     losses_by_why: dict[str, int] = field(default_factory=dict)
+    valid_until: dict[str, Any] = field(default_factory=dict)
     fleet: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     directory: str = ""
@@ -392,8 +393,8 @@ class Result:
         return {"ok": self.ok, "faults": self.faults, "grants_checked": self.grants_checked,
                 "violations": self.violations, "violations_by_rule": self.violations_by_rule,
                 "valid_until_stops": self.valid_until_stops, "paused_with_long_holder": self.paused_with_long_holder,
-                "losses_by_why": self.losses_by_why,
-                "stalled": self.stalled,
+                "losses_by_why": self.losses_by_why, "valid_until": self.valid_until,
+                "stalls": len(self.stalled), "stalled": self.stalled,
                 "duration_s": round(self.duration_s, 1), "directory": self.directory}
 
 
@@ -414,7 +415,8 @@ class Harness:
         self.fleets: list[Fleet] = []
         self.runs = os.path.join(self.dir, "runs")
         self.faults: Counter[str] = Counter()
-        self.stalled: dict[str, str] = {}  # host: what the harness saw
+        self.stalled: list[str] = []  # each stall the harness saw, described
+        self.stalled_now: set[str] = set()  # hosts stalled and not restarted since: not waited for
         self.paused_with_long_holder = 0  # daemon_pause faults that froze a fresh long holder
         self.timeline = open(os.path.join(self.dir, "faults.jsonl"), "a")
         self.closed = False
@@ -519,20 +521,21 @@ class Harness:
                 raise HarnessError(f"{daemon.host} died (exit {daemon.process.returncode if daemon.process else '?'}); "
                                    f"log tail:\n{daemon.log_tail()}")
             self.wait_reachable(daemon, 30)
-        for daemon in self.wait_granting(30, daemons=[d for d in self.daemons if d.host not in self.stalled]):
+        for daemon in self.wait_granting(30, daemons=[d for d in self.daemons if d.host not in self.stalled_now]):
             status = daemon.status()
-            name = f"stalled-{daemon.host}-after-{kind}.json"
+            name = f"stalled-{daemon.host}-after-{kind}-{self.faults[kind]}.json"
             Path(self.dir, name).write_text(json.dumps(status, indent=1))
             reasons = Counter(w.get("reason") for w in status.get("waiting", []))
             cluster = status.get("cluster") or {}
-            self.stalled[daemon.host] = (
+            self.stalled.append(
                 f"{daemon.host} granted nothing for 30 s after {kind} #{self.faults[kind]} while the others did: "
                 f"{dict(reasons)} waiting, {MODEL} in use {model_in_use(status)}, cluster state {cluster.get('state')}, "
                 f"exhausted {cluster.get('exhausted')}, use {cluster.get('use')} (status in {name})")
-            log(f"STALLED: {self.stalled[daemon.host]}")
+            log(f"STALLED: {self.stalled[-1]}")
             self.note(kind, "stalled", host=daemon.host)
-        if len(self.stalled) == len(self.daemons):
-            raise HarnessError("every daemon has stalled: " + "; ".join(self.stalled.values()))
+            self.stalled_now.add(daemon.host)
+        if len(self.stalled_now) == len(self.daemons):
+            raise HarnessError("every daemon has stalled: " + "; ".join(self.stalled))
 
     # Faults.
 
@@ -607,6 +610,7 @@ class Harness:
         daemon.kill()
         time.sleep(self.random.uniform(0.2, 1.0))
         daemon.start()
+        self.stalled_now.discard(daemon.host)  # a new process: waited for again
         self.note("daemon_kill", "end", host=daemon.host)
 
     # The run.
@@ -670,6 +674,22 @@ class Harness:
                         found[str(record.data.get("why"))] += 1
         return dict(found)
 
+    def valid_until_facts(self) -> dict[str, Any]:
+        """What the records say of ``valid_until_ms``: grants that carried it, the smallest
+        given, grants given less than a holder's stop margin (50 ms: stopped at once), and
+        holders that stopped at or past their deadline (late: a loaded machine)."""
+        given: list[int] = []
+        late = 0
+        for name in os.listdir(self.runs):
+            if name.endswith(".jsonl"):
+                for record in read_history(os.path.join(self.runs, name)).records:
+                    if record.kind == "begin" and record.data.get("valid_until_ms") is not None:
+                        given.append(record.data["valid_until_ms"])
+                    if record.kind == "end" and record.data.get("deadline") is not None and record.t >= record.data["deadline"]:
+                        late += 1
+        return {"grants_with_valid_until": len(given), "min_valid_until_ms": min(given, default=None),
+                "under_50_ms": sum(1 for v in given if v < 50), "stops_at_or_past_deadline": late}
+
     def timeline_near(self, t: float, origin: int) -> list[str]:
         """The fault timeline around ``t`` (ns), for a violation's report."""
         lines = []
@@ -718,13 +738,14 @@ def run(duration: float, directory: str | None = None, lease_ttl_ms: int = 2000,
         longest_pause_ms = lease_ttl_ms + 2000 + 1500
         report, grants = harness.check(final, holders_gone, max_wait_ms=2000 + longest_pause_ms + 5000)
         result.faults = {kind: harness.faults[kind] for kind in FAULT_KINDS}
-        result.stalled = dict(harness.stalled)
+        result.stalled = list(harness.stalled)
         result.paused_with_long_holder = harness.paused_with_long_holder
         result.grants_checked = grants
         result.violations = len(report.violations)
         result.violations_by_rule = dict(Counter(v.rule for v in report.violations))
         result.losses_by_why = harness.losses_by_why()
         result.valid_until_stops = result.losses_by_why.get("valid_until", 0)
+        result.valid_until = harness.valid_until_facts()
         text = report.text()
         if report.violations:
             context = ["fault timeline near the first violations:"]
@@ -770,7 +791,8 @@ def main(argv: list[str] | None = None) -> int:
           + f" (total {sum(result.faults.values())})")
     print(f"holders: {json.dumps(result.fleet)}")
     print(f"losses by why: {json.dumps(result.losses_by_why)}")
-    for line in result.stalled.values():
+    print(f"valid_until: {json.dumps(result.valid_until)}")
+    for line in result.stalled:
         print(f"STALLED (liveness): {line}")
     print(f"grants checked: {result.grants_checked}; violations: {result.violations} "
           f"{json.dumps(result.violations_by_rule) if result.violations else ''}; "

@@ -112,6 +112,7 @@ def test_a_holder_whose_daemon_goes_silent_stops_before_its_valid_until(scripted
     begin, end = records[1], records[2]
     assert begin["cluster_fence"] == 1024
     assert end["lost"] is True and end["why"] == "valid_until", end
+    assert begin["valid_until_ms"] == 300 and end["deadline"] == begin["t"] + 300 * MS and end["t"] < end["deadline"]
     held_ms = (end["t"] - begin["t"]) / MS
     # Stopped before the deadline (300 ms after the answer was read), not long before it.
     assert 300 - 50 - 30 <= held_ms < 300, held_ms
