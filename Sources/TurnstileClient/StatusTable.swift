@@ -46,6 +46,7 @@ public enum StatusTable {
         if !pools.isEmpty { out.append("POOLS     " + pools.joined(separator: " · ")) }
         appendProjects(status, to: &out)
         appendModels(status, to: &out)
+        appendCluster(status, to: &out)
         if !filter.waitingOnly { appendLeases(status, filter, to: &out) }
         appendWaiting(status, filter, to: &out)
         let throttles = status["throttles"]?.arrayValue?.compactMap(\.objectValue) ?? []
@@ -87,6 +88,22 @@ public enum StatusTable {
                          limited ? "limited \(duration(model?["limited_for_ms"]))" : "ok"])
         }
         out += columns(rows)
+    }
+
+    /// The cluster shared limits go through (protocol/CLUSTER.md §6): this host's state and,
+    /// per shared model, the units each host holds.
+    private static func appendCluster(_ status: JSONObject, to out: inout [String]) {
+        guard let cluster = status["cluster"]?.objectValue else { return }
+        var line = "CLUSTER   \(TerminalText.safe(text(cluster["host"]))) · \(text(cluster["state"])) · on_loss \(text(cluster["on_loss"]))"
+        if cluster["valid_until_ms"] != nil { line += " · safe for \(duration(cluster["valid_until_ms"]))" }
+        if let claiming = cluster["claiming"]?.numberValue?.int64, claiming > 0 { line += " · \(claiming) claiming" }
+        if let excess = cluster["excess"]?.numberValue?.int64, excess > 0 { line += " · \(excess) in excess" }
+        out.append(line)
+        for member in cluster["use"]?.objectValue?.members ?? [] {
+            let hosts = (member.value.objectValue?.members ?? []).map { "\(TerminalText.safe($0.key)) \(text($0.value))" }
+            out.append("  \(TerminalText.safe(member.key)): " + hosts.joined(separator: " · "))
+        }
+        if let problem = cluster["problem"]?.stringValue { out.append("  not joined: \(TerminalText.safe(problem))") }
     }
 
     private static func appendLeases(_ status: JSONObject, _ filter: Filter, to out: inout [String]) {

@@ -26,6 +26,70 @@ public struct SlotLayout: Sendable, Equatable {
         slotsPrefix(kind: kind, name: name) + String(index)
     }
 
+    /// The key holding a shared limit's value, which every daemon of the fleet must agree on.
+    public func limitKey(kind: String, name: String) -> String {
+        prefix + "limits/" + kind + "/" + Self.encode(name)
+    }
+
+    /// Where the hosts' tickets live: `tickets/<kind>/<name>/<host>` (protocol/CLUSTER.md §4).
+    public var ticketsPrefix: String { prefix + "tickets/" }
+
+    public func ticketKey(kind: String, name: String) -> String {
+        ticketsPrefix + kind + "/" + Self.encode(name) + "/" + Self.encode(host)
+    }
+
+    /// The limit's name and the host of a ticket key; nil for a key outside them.
+    public func ticket(key: String) -> (kind: String, name: String, host: String)? {
+        guard key.hasPrefix(ticketsPrefix) else { return nil }
+        let parts = key.dropFirst(ticketsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty, let name = Self.decode(parts[1]), let host = Self.decode(parts[2]),
+              !name.isEmpty, !host.isEmpty else { return nil }
+        return (String(parts[0]), name, host)
+    }
+
+    /// Where the shared throttles live: `throttles/<tenant>/<provider>`.
+    public var throttlesPrefix: String { prefix + "throttles/" }
+    /// Where the shared subscription-limit flags live: `flags/<model>`.
+    public var flagsPrefix: String { prefix + "flags/" }
+
+    public func throttleKey(tenant: String, provider: String) -> String {
+        throttlesPrefix + Self.encode(tenant) + "/" + Self.encode(provider)
+    }
+
+    public func flagKey(model: String) -> String { flagsPrefix + Self.encode(model) }
+
+    /// A throttle's or flag's value: when it ends, on the Unix clock (hosts of a fleet keep
+    /// their clocks in step; a throttle is a provider's hint, and its key's own lease bounds it).
+    public static func controlValue(untilUnixMilliseconds: Int64) -> [UInt8] {
+        Array("{\"until_unix_ms\":\(untilUnixMilliseconds)}".utf8)
+    }
+
+    public static func controlEnd(_ value: [UInt8]) -> Int64? {
+        let text = String(decoding: value, as: UTF8.self)
+        let head = "{\"until_unix_ms\":"
+        guard text.hasPrefix(head), text.hasSuffix("}") else { return nil }
+        let digits = text.dropFirst(head.count).dropLast()
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int64(digits)
+    }
+
+    /// The tenant and provider of a throttle key, or the model of a flag key; nil for a key
+    /// outside them.
+    public func control(key: String) -> (tenant: String, provider: String)? {
+        guard key.hasPrefix(throttlesPrefix) else { return nil }
+        let parts = key.dropFirst(throttlesPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let tenant = Self.decode(parts[0]), let provider = Self.decode(parts[1]),
+              !tenant.isEmpty, !provider.isEmpty else { return nil }
+        return (tenant, provider)
+    }
+
+    public func flaggedModel(key: String) -> String? {
+        guard key.hasPrefix(flagsPrefix) else { return nil }
+        let rest = key.dropFirst(flagsPrefix.count)
+        guard !rest.contains("/"), let model = Self.decode(rest), !model.isEmpty else { return nil }
+        return model
+    }
+
     /// The key of this host's registration (on the host lease).
     public var hostKey: String { prefix + "hosts/" + host }
 

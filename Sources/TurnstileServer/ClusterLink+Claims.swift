@@ -12,6 +12,8 @@ struct PlacedClaim: Sendable {
     let value: [UInt8]
     /// Its place in its transaction: `cluster_fence` is the revision × 1024 + this.
     var position = 0
+    /// Whether it claims again the unit of a lease kept through a loss (no request waits).
+    var reclaim = false
 }
 
 /// The claims and unclaims of a turn, their outcomes and read-backs, and deletions
@@ -24,16 +26,22 @@ extension ClusterLink {
     func send(claims: [ClaimRequest], unclaims: [Unclaim]) {
         guard !stopped else { return }
         for unclaim in unclaims {
+            if excess.remove(unclaim.fence) != nil { server.clusterMetrics.excess = excess.count }
             guard let placed = slots.release(fence: unclaim.fence) else { continue }
             deletions.append(placed)
         }
         sendDeletions()
         var placed: [PlacedClaim] = []
         for claim in claims {
-            if let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
+            if tickets.mayClaim(claim.model.description),
+               let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
                 placed.append(claim)
             } else {
-                // No slot free as far as this host knows: the model is full across the fleet.
+                logger.debug("cluster: claim held back",
+                             metadata: ["fence": "\(claim.fence)", "first_in_line": "\(tickets.mayClaim(claim.model.description))"])
+                // No slot free as far as this host knows, or another host waits first: the
+                // request waits (or is refused), and this host queues (ClusterLink+Tickets).
+                queueBehind(claim.model)
                 inbox.post { $0.session.claimFailed(fence: claim.fence) }
             }
         }
@@ -45,18 +53,37 @@ extension ClusterLink {
         let name = model.description
         guard let index = slots.freeIndex(name: name, limit: limit, layout: layout) else { return nil }
         let key = layout.slotKey(kind: "models", name: name, index: index)
-        slots.claiming(key: key, fence: fence, model: model)
+        slots.claiming(key: key, fence: fence, model: model, limit: limit)
         return PlacedClaim(fence: fence, model: model, limit: limit, key: key, value: layout.slotValue(fence: fence))
+    }
+
+    /// After a new host lease (the old one expired, and its slots with it): every lease kept
+    /// through the loss (`on_loss = "keep"`) claims its unit again. A lease whose unit another
+    /// host took meanwhile runs on in excess of the fleet's limit: counted in `status` and the
+    /// metrics (`excess`) until it ends (protocol/CLUSTER.md §5).
+    func reclaimKeptUnits() {
+        let kept = session.broker.heldSharedUnits
+        guard !kept.isEmpty else { return }
+        var placed: [PlacedClaim] = []
+        for unit in kept {
+            if var claim = place(fence: unit.fence, model: unit.model, limit: unit.limit) {
+                claim.reclaim = true
+                placed.append(claim)
+            } else {
+                excess.insert(unit.fence)
+            }
+        }
+        server.clusterMetrics.excess = excess.count
+        logger.info("cluster: claiming again the units of leases kept through the loss",
+                    metadata: ["leases": "\(kept.count)", "no_free_unit": "\(kept.count - placed.count)"])
+        sendClaims(placed)
     }
 
     private func sendClaims(_ claims: [PlacedClaim]) {
         guard let lease, !claims.isEmpty else {
             // Registering again: the broker claims only while the cluster is available, so
             // these were sent just as it was lost. They did not apply.
-            for claim in claims {
-                slots.forget(key: claim.key)
-                inbox.post { $0.session.claimNotApplied(fence: claim.fence) }
-            }
+            for claim in claims { notApplied(claim) }
             return
         }
         for start in stride(from: 0, to: claims.count, by: Self.operationsPerTransaction) {
@@ -81,21 +108,18 @@ extension ClusterLink {
         server.clusterMetrics.observeRoundTrip(nanoseconds: nanoseconds)
         switch result {
         case .failure(let error) where error.outcome == .notApplied:
-            for claim in batch {
-                slots.forget(key: claim.key)
-                session.claimNotApplied(fence: claim.fence)
-            }
+            for claim in batch { notApplied(claim) }
         case .failure(let error):
             logger.warning("cluster: a claim transaction's outcome is unknown; reading its slots back",
                            metadata: ["claims": "\(batch.count)", "error": "\(error)"])
-            for claim in batch { session.claimOutcomeUnknown(fence: claim.fence) }
+            for claim in batch where !claim.reclaim { session.claimOutcomeUnknown(fence: claim.fence) }
             readBacks += batch
             retryReadBacks()
         case .success(let answer):
             var retries: [PlacedClaim] = []
             for claim in batch {
                 guard claim.position < answer.results.count, case .txn(let nested) = answer.results[claim.position] else {
-                    session.claimOutcomeUnknown(fence: claim.fence)
+                    if !claim.reclaim { session.claimOutcomeUnknown(fence: claim.fence) }
                     readBacks.append(claim)
                     continue
                 }
@@ -109,9 +133,14 @@ extension ClusterLink {
                 if case .get(let range)? = nested.results.first, let holder = range.keyValues.first {
                     slots.observe(key: holder.key, value: holder.value, layout: layout)
                 }
-                if let retry = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
+                if var retry = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
+                    retry.reclaim = claim.reclaim
                     retries.append(retry)
+                } else if claim.reclaim {
+                    excess.insert(claim.fence)
+                    server.clusterMetrics.excess = excess.count
                 } else {
+                    queueBehind(claim.model)
                     session.claimFailed(fence: claim.fence)
                 }
             }
@@ -124,11 +153,24 @@ extension ClusterLink {
     /// with that fence any more, the slot is deleted.
     private func took(_ claim: PlacedClaim, clusterFence: UInt64?) {
         slots.took(claim)
+        if claim.reclaim { return }
         server.clusterMetrics.claimsWon += 1
+        leaveQueue(claim.model.description)
         guard let clusterFence, session.claimSucceeded(fence: claim.fence, clusterFence: clusterFence) else {
             if let placed = slots.release(fence: claim.fence) { deletions.append(placed) }
             sendDeletions()
             return
+        }
+    }
+
+    /// A claim that did not take: its request claims anew; a re-claim counts in excess.
+    private func notApplied(_ claim: PlacedClaim) {
+        slots.forget(key: claim.key)
+        if claim.reclaim {
+            excess.insert(claim.fence)
+            server.clusterMetrics.excess = excess.count
+        } else {
+            inbox.post { $0.session.claimNotApplied(fence: claim.fence) }
         }
     }
 
@@ -158,8 +200,7 @@ extension ClusterLink {
         readBacks.removeAll { done.contains($0.fence) }
         for (claim, found) in zip(batch, answer.results) {
             guard case .get(let range) = found, let slot = range.keyValues.first, slot.value == claim.value else {
-                slots.forget(key: claim.key)
-                session.claimNotApplied(fence: claim.fence)
+                notApplied(claim)
                 continue
             }
             took(claim, clusterFence: Self.clusterFence(revision: slot.createRevision, position: claim.position))
@@ -188,7 +229,7 @@ extension ClusterLink {
         deletions.removeAll { done.contains($0.key) }
         var freed = Set<ModelKey>()
         for slot in batch where slots.deleted(key: slot.key) { freed.insert(slot.model) }
-        for model in freed.sorted() { session.sharedCapacityFreed(model: model) }
+        for model in freed.sorted() { capacityFreed(model) }
         sendDeletions()
     }
 }

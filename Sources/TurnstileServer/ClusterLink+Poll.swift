@@ -8,22 +8,34 @@ import TurnstileCore
 /// of this host's that nothing here owns (a claim that committed after its read-back found
 /// nothing, or a slot of this host's previous run) is deleted.
 ///
-/// A range read per tick, rather than etcd's Watch stream, keeps the client to unary calls:
-/// its cost is one small read per host per tick, and a unit freed on another host is seen
-/// within a tick (100 ms).
+/// The same read brings the shared throttles and flags when `[cluster]` shares them
+/// (ClusterLink+Controls).
+///
+/// A read per tick, rather than etcd's Watch stream, keeps the client to unary calls: its cost
+/// is one small read-only transaction per host per tick, and a unit freed on another host is
+/// seen within a tick (100 ms).
 extension ClusterLink {
     func poll() {
         guard !polling, !stopped else { return }
         polling = true
+        pollSerial += 1
+        let serial = pollSerial
         nextPollAt = now.adding(milliseconds: Self.tickMilliseconds)
-        client.range(.prefix(layout.slotsPrefix)) { [inbox] result in
-            inbox.post { $0.polled(result) }
+        let reads = [layout.slotsPrefix, layout.ticketsPrefix] + sharedControlPrefixes
+        client.txn([], success: reads.map { .get(.prefix($0)) }) { [inbox] result in
+            inbox.post { $0.polled(result, serial: serial) }
         }
     }
 
-    private func polled(_ result: Result<EtcdRangeResult, EtcdError>) {
+    private func polled(_ result: Result<EtcdTxnResult, EtcdError>, serial: Int) {
         polling = false
-        guard case .success(let range) = result else { return }
+        guard case .success(let answer) = result else { return }
+        let ranges = answer.results.compactMap { result -> EtcdRangeResult? in
+            if case .get(let range) = result { range } else { nil }
+        }
+        guard ranges.count >= 2 else { return }
+        let range = ranges[0]
+        controlsPolled(Array(ranges.dropFirst(2)).flatMap(\.keyValues), serial: serial)
         var polled: [String: SlotLayout.Slot] = [:]
         var orphans: [PlacedClaim] = []
         for entry in range.keyValues {
@@ -37,7 +49,7 @@ extension ClusterLink {
             else { continue }
             orphans.append(PlacedClaim(fence: slot.fence, model: model, limit: slot.index + 1, key: entry.key, value: entry.value))
         }
-        for model in slots.replaceObserved(with: polled) { session.sharedCapacityFreed(model: model) }
+        for model in slots.replaceObserved(with: polled) { capacityFreed(model) }
         server.clusterMetrics.useByHost = slots.useByHost()
         for orphan in orphans {
             logger.info("cluster: deleting a slot of this host that no lease here holds",
@@ -46,5 +58,6 @@ extension ClusterLink {
             deletions.append(orphan)
         }
         sendDeletions()
+        serveTickets(ranges[1].keyValues, serial: serial)
     }
 }

@@ -46,13 +46,30 @@ final class ClusterLink {
     var safeDeadline: Instant?
     /// Whether the session was last told the cluster is available.
     var available = false
+    /// Whether this host's shared limits were found to agree with the fleet's (once is enough:
+    /// a reload cannot change them).
+    var agreed = false
     /// The slots this host knows of: its own, those in flight, the others' as last polled.
     var slots = SlotBook()
+    /// The waiting hosts' order, per model (ClusterLink+Tickets).
+    var tickets = TicketBook()
     var polling = false
     var nextPollAt = Instant(milliseconds: 0)
+    /// Counts polls sent, so a poll older than a change this host made is not taken for news.
+    var pollSerial = 0
+    /// Shared throttles and flags as last polled, by key: their end, Unix ms.
+    var controlsSeen: [String: Int64] = [:]
+    /// Keys this host is changing (`Int.max` while in flight), or changed: the poll serial
+    /// current when the change was acknowledged. A poll sent no later says nothing new of them.
+    var controlsChanged: [String: Int] = [:]
     /// Claims whose transaction's outcome is unknown, to read back.
     var readBacks: [PlacedClaim] = []
     var readingBack = false
+    /// Leases kept through a loss whose unit could not be claimed again: they run in excess
+    /// of the fleet's limit until they end.
+    var excess: Set<UInt64> = []
+    /// The host lease expired: leases kept through the loss claim their units again on the next.
+    var reclaimDue = false
     /// Slots to delete, kept until a delete is acknowledged.
     var deletions: [PlacedClaim] = []
     var deleting = false
@@ -172,8 +189,7 @@ final class ClusterLink {
             let value = "{\"pid\":\(getpid()),\"started\":\(server.wall.unixMilliseconds)}"
             client.put(layout.hostKey, Array(value.utf8), lease: grant.id) { _ in }
             logger.info("cluster: host lease registered", metadata: ["lease": "\(grant.id)", "ttl_s": "\(grant.ttlSeconds)"])
-            restore(safeDeadline: deadline)
-            poll()
+            join(safeDeadline: deadline)
         }
     }
 
@@ -197,13 +213,15 @@ final class ClusterLink {
                 session.clusterRenewed(safeDeadline: safeDeadline!)
                 armLossTimer()
             } else {
-                restore(safeDeadline: deadline)
+                join(safeDeadline: deadline)
             }
         case .failure(let error) where error.reason == .leaseNotFound:
             logger.warning("cluster: the host lease expired; registering a new one", metadata: ["lease": "\(renewedLease)"])
             lose()
             lease = nil
+            reclaimDue = true
             slots.leaseExpired()
+            tickets.leaseExpired()
             readBacks.removeAll()
             deletions.removeAll()
             nextLeaseCallAt = now
@@ -213,13 +231,28 @@ final class ClusterLink {
         }
     }
 
+    /// The host lease is held: once the shared limits agree, the cluster is available.
+    private func join(safeDeadline deadline: Instant) {
+        guard !agreed else { return restore(safeDeadline: deadline) }
+        checkAgreement { link in
+            link.agreed = true
+            link.restore(safeDeadline: deadline)
+        }
+    }
+
     /// The cluster is available again (or for the first time) until `deadline`.
     private func restore(safeDeadline deadline: Instant) {
+        guard lease != nil, !available else { return }
+        if reclaimDue {
+            reclaimDue = false
+            reclaimKeptUnits()
+        }
         safeDeadline = deadline
         available = true
         session.clusterRestored(safeDeadline: deadline)
         armLossTimer()
         logger.info("cluster: available", metadata: ["safe_for_ms": "\(deadline.milliseconds(since: now))"])
+        poll()
     }
 
     /// Arms the loss timer a third of the ttl before the safe deadline.

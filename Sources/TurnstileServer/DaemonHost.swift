@@ -48,7 +48,11 @@ final class DaemonHost: SessionHost {
         }
         switch ConfigFile.load(path) {
         case .failure(let error): return .failure(ConfigLoadFailure(error.description))
-        case .success(let loaded): return .success(loaded)
+        case .success(let loaded):
+            if let problem = ClusterLink.reloadProblem(running: server.session.config, new: loaded) {
+                return .failure(ConfigLoadFailure("\(path): \(problem)"))
+            }
+            return .success(loaded)
         }
     }
 }

@@ -54,13 +54,20 @@ extension Server {
         uv_idle_stop(commitSoon)
     }
 
-    /// Hands the turn's claims and unclaims to the cluster link.
+    /// Hands the turn's claims, unclaims and shared controls to the cluster link.
     private func sendClaims() {
-        guard let cluster, !session.outbox.claims.isEmpty || !session.outbox.unclaims.isEmpty else { return }
-        let claims = session.outbox.claims, unclaims = session.outbox.unclaims
-        session.outbox.claims.removeAll(keepingCapacity: true)
-        session.outbox.unclaims.removeAll(keepingCapacity: true)
-        cluster.send(claims: claims, unclaims: unclaims)
+        guard let cluster else { return }
+        if !session.outbox.claims.isEmpty || !session.outbox.unclaims.isEmpty {
+            let claims = session.outbox.claims, unclaims = session.outbox.unclaims
+            session.outbox.claims.removeAll(keepingCapacity: true)
+            session.outbox.unclaims.removeAll(keepingCapacity: true)
+            cluster.send(claims: claims, unclaims: unclaims)
+        }
+        if !session.outbox.sharedControls.isEmpty {
+            let controls = session.outbox.sharedControls
+            session.outbox.sharedControls.removeAll()
+            cluster.send(controls: controls)
+        }
     }
 
     /// Carries out the session's commands, until reporting what they found (a process already

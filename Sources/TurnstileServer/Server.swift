@@ -102,7 +102,10 @@ public final class Server {
         groups = ProcessGroups(server: self)
         pauseFlags = try PauseDirectory(path: settings.pauseDirectory, server: self)
         try restoreState()
-        if let config = settings.config.cluster { cluster = try ClusterLink(server: self, config: config, logger: logger) }
+        if let config = settings.config.cluster {
+            cluster = try ClusterLink(server: self, config: config, logger: logger)
+            try cluster!.checkAgreementAtStart()
+        }
     }
 
     /// The loop and the handles allocated in `init` (the loop is closed when `run` returns).

@@ -19,8 +19,9 @@ struct SlotBook {
     private(set) var held: [UInt64: PlacedClaim] = [:]
     /// Every slot as last polled (this host's included), by key.
     private(set) var observed: [String: SlotLayout.Slot] = [:]
-    /// The models this host claimed, by name: the only ones whose freed units it reports.
-    private(set) var models: [String: ModelKey] = [:]
+    /// The models this host claimed, by name, with their limits: the only ones whose freed
+    /// units it reports.
+    private(set) var models: [String: (model: ModelKey, limit: Int)] = [:]
 
     /// The lowest index below `limit` whose slot this host thinks free.
     func freeIndex(name: String, limit: Int, layout: SlotLayout) -> Int? {
@@ -30,9 +31,9 @@ struct SlotBook {
         }
     }
 
-    mutating func claiming(key: String, fence: UInt64, model: ModelKey) {
+    mutating func claiming(key: String, fence: UInt64, model: ModelKey, limit: Int) {
         own[key] = .claiming(fence: fence)
-        models[model.description] = model
+        models[model.description] = (model, limit)
     }
 
     /// A claim that did not take: its slot is not this host's.
@@ -89,7 +90,7 @@ struct SlotBook {
     mutating func replaceObserved(with polled: [String: SlotLayout.Slot]) -> [ModelKey] {
         var freed = Set<ModelKey>()
         for (key, slot) in observed where polled[key] == nil {
-            if let model = models[slot.name] { freed.insert(model) }
+            if let model = models[slot.name]?.model { freed.insert(model) }
         }
         observed = polled
         return freed.sorted()

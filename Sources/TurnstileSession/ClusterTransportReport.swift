@@ -14,6 +14,11 @@ public struct ClusterTransportReport: Sendable, Equatable {
     public var roundTrips: UInt64 = 0
     public var roundTripNanoseconds: UInt64 = 0
     public var roundTripMaxNanoseconds: UInt64 = 0
+    /// Leases kept through a loss (`on_loss = "keep"`) whose unit another host took meanwhile:
+    /// they run in excess of the fleet's limit until they end.
+    public var excess = 0
+    /// Why this host does not join the cluster (its shared limits disagree with the fleet's).
+    public var problem: String?
     /// Slots held per shared model and host, as last polled.
     public var useByHost: [String: [String: Int]] = [:]
 

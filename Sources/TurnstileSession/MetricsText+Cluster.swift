@@ -24,6 +24,7 @@ extension MetricsText {
         counter("losses_total", "Times the cluster was lost (no renewal of the host lease in time).", metrics.lossesTotal)
         counter("revoked_total", "Leases revoked because the cluster was lost (on_loss = revoke).", metrics.revokedTotal)
         guard let transport else { return }
+        gauge("excess", "Leases kept through a loss (on_loss = keep) whose unit another host took meanwhile.", transport.excess)
         counter("transactions_total", "Claim transactions sent (each carries up to 128 claims).", transport.claimTransactions)
         counter("conflicts_total", "Claims whose chosen slot another host took first.", transport.conflicts)
         registry.makeGauge(descriptor: describe("round_trip_seconds_avg", "Mean round trip of claim transactions."), labels: [])

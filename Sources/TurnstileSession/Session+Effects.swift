@@ -81,12 +81,17 @@ extension Session {
         case .throttled(let provider, let tenant, let retryAfter):
             outbox.journal.throttle(tenant: tenant, provider: provider,
                                     until: wall.adding(milliseconds: Int64(clamping: retryAfter)))
+            publish(.throttle(tenant: tenant, provider: provider, milliseconds: retryAfter), kind: .throttles)
             broadcast { Answers.watchThrottled(&$0, provider: provider, tenant: tenant, retryAfterMilliseconds: retryAfter) }
         case .throttleCleared(let provider, let tenant):
             outbox.journal.unthrottle(tenant: tenant, provider: provider)
+            publish(.clearThrottle(tenant: tenant, provider: provider), kind: .throttles)
             broadcast { Answers.watchThrottleCleared(&$0, provider: provider, tenant: tenant) }
+        case .flagged(let model, let milliseconds):
+            publish(.flag(model: model, milliseconds: milliseconds), kind: .subscriptionLimits)
         case .unflagged(let model):
             outbox.journal.unflag(model: model)
+            publish(.unflag(model: model), kind: .subscriptionLimits)
             broadcast { Answers.watchUnflagged(&$0, model: model) }
         case .claim(let ticket, let claim):
             if debugLogging {

@@ -54,6 +54,9 @@ public final class Session {
     var requestInFlight: (ticket: Ticket, id: ArraySlice<UInt8>?, connection: SessionConnection)?
     /// Whether `processEffects` is running (it is not re-entered).
     var processingEffects = false
+    /// Whether the effects being processed come from a control the cluster shared: they are
+    /// applied here, not published back.
+    var applyingSharedControl = false
     /// The members of the line being handled, reused from line to line.
     var memberScratch: [JSONMember] = []
 

@@ -71,6 +71,10 @@ public struct SessionOutbox {
     /// Shared units to give back: the transport deletes their slots, batched per turn as
     /// claims are (protocol/CLUSTER.md §3.5).
     public var unclaims: [Unclaim] = []
+    /// Throttles and subscription-limit flags decided here, for the transport to publish to the
+    /// cluster when `[cluster]` shares them (protocol/CLUSTER.md §2); never those it applied
+    /// from the cluster.
+    public var sharedControls: [SharedControl] = []
 
     public init() {}
 }

@@ -12,7 +12,7 @@ struct ClusterTableTests {
         prefix = "/turnstile/fleet-a/"
         host = "builder-3"
         lease_ttl_ms = 5000
-        shared = ["models", "models"]
+        shared = ["models", "throttles", "subscription_limits", "models"]
         on_loss = "keep"
         """
 
@@ -21,7 +21,7 @@ struct ClusterTableTests {
         let cluster = try #require(config.cluster)
         #expect(cluster == ClusterConfig(endpoints: ["http://10.0.0.5:2379", "http://10.0.0.6:2379", "http://10.0.0.7:2379"],
                                          prefix: "/turnstile/fleet-a/", host: "builder-3", leaseTTLMilliseconds: 5_000,
-                                         shared: [.models], onLoss: .keep))
+                                         shared: [.models, .throttles, .subscriptionLimits], onLoss: .keep))
         #expect(cluster.sharesModels)
     }
 
@@ -61,8 +61,8 @@ struct ClusterTableTests {
         Refusal(body: minimal + "lease_ttl_ms = 3600001\n", line: 4, key: "cluster.lease_ttl_ms", says: "from 2000 to 3600000"),
         Refusal(body: minimal + "on_loss = \"panic\"\n", line: 4, key: "cluster.on_loss", says: "\"revoke\" or \"keep\""),
         Refusal(body: minimal + "endpoint = \"x\"\n", line: 4, key: "cluster.endpoint", says: "unknown key"),
-        Refusal(body: "endpoints = [\"http://127.0.0.1:2379\"]\nshared = [\"models\", \"throttles\"]\n", line: 3,
-                key: "cluster.shared", says: "throttles are not shared across hosts by this turnstiled yet"),
+        Refusal(body: "endpoints = [\"http://127.0.0.1:2379\"]\nshared = [\"models\", \"pools\"]\n", line: 3,
+                key: "cluster.shared", says: "pools are not shared across hosts by this turnstiled yet"),
         Refusal(body: "endpoints = [\"https://127.0.0.1:2379\"]\nshared = [\"models\"]\n", line: 2,
                 key: "cluster.endpoints", says: "TLS endpoints (https://) are not supported yet"),
     ]

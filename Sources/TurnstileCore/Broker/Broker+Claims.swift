@@ -103,6 +103,16 @@ extension Broker {
         return (leases[fence] ?? draining[fence])?.clusterFence != nil
     }
 
+    /// The units leases here hold, as claims to make again: after a new host lease (the old
+    /// one expired with its slots), leases kept through the loss (`on_loss = "keep"`) claim
+    /// their units again (protocol/CLUSTER.md §5). A parked lease holds none.
+    public var heldSharedUnits: [ClaimRequest] {
+        (Array(leases.values) + Array(draining.values))
+            .filter { $0.clusterFence != nil && !$0.parked }
+            .compactMap { lease in lease.model.map { ClaimRequest(fence: lease.fence, model: $0, limit: models.limit(of: $0)) } }
+            .sorted { $0.fence < $1.fence }
+    }
+
     /// A claim's transaction timed out: it may have committed (protocol/CLUSTER.md §3.4). The
     /// reservation stays until the transport, having read the slot back, reports success or
     /// failure, so nothing is counted twice.

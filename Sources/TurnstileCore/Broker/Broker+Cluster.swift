@@ -68,8 +68,14 @@ extension Broker {
 
     /// Whether a claim found the model with no free unit across the cluster (and none was
     /// seen freed since).
-    func isFullAcrossCluster(_ model: ModelKey) -> Bool {
+    public func isFullAcrossCluster(_ model: ModelKey) -> Bool {
         cluster?.exhausted.contains(model) == true
+    }
+
+    /// Whether a claim of a unit of `model` waits for its outcome (made in this turn and not
+    /// yet sent, or sent).
+    public func isClaiming(_ model: ModelKey) -> Bool {
+        cluster?.claims.values.contains { $0.candidate.key == model } ?? false
     }
 
     /// Whether shared units can be claimed now.

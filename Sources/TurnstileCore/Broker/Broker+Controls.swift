@@ -167,6 +167,20 @@ extension Broker {
         let ttl = UInt64(max(0, flag.expiresAt.milliseconds(since: event.completedAt)))
         let end = now.adding(milliseconds: ttl)
         modelFlags[flag.model] = max(end, modelFlags[flag.model] ?? end)
+        effects.append(.flagged(model: flag.model, milliseconds: ttl))
+    }
+
+    /// A subscription-limit flag another host raised (protocol/CLUSTER.md §2, `flags/<model>`):
+    /// the limiter counts the model as full for `milliseconds`, as for a flag raised here. Its
+    /// telemetry stays this host's own. Never shortens a longer flag.
+    /// - Returns: whether the flag now lasts longer than before.
+    public mutating func flagFromCluster(model: String, milliseconds: UInt64, now: Instant) -> Transition<Bool> {
+        liftEndedBlocks(now: now)
+        let key = Telemetry.modelKey(model)
+        let end = now.adding(milliseconds: milliseconds)
+        let longer = modelFlags[key].map { end > $0 } ?? true
+        if longer { modelFlags[key] = end }
+        return Transition(reply: longer, effects: takeEffects())
     }
 
     /// Drops the limiter's flags of models telemetry has evicted, so they stay bounded too.

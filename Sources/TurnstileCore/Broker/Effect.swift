@@ -34,6 +34,10 @@ public enum Effect: Sendable, Equatable {
     case throttled(provider: String, tenant: String, retryAfterMilliseconds: UInt64)
     /// An operator lifted a provider's throttle for a tenant before its end.
     case throttleCleared(provider: String, tenant: String)
+    /// A `record` with a subscription-limit error flagged a model as full for `milliseconds`
+    /// (the transport shares the flag across hosts when `[cluster]` shares
+    /// `subscription_limits`).
+    case flagged(model: String, milliseconds: UInt64)
     /// An operator lifted a model's subscription-limit flag before its TTL.
     case unflagged(model: String)
     /// A request's local limits are reserved and it also needs a shared unit: the transport

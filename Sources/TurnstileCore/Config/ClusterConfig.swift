@@ -48,7 +48,7 @@ public struct ClusterConfig: Sendable, Equatable {
         case pools
 
         /// The kinds this daemon shares today; the config refuses the others by name.
-        public static let supported: Set<SharedKind> = [.models]
+        public static let supported: Set<SharedKind> = [.models, .throttles, .subscriptionLimits]
     }
 
     /// What a host does with leases holding shared capacity once its cluster is lost

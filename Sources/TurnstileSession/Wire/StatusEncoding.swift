@@ -93,6 +93,7 @@ public enum StatusEncoding {
     }
 
     private static func writeClusterTransport(_ w: inout JSONWriter, _ transport: ClusterTransportReport) {
+        if let problem = transport.problem { w.key("problem"); w.string(problem) }
         w.key("use")
         w.beginObject()
         for model in transport.useByHost.keys.sorted() {
@@ -106,6 +107,7 @@ public enum StatusEncoding {
             w.endObject()
         }
         w.endObject()
+        w.key("excess"); w.int(transport.excess)
         w.key("transactions_total"); w.int(transport.claimTransactions)
         w.key("claims_won_total"); w.int(transport.claimsWon)
         w.key("conflicts_total"); w.int(transport.conflicts)
