@@ -22,25 +22,30 @@ least one round): `etcd_leader_kill` and `etcd_follower_kill` (SIGKILL, down a m
 on its data), `etcd_quorum_loss` (SIGSTOP the leader and a follower, so that the daemons' txns
 and keepalives time out, then SIGCONT), `daemon_pause` (SIGSTOP a daemon past its lease ttl,
 while one of its long holders holds, then SIGCONT) and `daemon_kill` (SIGKILL a daemon and
-start it again on its state directory). After each fault the harness waits (polling, with a
-deadline) until etcd is healthy, every daemon reachable and every daemon granting again.
+start it again on its state directory). Before the holders start, each daemon grants and takes
+back one unit (a probe). After each fault the harness waits (polling, with a deadline) until
+etcd is healthy, every daemon reachable and every daemon granting again; a daemon that grants
+nothing for 30 s while the others do is reported as stalled (liveness) and not waited for
+until a later `daemon_kill` restarts it.
 
 Then it stops the holders (a stop file; they finish their cycle and release), waits until every
 daemon's `status` holds nothing and etcd has no slot left, and runs the checker: `--limit 3
 --resource fake/opus`, `--open-until *=` the instant the holders were all gone, the final
 statuses and etcd's count of slots, `--lost-grace-ms` (see LOST_GRACE_MS) and a bound on waits.
 It prints the faults injected by kind, the grants checked and the violations, and a JSON line
-of the same. Exit status: 0 clean, 1 violations (or a fault kind never injected, or no grant),
-2 the harness itself failed (something did not start or recover in time).
+of the same. Exit status: 0 clean, 1 violations (or a stall, a fault kind never injected, no
+grant), 2 the harness itself failed (something did not start or recover in time).
 
 Everything it starts (etcd members, daemons, holders) is stopped on every way out: normal end,
-exception, SIGINT, SIGTERM, SIGHUP.
+exception, SIGINT, SIGTERM, SIGHUP. FLEET_LOG_LEVEL sets the daemons' --log-level (default
+info; debug shows each claim held back and each unit freed).
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import json
 import os
 import random
@@ -165,6 +170,24 @@ class Etcd:
         except (OSError, ValueError):
             return None
 
+    def dump(self, prefix: str) -> str:
+        """Every key under ``prefix``, a line each: key, create and mod revisions, lease (hex),
+        value; for a report."""
+        etcdctl = os.environ.get("ETCDCTL", "etcdctl")
+        done = subprocess.run([etcdctl, f"--endpoints={','.join(self.endpoints)}", "--dial-timeout=2s",
+                               "--command-timeout=3s", "get", prefix, "--prefix", "-w", "json"],
+                              capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            return done.stderr
+        answer = json.loads(done.stdout)
+        lines = [f"revision {answer.get('header', {}).get('revision')}"]
+        for kv in answer.get("kvs", []):
+            key = base64.b64decode(kv["key"]).decode(errors="replace")
+            value = base64.b64decode(kv.get("value", "")).decode(errors="replace")
+            lines.append(f"{key} create_revision={kv.get('create_revision')} mod_revision={kv.get('mod_revision')} "
+                         f"lease={kv.get('lease', 0):x} {value}")
+        return "\n".join(lines) + "\n"
+
     def count(self, prefix: str) -> int:
         """How many keys start with ``prefix`` (a linearizable read through any member)."""
         etcdctl = os.environ.get("ETCDCTL", "etcdctl")
@@ -215,7 +238,8 @@ class Daemon:
         ready = threading.Event()
         self.process = subprocess.Popen(
             [self.turnstiled, "--socket", self.socket, "--state-dir", os.path.join(self.dir, "state"),
-             "--config", os.path.join(self.dir, "turnstile.toml")],
+             "--config", os.path.join(self.dir, "turnstile.toml"),
+             "--log-level", os.environ.get("FLEET_LOG_LEVEL", "info")],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         threading.Thread(target=self._copy_log, args=(self.process, ready), daemon=True).start()
         if not ready.wait(timeout):
@@ -521,7 +545,10 @@ class Harness:
                 raise HarnessError(f"{daemon.host} died (exit {daemon.process.returncode if daemon.process else '?'}); "
                                    f"log tail:\n{daemon.log_tail()}")
             self.wait_reachable(daemon, 30)
-        for daemon in self.wait_granting(30, daemons=[d for d in self.daemons if d.host not in self.stalled_now]):
+        stalled = self.wait_granting(30, daemons=[d for d in self.daemons if d.host not in self.stalled_now])
+        if stalled and self.cluster:
+            Path(self.dir, f"stalled-etcd-after-{kind}-{self.faults[kind]}.txt").write_text(self.etcd.dump(self.prefix))
+        for daemon in stalled:
             status = daemon.status()
             name = f"stalled-{daemon.host}-after-{kind}-{self.faults[kind]}.json"
             Path(self.dir, name).write_text(json.dumps(status, indent=1))
@@ -530,7 +557,8 @@ class Harness:
             self.stalled.append(
                 f"{daemon.host} granted nothing for 30 s after {kind} #{self.faults[kind]} while the others did: "
                 f"{dict(reasons)} waiting, {MODEL} in use {model_in_use(status)}, cluster state {cluster.get('state')}, "
-                f"exhausted {cluster.get('exhausted')}, use {cluster.get('use')} (status in {name})")
+                f"exhausted {cluster.get('exhausted')}, use {cluster.get('use')} (status in {name}; etcd's keys in "
+                f"stalled-etcd-after-{kind}-{self.faults[kind]}.txt)")
             log(f"STALLED: {self.stalled[-1]}")
             self.note(kind, "stalled", host=daemon.host)
             self.stalled_now.add(daemon.host)
