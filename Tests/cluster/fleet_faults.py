@@ -803,6 +803,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="the fault schedule's seed (default random, printed)")
     parser.add_argument("--dir", help="run directory (default a new /tmp/tsff-*)")
     parser.add_argument("--keep", action="store_true", help="keep the run directory even when clean")
+    parser.add_argument("--kinds", default=",".join(FAULT_KINDS),
+                        help="the fault kinds to inject, comma-separated (default all; a run without some fails)")
     args = parser.parse_args(argv)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
@@ -810,7 +812,11 @@ def main(argv: list[str] | None = None) -> int:
         print("fleet_faults: etcd and etcdctl are needed (make test-deps installs them)", file=sys.stderr)
         return 2
     try:
-        result = run(args.duration, directory=args.dir, lease_ttl_ms=args.lease_ttl_ms, seed=args.seed, keep=args.keep)
+        kinds = tuple(kind for kind in args.kinds.split(",") if kind)
+        if not kinds or set(kinds) - set(FAULT_KINDS):
+            parser.error(f"--kinds: each of {', '.join(FAULT_KINDS)}")
+        result = run(args.duration, directory=args.dir, lease_ttl_ms=args.lease_ttl_ms, seed=args.seed, keep=args.keep,
+                     kinds=kinds)
     except HarnessError as error:
         print(f"fleet_faults: the harness failed: {error}", file=sys.stderr)
         return 2

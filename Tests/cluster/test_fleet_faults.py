@@ -178,6 +178,6 @@ def test_a_daemon_whose_first_claim_finds_the_model_full_grants_once_units_are_f
         for connection in connections:
             connection.close()
         harness.close()
-    shutil.rmtree(harness.dir, ignore_errors=True)
+        shutil.rmtree(harness.dir, ignore_errors=True)
     assert answer.get("ok"), f"h2's waiter was not granted after h1 released every unit: {answer}"
     assert granted_after < 3, granted_after
