@@ -33,9 +33,14 @@ extension ClusterLink {
         sendDeletions()
         var placed: [PlacedClaim] = []
         for claim in claims {
-            if tickets.mayClaim(claim.model.description),
-               let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
+            slots.claimed(claim.model, limit: claim.limit)
+            let name = claim.model.description
+            if tickets.mayClaim(name), let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
                 placed.append(claim)
+            } else if tickets.mayClaim(name), slots.isDeleting(name: name, layout: layout) {
+                // A unit this host gave back is on its way back to the fleet: claim it once the
+                // deletion is acknowledged rather than find the model full meanwhile.
+                behindDeletions.append(claim)
             } else {
                 logger.debug("cluster: claim held back",
                              metadata: ["fence": "\(claim.fence)", "first_in_line": "\(tickets.mayClaim(claim.model.description))"])
@@ -53,7 +58,7 @@ extension ClusterLink {
         let name = model.description
         guard let index = slots.freeIndex(name: name, limit: limit, layout: layout) else { return nil }
         let key = layout.slotKey(kind: "models", name: name, index: index)
-        slots.claiming(key: key, fence: fence, model: model, limit: limit)
+        slots.claiming(key: key, fence: fence)
         return PlacedClaim(fence: fence, model: model, limit: limit, key: key, value: layout.slotValue(fence: fence))
     }
 
@@ -66,6 +71,7 @@ extension ClusterLink {
         guard !kept.isEmpty else { return }
         var placed: [PlacedClaim] = []
         for unit in kept {
+            slots.claimed(unit.model, limit: unit.limit)
             if var claim = place(fence: unit.fence, model: unit.model, limit: unit.limit) {
                 claim.reclaim = true
                 placed.append(claim)
@@ -231,5 +237,10 @@ extension ClusterLink {
         for slot in batch where slots.deleted(key: slot.key) { freed.insert(slot.model) }
         for model in freed.sorted() { capacityFreed(model) }
         sendDeletions()
+        if !behindDeletions.isEmpty {
+            let waiting = behindDeletions
+            behindDeletions.removeAll()
+            send(claims: waiting, unclaims: [])
+        }
     }
 }

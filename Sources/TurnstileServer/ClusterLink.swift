@@ -70,6 +70,8 @@ final class ClusterLink {
     var excess: Set<UInt64> = []
     /// The host lease expired: leases kept through the loss claim their units again on the next.
     var reclaimDue = false
+    /// Claims waiting for this host's deletion of a unit of their model to be acknowledged.
+    var behindDeletions: [ClaimRequest] = []
     /// Slots to delete, kept until a delete is acknowledged.
     var deletions: [PlacedClaim] = []
     var deleting = false
@@ -224,6 +226,9 @@ final class ClusterLink {
             tickets.leaseExpired()
             readBacks.removeAll()
             deletions.removeAll()
+            // The slots being deleted went with the lease; claims behind them did not apply.
+            for claim in behindDeletions { session.claimNotApplied(fence: claim.fence) }
+            behindDeletions.removeAll()
             nextLeaseCallAt = now
         case .failure(let error):
             logger.warning("cluster: a renewal of the host lease failed", metadata: ["error": "\(error)"])
@@ -243,6 +248,12 @@ final class ClusterLink {
     /// The cluster is available again (or for the first time) until `deadline`.
     private func restore(safeDeadline deadline: Instant) {
         guard lease != nil, !available else { return }
+        // A renewal sent before an outage and answered after it leaves too little: the loss
+        // timer would fire at once. Renew again first, rather than restore and lose at once.
+        guard deadline.milliseconds > now.milliseconds + ttl / 3 + Self.tickMilliseconds else {
+            nextLeaseCallAt = now
+            return
+        }
         if reclaimDue {
             reclaimDue = false
             reclaimKeptUnits()

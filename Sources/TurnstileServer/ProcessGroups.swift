@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLibUV
+import TurnstileCore
 
 /// Stops the process groups of leases that ended while their work still ran, and tells the
 /// server when each group is gone, so that a slot is free only when its work is
@@ -91,9 +92,13 @@ final class ProcessGroups {
         return (Character(UnicodeScalar(state)), group)
     }
 
-    /// Starts stopping and watching a group (once per group; later calls do nothing).
-    func drain(_ pgid: Int32) {
-        guard groups[pgid] == nil else { return }
+    /// Starts stopping and watching a group (once per group; later calls do nothing). SIGKILL
+    /// follows SIGTERM after `kill_grace_ms`, or at `killBy` if that is sooner.
+    func drain(_ pgid: Int32, killBy: Instant? = nil) {
+        if let drain = groups[pgid] {
+            if let killBy { hasten(pgid, drain, killBy: killBy) }
+            return
+        }
         // Never a group no peer may bind (init's, every process's, the daemon's own): such a
         // pgid can only come from a damaged state file. Its lease is let go.
         guard pgid > 1, pgid != getpgrp() else {
@@ -108,7 +113,8 @@ final class ProcessGroups {
         let drain = Drain(check: check)
         groups[pgid] = drain
         if kill(-pgid, SIGTERM) == 0 {
-            let grace = UInt64(server.session.config.limits.killGraceMilliseconds)
+            var grace = UInt64(server.session.config.limits.killGraceMilliseconds)
+            if let killBy { grace = min(grace, killBy.milliseconds(since: server.now)) }
             let timer = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
             uv_timer_init(server.loop, timer)
             uv_handle_set_data(UVHandle.handle(timer), UnsafeMutableRawPointer(bitPattern: Int(pgid)))
@@ -118,6 +124,14 @@ final class ProcessGroups {
             server.logger.warning("may not signal process group \(pgid) (another user's): waiting for it to end")
         }
         self.check(pgid)
+    }
+
+    /// A group already draining must be gone by `killBy` (its lease's shared unit is lost
+    /// then): its SIGKILL comes no later.
+    private func hasten(_ pgid: Int32, _ drain: Drain, killBy: Instant) {
+        guard let timer = drain.kill else { return }
+        let left = killBy.milliseconds(since: server.now)
+        if uv_timer_get_due_in(timer) > left { uv_timer_start(timer, onProcessGroupKill, left, 0) }
     }
 
     /// Checks a group again: gone, or watch the members found since.

@@ -80,7 +80,7 @@ extension Server {
                 switch command {
                 case .watchProcess(let pid): processes.watch(pid)
                 case .unwatchProcess(let pid): processes.unwatch(pid)
-                case .drainGroup(let pgid): groups.drain(pgid)
+                case .drainGroup(let pgid, let killBy): groups.drain(pgid, killBy: killBy)
                 case .runTripHook(let project, let failures): runTripHook(project: project, failures: failures)
                 }
             }

@@ -180,7 +180,8 @@ public final class Server {
         try pauseFlags.start()
         try cluster?.start()
         // Leases that were draining when the daemon stopped: stop and watch their groups again.
-        for pgid in session.broker.drainingGroups { groups.drain(pgid) }
+        let sharedDrains = Set(session.broker.drainingGroupsOfSharedModels)
+        for pgid in session.broker.drainingGroups { groups.drain(pgid, killBy: sharedDrains.contains(pgid) ? now : nil) }
         rearmDeadlineTimer()
         logger.info("turnstiled ready", metadata: [
             "socket": "\(settings.socketPath)", "state_dir": "\(settings.stateDirectory)", "config": "\(settings.loadedConfigDescription)",

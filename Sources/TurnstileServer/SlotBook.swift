@@ -31,9 +31,23 @@ struct SlotBook {
         }
     }
 
-    mutating func claiming(key: String, fence: UInt64, model: ModelKey, limit: Int) {
-        own[key] = .claiming(fence: fence)
+    /// A claim of `model` came from the broker: from now on the polls report its freed units,
+    /// whether or not the claim finds a slot (a claim that finds none leaves the model full,
+    /// and only a freed unit lifts that).
+    mutating func claimed(_ model: ModelKey, limit: Int) {
         models[model.description] = (model, limit)
+    }
+
+    mutating func claiming(key: String, fence: UInt64) {
+        own[key] = .claiming(fence: fence)
+    }
+
+    /// Whether this host is deleting a slot of `name` (given back, not yet acknowledged).
+    func isDeleting(name: String, layout: SlotLayout) -> Bool {
+        let prefix = layout.slotsPrefix(kind: "models", name: name)
+        return own.contains { key, use in
+            if case .deleting = use { key.hasPrefix(prefix) } else { false }
+        }
     }
 
     /// A claim that did not take: its slot is not this host's.

@@ -27,6 +27,7 @@ extension MetricsText {
         gauge("excess", "Leases kept through a loss (on_loss = keep) whose unit another host took meanwhile.", transport.excess)
         counter("transactions_total", "Claim transactions sent (each carries up to 128 claims).", transport.claimTransactions)
         counter("conflicts_total", "Claims whose chosen slot another host took first.", transport.conflicts)
+        counter("claims_won_total", "Claims that took a unit.", transport.claimsWon)
         registry.makeGauge(descriptor: describe("round_trip_seconds_avg", "Mean round trip of claim transactions."), labels: [])
             .set(transport.roundTrips == 0 ? 0 : Double(transport.roundTripNanoseconds) / Double(transport.roundTrips) / 1e9)
         registry.makeGauge(descriptor: describe("round_trip_seconds_max", "Longest round trip of a claim transaction."), labels: [])

@@ -105,6 +105,10 @@ extension Session {
             logger.error("cluster lost: no new grant of shared capacity until it is back",
                          metadata: ["deadline_ms": "\(remaining)"])
             broadcast { Answers.watchClusterLost(&$0, deadlineMilliseconds: remaining) }
+            // Groups already draining with a shared unit must be gone by the deadline too.
+            for group in broker.drainingGroupsKilledBy {
+                outbox.commands.append(.drainGroup(group.pgid, killBy: group.killBy))
+            }
         case .clusterRestored:
             logger.notice("cluster restored: grants of shared capacity resume")
             broadcast { Answers.watchClusterRestored(&$0) }
@@ -135,7 +139,7 @@ extension Session {
         logger.info("lease ended while its process group runs: draining", metadata: endMetadata(lease, drain.cause))
         notifyHolder(lease, drain.cause)
         broadcast { Answers.watchLease(&$0, name: "draining", lease, cause: drain.cause) }
-        outbox.commands.append(.drainGroup(pgid))
+        outbox.commands.append(.drainGroup(pgid, killBy: broker.groupKillDeadline(lease)))
     }
 
     /// The watch event name of a lease end.

@@ -85,9 +85,11 @@ public enum HostCommand: Equatable, Sendable {
     case watchProcess(Int32)
     /// Stop watching a process.
     case unwatchProcess(Int32)
-    /// Stop a draining lease's process group (TERM, then KILL after `kill_grace_ms`) and report
-    /// with `Session.processGroupGone` when it is gone.
-    case drainGroup(Int32)
+    /// Stop a draining lease's process group (TERM, then KILL after `kill_grace_ms`, or at
+    /// `killBy` if that comes first) and report with `Session.processGroupGone` when it is gone.
+    /// `killBy` is the safe deadline of a lease that held a unit shared across hosts: past it
+    /// another host may be given the unit (protocol/CLUSTER.md §5).
+    case drainGroup(Int32, killBy: Instant?)
     /// Run the `on_trip` command for a project whose breaker tripped.
     case runTripHook(project: String, failures: Int)
 }

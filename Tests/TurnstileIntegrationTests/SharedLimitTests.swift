@@ -12,8 +12,8 @@ struct SharedLimitTests {
     static let body = "[limits]\nglobal = 10\n\n[[models]]\nname = \"fake/opus\"\nconcurrency_limit = 2\n"
 
     static func acquire(_ client: TurnstileClient, wait: Int64 = 0, model: String? = "fake/opus",
-                        detach: Bool = false) throws -> Answer {
-        var fields: [(String, JSONValue)] = [("mode", .string("issue")), ("project", .string("p")), ("wait_ms", .integer(wait))]
+                        detach: Bool = false, mode: String = "issue") throws -> Answer {
+        var fields: [(String, JSONValue)] = [("mode", .string(mode)), ("project", .string("p")), ("wait_ms", .integer(wait))]
         if let model { fields.append(("model", .string(model))) }
         if detach { fields.append(("detach", .bool(true))) }
         return try client.ask("acquire", fields)
@@ -105,6 +105,32 @@ struct SharedLimitTests {
             usleep(10_000)
             _ = try? client.ask("release", [("lease", .string(grant.lease))])
         }
+    }
+
+    /// Found by the fleet fault test: a host whose very first claim of a model finds it full
+    /// must still hear of its units coming free.
+    @Test func aHostWhoseFirstClaimFindsTheModelFullIsGrantedOnceAUnitIsFreed() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let one = try fleet.startDaemon(host: "h1", body: Self.body)
+        let two = try fleet.startDaemon(host: "h2", body: Self.body)
+        let holder = try one.client()
+        let first = try #require(try Self.acquire(holder).grant), second = try #require(try Self.acquire(holder).grant)
+        let seen = try Self.eventuallyTrue {
+            (try two.client().ask("status")["cluster"]?.objectValue?["use"]?.objectValue?["fake/opus"]?.objectValue?["h1"])?
+                .numberValue?.int64 == 2
+        }
+        #expect(seen, "h2's poll shows h1's two units")
+        let waiter = try two.client()
+        let waiting = try waiter.send("acquire", [("mode", .string("issue")), ("project", .string("p")),
+                                                  ("model", .string("fake/opus")), ("wait_ms", .integer(10_000))])
+        let full = try Self.eventuallyTrue {
+            (try two.client().ask("status")["cluster"]?.objectValue?["exhausted"]?.arrayValue?.count) == 1
+        }
+        #expect(full, "h2's first claim found the model full")
+        #expect(try holder.ask("release", [("lease", .string(first.lease))]).ok)
+        #expect(try waiter.answer(to: waiting, timeoutMilliseconds: 10_000).grant != nil, "h2 heard of the freed unit")
+        withExtendedLifetime(second) {}
     }
 
     @Test func aHostWhoseSharedLimitDisagreesRefusesToStartAndAReloadCannotChangeIt() throws {
@@ -254,18 +280,63 @@ struct SharedLimitTests {
         return try condition()
     }
 
+    /// A revoked lease bound to a process group drains: its group, which ignores SIGTERM, is
+    /// SIGKILLed by the safe deadline, not after `kill_grace_ms` (10 minutes here): past the
+    /// deadline another host may be given its unit.
+    @Test func aGroupDrainingAfterALossIsKilledByTheSafeDeadlineNotAfterTheGrace() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let daemon = try fleet.startDaemon(host: "h1", body: Self.body.replacingOccurrences(
+            of: "global = 10", with: "global = 10\nkill_grace_ms = 600000"))
+        let work = try ChildProcess(["python3", "-c", "import os,signal,time; os.setpgid(0,0); "
+                                     + "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"])
+        defer { work.signal(SIGKILL); _ = work.waitForExit() }
+        #expect(work.waitForOutput("ready"))
+        let client = try daemon.client()
+        let grant = try client.ask("acquire", [("mode", .string("issue")), ("project", .string("p")), ("model", .string("fake/opus")),
+                                               ("pgid", .integer(Int64(work.pid)))])
+        let validFor = try #require(grant.grant?.validUntilMilliseconds, "\(grant.object)")
+        let granted = SocketStream.monotonicMilliseconds()
+        try fleet.pause(1)
+        try fleet.pause(2)
+        defer { try? fleet.resume(1); try? fleet.resume(2) }
+        #expect(work.waitForExit(milliseconds: 10_000) != nil, "the group was killed")
+        // By the safe deadline, which renewals may have moved on by at most a renewal period.
+        #expect(SocketStream.monotonicMilliseconds() - granted < Int64(validFor) + 2_000)
+        #expect(daemon.logShows("outlived kill_grace_ms after SIGTERM: sent SIGKILL"))
+    }
+
+    /// After a unit is given back, the next claim on the same host waits for its deletion to
+    /// be acknowledged instead of finding the model full (a park then an unpark, a release then
+    /// an acquire).
+    @Test func aUnitGivenBackCanBeTakenAgainAtOnceOnTheSameHost() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let daemon = try fleet.startDaemon(host: "h1", body: Self.body)
+        let client = try daemon.client()
+        let first = try #require(try Self.acquire(client).grant)
+        _ = try #require(try Self.acquire(client).grant)
+        for _ in 0..<5 {
+            #expect(try client.ask("park", [("lease", .string(first.lease))]).ok)
+            let unparked = try client.ask("unpark", [("lease", .string(first.lease)), ("wait_ms", .integer(0))])
+            #expect(unparked.ok, "the unit parked is had again at once: \(unparked.object)")
+        }
+    }
+
     @Test func aRestartedDaemonDoesNotKeepItsSharedLeaseAndItsUnitComesBack() throws {
         let fleet = try EtcdFleet()
         defer { fleet.stop() }
         let one = try fleet.startDaemon(host: "h1", body: Self.body)
         let two = try fleet.startDaemon(host: "h2", body: Self.body)
         #expect(try Self.acquire(try one.client(), detach: true).ok)
-        #expect(try Self.acquire(try one.client(), model: nil, detach: true).ok)
+        #expect(try Self.acquire(try one.client(), model: nil, detach: true, mode: "time").ok)
+        let parked = try #require(try Self.acquire(try one.client(), detach: true).grant)
+        #expect(try one.client().ask("park", [("lease", .string(parked.lease))]).ok)
         one.crash()
         try one.start()
         #expect(one.logShows("cluster: available"))
         let leases = try one.client().ask("status")["leases"]?.arrayValue ?? []
-        #expect(leases.count == 1, "the local lease is restored, the shared one is not: \(leases)")
+        #expect(leases.count == 2, "the local lease and the parked one (no unit) are restored, the shared one is not: \(leases)")
         // Both units are the fleet's again: the restarted daemon deletes its old slot, or the
         // old host lease expires with it.
         let holder = try two.client()

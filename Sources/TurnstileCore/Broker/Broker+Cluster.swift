@@ -89,6 +89,31 @@ extension Broker {
         return cluster?.safeDeadline
     }
 
+    /// By when a draining lease's process group must be gone: the safe deadline, once the
+    /// cluster is lost under `on_loss = "revoke"` and the lease held a shared unit (past it
+    /// another host may be given the unit); nil otherwise (`kill_grace_ms` alone applies).
+    public func groupKillDeadline(_ lease: Lease) -> Instant? {
+        guard let cluster, cluster.reach != .available, cluster.onLoss == .revoke, lease.clusterFence != nil else { return nil }
+        return cluster.safeDeadline
+    }
+
+    /// The draining leases that held a shared unit, with the deadline their groups must be
+    /// gone by (`groupKillDeadline`), for the transport to hasten their SIGKILL on a loss.
+    public var drainingGroupsKilledBy: [(pgid: Int32, killBy: Instant)] {
+        draining.values.compactMap { lease in
+            guard let pgid = lease.pgid, let deadline = groupKillDeadline(lease) else { return nil }
+            return (pgid, deadline)
+        }.sorted { $0.pgid < $1.pgid }
+    }
+
+    /// The process groups of draining leases with a model, when models are shared: after a
+    /// restart their units were on the previous run's host lease, which nobody renews, so the
+    /// daemon stops them at once rather than after `kill_grace_ms`.
+    public var drainingGroupsOfSharedModels: [Int32] {
+        guard claimsModels else { return [] }
+        return Set(draining.values.filter { $0.model != nil }.compactMap(\.pgid)).sorted()
+    }
+
     /// The claim of an unpark of a lease leaving the tables is answered `leaseGone` and
     /// dropped.
     mutating func dropUnparkClaim(of fence: UInt64) {

@@ -87,7 +87,9 @@ extension Broker {
                   AcquireRequest.ttlRange.contains(record.ttlMilliseconds),
                   // A shared unit was held on the previous run's host lease, which no one renews
                   // now: its holder stops at its `valid_until_ms`, and the unit is not this run's.
-                  !(claimsModels && record.model != nil)
+                  // A parked lease holds none; a draining one is restored so that its group is
+                  // stopped (at once: `drainingGroupsOfSharedModels`).
+                  !(claimsModels && record.model != nil && !record.parked && record.draining == nil)
             else {
                 rejected.append(record)
                 continue
