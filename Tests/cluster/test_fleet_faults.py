@@ -136,11 +136,6 @@ def test_holders_of_a_frozen_daemon_past_valid_until_break_the_limit_only_if_the
         shutil.rmtree(harness.dir, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason="daemon: a claim held back before place() (no free slot in the host's "
-                   "book, or another host's ticket first) never records its model in SlotBook.models, so neither the "
-                   "poll's freed units nor serveTickets ever tell the broker of that model again: its `exhausted` "
-                   "mark stays and the host's waiters wait forever; with tickets, that host's ticket, once the "
-                   "oldest, also holds up every other host (the fleet stalls after a daemon restart)")
 def test_a_daemon_whose_first_claim_finds_the_model_full_grants_once_units_are_freed() -> None:
     """h1 holds all 3 units; h2, which never claimed the model, is asked for it (its first
     claim finds the model full); h1 gives the units back: h2's waiter must be granted within
