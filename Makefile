@@ -124,6 +124,16 @@ test-python: build
 	$(PYTHON_VENV)/bin/python -m pip install --quiet --disable-pip-version-check ./examples/python pytest </dev/null
 	TURNSTILED=$(CURDIR)/.build/debug/turnstiled $(PYTHON_VENV)/bin/python -m pytest -q examples/python/tests Tests/cluster </dev/null
 
+# The fleet fault test of protocol/CLUSTER.md §7 for CHAOS_SECONDS (10 minutes): a 3-member etcd,
+# three daemons sharing a model limit of 3, holders on every host, and etcd members killed, paused
+# and restarted (leader included, quorum lost), daemons SIGKILLed and SIGSTOPped past their lease
+# ttl, while the holders record; then Tests/cluster/checker.py judges the records (not part of
+# `make test`, which runs one round of each fault through Tests/cluster/test_fleet_faults.py).
+CHAOS_SECONDS ?= 600
+.PHONY: cluster-chaos
+cluster-chaos: build test-deps
+	TURNSTILED=$(CURDIR)/.build/debug/turnstiled python3 Tests/cluster/fleet_faults.py --duration $(CHAOS_SECONDS) </dev/null
+
 # Starts the daemon in the foreground with its embedded defaults (Ctrl-C stops it).
 run: release
 	.build/release/turnstiled

@@ -41,10 +41,15 @@ struct TicketBook {
 
     /// A poll's tickets (`serial`: the poll's number): the others' oldest, and the revisions of
     /// this host's tickets put before the poll was sent.
+    /// A ticket of this host's acknowledged before the poll was sent and missing from it is
+    /// gone (a deletion and a put of it raced, their order on the wire not being theirs): it is
+    /// forgotten, so it is put again, instead of holding this host in a queue it is not in.
     mutating func polled(_ tickets: [(name: String, host: String, revision: Int64)], host: String, serial: Int) {
         oldestOther = [:]
+        var seen = Set<String>()
         for ticket in tickets {
             if ticket.host == host {
+                seen.insert(ticket.name)
                 if let acknowledged = mine[ticket.name]?.acknowledgedAt, acknowledged < serial {
                     mine[ticket.name]!.revision = ticket.revision
                 }
@@ -52,6 +57,7 @@ struct TicketBook {
                 oldestOther[ticket.name] = min(oldestOther[ticket.name] ?? .max, ticket.revision)
             }
         }
+        mine = mine.filter { name, ticket in seen.contains(name) || (ticket.acknowledgedAt.map { $0 >= serial } ?? true) }
     }
 
     /// The host lease expired: its tickets went with it.

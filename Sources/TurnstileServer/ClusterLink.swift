@@ -224,6 +224,8 @@ final class ClusterLink {
             reclaimDue = true
             slots.leaseExpired()
             tickets.leaseExpired()
+            // Claims being read back: a slot they took was on the expired lease and is gone.
+            for claim in readBacks where !claim.reclaim { session.claimNotApplied(fence: claim.fence) }
             readBacks.removeAll()
             deletions.removeAll()
             // The slots being deleted went with the lease; claims behind them did not apply.

@@ -14,6 +14,15 @@ hold at once (``"lost": true``); a daemon that disappears ends the hold or the w
 worker reconnects with backoff, then releases the lease it lost contact with (a restarted
 daemon restores it unbound, PROTOCOL.md §13.4, and would keep its slot until its ttl runs
 out); ``unavailable`` answers are counted and retried.
+
+A lease holding capacity shared through etcd (protocol/CLUSTER.md §5, §6) may carry
+``valid_until_ms`` in its acquire answer and heartbeat answers: milliseconds from the answer
+until which the grant is surely valid, even if the daemon is frozen and can tell nothing. A
+holder keeps the latest deadline (the instant it read the answer + ``valid_until_ms``),
+heartbeats at a third of min(ttl, valid_until), and stops its work by itself shortly before
+that deadline if no fresher one came: its ``end`` is then ``"lost": true, "why": "valid_until"``,
+stamped before the deadline. ``--ignore-valid-until`` makes a broken client that does not
+(heartbeats at a third of the ttl and holds on), for the test that the checker catches it.
 """
 
 from __future__ import annotations
@@ -57,6 +66,14 @@ class Settings:
     ttl_ms: int = 3000
     hold_ms: tuple[int, int] = (5, 50)
     name: str = "fleet"
+    ignore_valid_until: bool = False
+    #: How long before its valid_until deadline a holder stops (scheduling slack on a loaded machine).
+    stop_margin_ms: int = 50
+    #: A pause between a release (or a wait given up) and the next acquire, random in MIN:MAX ms.
+    idle_ms: tuple[int, int] = (0, 0)
+    #: Stop (after the current acquire or hold) once this file exists: a harness's way to end
+    #: a run on an event rather than after a fixed duration.
+    stop_file: str | None = None
 
     @property
     def label(self) -> str:
@@ -75,10 +92,13 @@ class Counts:
     unavailable: int = 0
     errors: int = 0
     disconnects: int = 0
+    #: losses that were the holder's own stop at its valid_until deadline (among ``losses``)
+    valid_until_stops: int = 0
     error_codes: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Counts) -> None:
-        for name in ("grants", "waits", "gave_up", "losses", "unavailable", "errors", "disconnects"):
+        for name in ("grants", "waits", "gave_up", "losses", "unavailable", "errors", "disconnects",
+                     "valid_until_stops"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for code, n in other.error_codes.items():
             self.error_codes[code] = self.error_codes.get(code, 0) + n
@@ -154,6 +174,8 @@ class Worker:
     def finished(self) -> bool:
         if self.settings.count is not None and self.counts.grants >= self.settings.count:
             return True
+        if self.settings.stop_file is not None and os.path.exists(self.settings.stop_file):
+            return True
         return self.settings.duration is not None and now_ns() >= self.deadline_ns
 
     def run(self) -> Counts:
@@ -165,6 +187,9 @@ class Worker:
                     self.cycle()
                 except Disconnected:
                     self.drop()
+                low, high = self.settings.idle_ms
+                if high > 0 and not self.finished():
+                    time.sleep(self.random.uniform(low, high) / 1000)
         finally:
             if self.conn is not None:
                 self.conn.close()
@@ -243,11 +268,26 @@ class Worker:
             return
         resource = answer.get("model") or settings.label
         fence, cluster_fence, token = answer["fence"], answer.get("cluster_fence"), answer["lease"]
-        self.writer.begin(read_at, resource, fence, cluster_fence)
+        valid_until_ms = answer.get("valid_until_ms")
+        if valid_until_ms is None:
+            self.writer.begin(read_at, resource, fence, cluster_fence)
+        else:
+            self.writer.begin(read_at, resource, fence, cluster_fence, valid_until_ms=valid_until_ms)
         self.counts.grants += 1
-        lost = self.hold(token, resource, fence, cluster_fence)
-        if lost:
+        deadline = None if valid_until_ms is None else read_at + int(valid_until_ms * 1_000_000)
+        why = self.hold(token, resource, fence, cluster_fence, answer.get("ttl_ms") or settings.ttl_ms,
+                        deadline, valid_until_ms)
+        if why is not None:
             self.counts.losses += 1
+            if why == "valid_until":
+                # The daemon said nothing in time (frozen, or cut off): the lease may still be
+                # counted there. Release it; a daemon that comes back answers then.
+                self.counts.valid_until_stops += 1
+                try:
+                    self.call("release", 10.0, lease=token)
+                except Disconnected:
+                    self.orphans.append(token)
+                    raise
             return
         self.writer.end(now_ns(), resource, fence, cluster_fence, lost=False)
         try:
@@ -260,45 +300,69 @@ class Worker:
             # holder worked until then, and the checker judges that.
             self.counts.losses += 1
 
-    def hold(self, token: str, resource: str, fence: int, cluster_fence: int | None) -> bool:
-        """Holds the lease for a random time, heartbeating at a third of its ttl; returns
-        True if it was lost meanwhile, after writing its end (``lost``) at once."""
+    def hold(self, token: str, resource: str, fence: int, cluster_fence: int | None, ttl_ms: int,
+             deadline: int | None, valid_until_ms: float | None) -> str | None:
+        """Holds the lease for a random time, heartbeating at a third of min(ttl, valid_until);
+        returns None when the hold ran its course, else why it was lost, after writing its end
+        (``lost``) at once. ``deadline`` (CLOCK_MONOTONIC ns) is when the lease stops being
+        surely valid, from the answer that granted it and then from each heartbeat answer that
+        carries ``valid_until_ms``: the holder stops ``stop_margin_ms`` before it, so that it is
+        never recorded holding past it. Under ``ignore_valid_until`` neither is looked at."""
         assert self.conn is not None
-        low, high = self.settings.hold_ms
-        hold_until = time.monotonic() + self.random.uniform(low, high) / 1000
-        beat_every = self.settings.ttl_ms / 3000
-        next_beat = time.monotonic() + beat_every
+        settings = self.settings
+        ignore = settings.ignore_valid_until
+        margin = settings.stop_margin_ms * 1_000_000
+        low, high = settings.hold_ms
+        hold_until = now_ns() + int(self.random.uniform(low, high) * 1_000_000)
+        last_beat = now_ns()
         beats: set[int] = set()
         while True:
-            now = time.monotonic()
+            period = ttl_ms if ignore or valid_until_ms is None else min(ttl_ms, valid_until_ms)
+            next_beat = last_beat + int(period * 1_000_000 / 3)
+            stop_at = None if ignore or deadline is None else deadline - margin
+            now = now_ns()
+            if stop_at is not None and now >= stop_at:
+                return self.lose(token, resource, fence, cluster_fence, "valid_until", deadline=deadline)
             if now >= hold_until:
-                return False
+                return None
             if now >= next_beat:
                 try:
                     beats.add(self.conn.send("heartbeat", lease=token))
                 except Disconnected:
                     return self.lose(token, resource, fence, cluster_fence, "disconnected")
-                next_beat = now + beat_every
+                last_beat = now
+                continue
+            wake = min(hold_until, next_beat) if stop_at is None else min(hold_until, next_beat, stop_at)
             try:
-                got = self.conn.read(min(hold_until, next_beat) - now)
+                got = self.conn.read((wake - now) / 1e9)
             except Disconnected:
                 return self.lose(token, resource, fence, cluster_fence, "disconnected")
             if got is None:
                 continue
-            message, _ = got
+            message, read_at = got
             if message.get("event") in ("expired", "revoked") and message.get("lease") == token:
                 return self.lose(token, resource, fence, cluster_fence, message["event"])
-            if message.get("id") in beats and message.get("ok") is False:
-                return self.lose(token, resource, fence, cluster_fence, f"heartbeat {message.get('error')}")
+            if message.get("id") in beats:
+                beats.discard(message["id"])
+                if message.get("ok") is False:
+                    return self.lose(token, resource, fence, cluster_fence, f"heartbeat {message.get('error')}")
+                if message.get("valid_until_ms") is not None:
+                    valid_until_ms = message["valid_until_ms"]
+                    deadline = read_at + int(valid_until_ms * 1_000_000)
 
-    def lose(self, token: str, resource: str, fence: int, cluster_fence: int | None, why: str) -> bool:
-        """The holder stops its work now: records it, and remembers the token to release if the
-        connection broke (a restarted daemon restored the lease)."""
-        self.writer.end(now_ns(), resource, fence, cluster_fence, lost=True, why=why)
+    def lose(self, token: str, resource: str, fence: int, cluster_fence: int | None, why: str,
+             deadline: int | None = None) -> str:
+        """The holder stops its work now: records it (with the deadline it stopped before, for a
+        ``valid_until`` stop), and remembers the token to release if the connection broke (a
+        restarted daemon restored the lease)."""
+        if deadline is None:
+            self.writer.end(now_ns(), resource, fence, cluster_fence, lost=True, why=why)
+        else:
+            self.writer.end(now_ns(), resource, fence, cluster_fence, lost=True, why=why, deadline=deadline)
         if why == "disconnected":
             self.orphans.append(token)
             self.drop()
-        return True
+        return why
 
 
 def _work(settings: Settings, index: int, deadline_ns: int, results: Any) -> None:
@@ -319,7 +383,12 @@ def run_fleet(settings: Settings) -> dict[str, Any]:
     for process in processes:
         process.start()
     per_worker: dict[int, dict[str, Any]] = {}
-    limit = time.monotonic() + (settings.duration or 600) + settings.wait_ms / 1000 + 60
+    # A worker killed by the harness never reports: give up on it after the run's end plus
+    # its last cycle; with only a stop file to end the run, the harness decides.
+    if settings.duration is None and settings.count is None and settings.stop_file is not None:
+        limit = float("inf")
+    else:
+        limit = time.monotonic() + (settings.duration or 600) + settings.wait_ms / 1000 + 60
     while len(per_worker) < len(processes):
         try:
             index, counts = results.get(timeout=0.5)
@@ -346,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a daemon's socket, with the host name its records carry (default: the path)")
     parser.add_argument("--out", required=True, help="directory for the workers' <name>-w<i>.jsonl files")
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--duration", type=float, help="seconds to run (default 5 unless --count)")
+    parser.add_argument("--duration", type=float, help="seconds to run (default 5 unless --count or --stop-file)")
     parser.add_argument("--count", type=int, help="stop each worker after this many grants")
     parser.add_argument("--project")
     parser.add_argument("--model")
@@ -355,13 +424,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ttl-ms", type=int, default=3000)
     parser.add_argument("--hold-ms", default="5:50", metavar="MIN:MAX")
     parser.add_argument("--name", default="fleet", help="prefix of the client names (one per host)")
+    parser.add_argument("--ignore-valid-until", action="store_true",
+                        help="a broken client: hold on past valid_until_ms (for the test that the checker catches it)")
+    parser.add_argument("--stop-margin-ms", type=int, default=50,
+                        help="stop this long before the valid_until deadline (default 50)")
+    parser.add_argument("--idle-ms", default="0:0", metavar="MIN:MAX",
+                        help="pause between a cycle and the next (default none)")
+    parser.add_argument("--stop-file", help="stop (after the current cycle) once this file exists")
     args = parser.parse_args(argv)
     sockets = [(host, path) if sep else (spec, spec) for spec in args.socket for host, sep, path in [spec.partition("=")]]
     low, _, high = args.hold_ms.partition(":")
+    idle_low, _, idle_high = args.idle_ms.partition(":")
     settings = Settings(sockets=sockets, out=args.out, workers=args.workers,
-                        duration=args.duration if args.duration is not None or args.count else 5.0,
+                        duration=args.duration if args.duration is not None or args.count or args.stop_file else 5.0,
                         count=args.count, project=args.project, model=args.model, resource=args.resource,
-                        wait_ms=args.wait_ms, ttl_ms=args.ttl_ms, hold_ms=(int(low), int(high or low)), name=args.name)
+                        wait_ms=args.wait_ms, ttl_ms=args.ttl_ms, hold_ms=(int(low), int(high or low)), name=args.name,
+                        ignore_valid_until=args.ignore_valid_until, stop_margin_ms=args.stop_margin_ms,
+                        idle_ms=(int(idle_low), int(idle_high or idle_low)), stop_file=args.stop_file)
     result = run_fleet(settings)
     print(json.dumps(result, indent=1))
     return 1 if result["missing"] else 0

@@ -169,14 +169,16 @@ class HistoryWriter:
     def wait(self, t: int, resource: str) -> None:
         self.write("wait", t, resource)
 
-    def begin(self, t: int, resource: str, fence: int, cluster_fence: int | None) -> None:
-        self.write("begin", t, resource, fence=fence, cluster_fence=cluster_fence)
+    def begin(self, t: int, resource: str, fence: int, cluster_fence: int | None, **extra: Any) -> None:
+        """``extra``: members for a reader (fleet.py adds ``valid_until_ms`` when the answer had it)."""
+        self.write("begin", t, resource, fence=fence, cluster_fence=cluster_fence, **extra)
 
     def end(self, t: int, resource: str, fence: int, cluster_fence: int | None, lost: bool,
-            why: str | None = None) -> None:
+            why: str | None = None, **more: Any) -> None:
         extra: dict[str, Any] = {"fence": fence, "cluster_fence": cluster_fence, "lost": lost}
         if why is not None:
             extra["why"] = why
+        extra.update(more)
         self.write("end", t, resource, **extra)
 
     def gave_up(self, t: int, resource: str, reason: str) -> None:
