@@ -17,7 +17,7 @@ struct PlacedClaim: Sendable {
 }
 
 /// The claims and unclaims of a turn, their outcomes and read-backs, and deletions
-/// (protocol/CLUSTER.md §3, §8). Every write goes in transactions of at most 128 nested ones,
+/// (protocol/CLUSTER.md §3, §8). Every write goes in transactions of at most 127 nested ones,
 /// one per slot, each `if create_revision(slot) == 0 then put else get`, so a slot taken
 /// meanwhile fails only its own claim.
 extension ClusterLink {
@@ -230,7 +230,11 @@ extension ClusterLink {
 
     private func deleted(_ batch: [PlacedClaim], _ result: Result<EtcdTxnResult, EtcdError>) {
         deleting = false
-        guard case .success = result else { return }
+        if case .failure(let error) = result {
+            logger.warning("cluster: a deletion of given-back slots failed; trying again", metadata: [
+                "slots": "\(batch.count)", "error": "\(error)"])
+            return
+        }
         let done = Set(batch.map(\.key))
         deletions.removeAll { done.contains($0.key) }
         var freed = Set<ModelKey>()

@@ -50,7 +50,7 @@ final class ClusterLink {
     /// a reload cannot change them).
     var agreed = false
     /// The slots this host knows of: its own, those in flight, the others' as last polled.
-    var slots = SlotBook()
+    var slots: SlotBook
     /// The waiting hosts' order, per model (ClusterLink+Tickets).
     var tickets = TicketBook()
     var polling = false
@@ -80,14 +80,17 @@ final class ClusterLink {
     /// How often the tick runs: the slots poll's period, and how soon a failed call is retried.
     static let tickMilliseconds: UInt64 = 100
     /// At most this many claims (or deletions) per transaction: etcd's default limit of
-    /// operations per branch (`--max-txn-ops`).
-    static let operationsPerTransaction = 128
+    /// operations per branch (`--max-txn-ops`, 128) counts a nested transaction's own branch
+    /// against what is left of the outer one (etcd 3.4's `checkTxnRequest`), so 127 one-operation
+    /// nested transactions fit, and 128 are refused.
+    static let operationsPerTransaction = 127
 
     init(server: Server, config: ClusterConfig, logger: Logger) throws {
         self.server = server
         self.config = config
         self.logger = logger
         layout = SlotLayout(prefix: config.prefix, host: config.host ?? Self.machineName())
+        slots = SlotBook(host: layout.host)
         var settings = EtcdClient.Configuration()
         // A renewal must fail (and be retried) well before the loss point; claims too.
         settings.timeout = .milliseconds(Int64(max(config.leaseTTLMilliseconds / 3, 200)))

@@ -23,12 +23,26 @@ struct SlotBook {
     /// units it reports.
     private(set) var models: [String: (model: ModelKey, limit: Int)] = [:]
 
-    /// The lowest index below `limit` whose slot this host thinks free.
+    /// An index below `limit` whose slot this host thinks free. Each host starts its search at
+    /// its own place (`start`), so hosts claiming at once seldom choose the same slot (a
+    /// conflict costs another round trip); the slot prefix is spelled once per search.
     func freeIndex(name: String, limit: Int, layout: SlotLayout) -> Int? {
-        (0..<max(limit, 0)).first { index in
-            let key = layout.slotKey(kind: "models", name: name, index: index)
-            return own[key] == nil && observed[key] == nil
+        guard limit > 0 else { return nil }
+        let prefix = layout.slotsPrefix(kind: "models", name: name)
+        let first = Int(start % UInt64(limit))
+        for step in 0..<limit {
+            let index = (first + step) % limit
+            let key = prefix + String(index)
+            if own[key] == nil && observed[key] == nil { return index }
         }
+        return nil
+    }
+
+    /// Where this host's searches for a free slot start: a hash of its name (FNV-1a).
+    let start: UInt64
+
+    init(host: String) {
+        start = host.utf8.reduce(0xcbf2_9ce4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x0000_0100_0000_01b3 }
     }
 
     /// A claim of `model` came from the broker: from now on the polls report its freed units,

@@ -4,7 +4,7 @@
 public struct ClusterTransportReport: Sendable, Equatable {
     /// This host's name in the fleet (the configured `host`, else the machine's hostname).
     public var host = ""
-    /// Claim transactions sent (each carries up to 128 claims).
+    /// Claim transactions sent (each carries up to 127 claims).
     public var claimTransactions: UInt64 = 0
     /// Claims that took a slot.
     public var claimsWon: UInt64 = 0

@@ -25,7 +25,7 @@ extension MetricsText {
         counter("revoked_total", "Leases revoked because the cluster was lost (on_loss = revoke).", metrics.revokedTotal)
         guard let transport else { return }
         gauge("excess", "Leases kept through a loss (on_loss = keep) whose unit another host took meanwhile.", transport.excess)
-        counter("transactions_total", "Claim transactions sent (each carries up to 128 claims).", transport.claimTransactions)
+        counter("transactions_total", "Claim transactions sent (each carries up to 127 claims).", transport.claimTransactions)
         counter("conflicts_total", "Claims whose chosen slot another host took first.", transport.conflicts)
         counter("claims_won_total", "Claims that took a unit.", transport.claimsWon)
         registry.makeGauge(descriptor: describe("round_trip_seconds_avg", "Mean round trip of claim transactions."), labels: [])
