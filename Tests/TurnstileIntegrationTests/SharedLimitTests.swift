@@ -337,10 +337,11 @@ struct SharedLimitTests {
         #expect(one.logShows("cluster: available"))
         let leases = try one.client().ask("status")["leases"]?.arrayValue ?? []
         #expect(leases.count == 2, "the local lease and the parked one (no unit) are restored, the shared one is not: \(leases)")
-        // Both units are the fleet's again: the restarted daemon deletes its old slot, or the
-        // old host lease expires with it.
+        // Both units are the fleet's again: the restarted daemon deletes its old slots (the
+        // parked lease's too, if the crash came before its deletion), or the old host lease
+        // expires with them.
         let holder = try two.client()
-        #expect(try Self.acquire(holder).ok)
+        #expect(try Self.acquire(holder, wait: 10_000).ok)
         #expect(try Self.acquire(holder, wait: 10_000).ok, "the restarted host's old unit came back")
     }
 }
