@@ -115,13 +115,27 @@ public struct SlotLayout: Sendable, Equatable {
     /// Reads a slot's key and value; nil for a key outside the layout or a value this layout
     /// never writes (another program's keys under the prefix are not ours to interpret).
     public func slot(key: String, value: [UInt8]) -> Slot? {
+        guard let unit = unit(key: key), let holder = Self.holder(value) else { return nil }
+        return Slot(kind: unit.kind, name: unit.name, index: unit.index, host: holder.host, fence: holder.fence)
+    }
+
+    /// A slot as a poll or a lost claim shows it: read as `slot` does, or, for a value this
+    /// layout never writes, still taken: the unit its key names, held by no host this layout can
+    /// name (`host` empty), or `Slot.unreadable` when the key names no unit either.
+    public func takenSlot(key: String, value: [UInt8]) -> Slot {
+        if let slot = slot(key: key, value: value) { return slot }
+        guard let unit = unit(key: key) else { return .unreadable }
+        return Slot(kind: unit.kind, name: unit.name, index: unit.index, host: "", fence: 0)
+    }
+
+    /// The limit and unit a slot key names; nil for a key outside the layout.
+    func unit(key: String) -> (kind: String, name: String, index: Int)? {
         guard key.hasPrefix(slotsPrefix) else { return nil }
         let parts = key.dropFirst(slotsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, let name = Self.decode(parts[1]), !name.isEmpty,
-              let index = Int(parts[2]), index >= 0, String(index) == parts[2],
-              let holder = Self.holder(value)
+              let index = Int(parts[2]), index >= 0, String(index) == parts[2]
         else { return nil }
-        return Slot(kind: String(parts[0]), name: name, index: index, host: holder.host, fence: holder.fence)
+        return (String(parts[0]), name, index)
     }
 
     /// Parses `{"host":"<host>","fence":<digits>}` exactly as `slotValue` writes it.

@@ -6,7 +6,11 @@ import TurnstileSession
 struct PlacedClaim: Sendable {
     let fence: UInt64
     let model: ModelKey
+    /// The model's name as keys spell it (`model.description`, made once).
+    let name: String
     let limit: Int
+    /// Which unit of the model's limit the slot is.
+    let index: Int
     let key: String
     /// `{"host":…,"fence":…}`, compared before a deletion so only this claim's slot goes.
     let value: [UInt8]
@@ -30,14 +34,13 @@ extension ClusterLink {
             guard let placed = slots.release(fence: unclaim.fence) else { continue }
             deletions.append(placed)
         }
-        sendDeletions()
         var placed: [PlacedClaim] = []
         for claim in claims {
-            slots.claimed(claim.model, limit: claim.limit)
             let name = claim.model.description
-            if tickets.mayClaim(name), let claim = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
+            slots.claimed(claim.model, name: name, limit: claim.limit)
+            if tickets.mayClaim(name), let claim = place(fence: claim.fence, model: claim.model, name: name, limit: claim.limit) {
                 placed.append(claim)
-            } else if tickets.mayClaim(name), slots.isDeleting(name: name, layout: layout) {
+            } else if tickets.mayClaim(name), slots.isDeleting(name: name) {
                 // A unit this host gave back is on its way back to the fleet: claim it once the
                 // deletion is acknowledged rather than find the model full meanwhile.
                 behindDeletions.append(claim)
@@ -51,15 +54,16 @@ extension ClusterLink {
             }
         }
         sendClaims(placed)
+        sendDeletions()
     }
 
     /// Chooses a free slot for a claim and marks it in flight; nil if none is free.
-    private func place(fence: UInt64, model: ModelKey, limit: Int) -> PlacedClaim? {
-        let name = model.description
-        guard let index = slots.freeIndex(name: name, limit: limit, layout: layout) else { return nil }
-        let key = layout.slotKey(kind: "models", name: name, index: index)
-        slots.claiming(key: key, fence: fence)
-        return PlacedClaim(fence: fence, model: model, limit: limit, key: key, value: layout.slotValue(fence: fence))
+    private func place(fence: UInt64, model: ModelKey, name: String, limit: Int) -> PlacedClaim? {
+        guard let index = slots.freeIndex(name: name, limit: limit) else { return nil }
+        let claim = PlacedClaim(fence: fence, model: model, name: name, limit: limit, index: index,
+                                key: layout.slotKey(kind: "models", name: name, index: index), value: layout.slotValue(fence: fence))
+        slots.claiming(claim)
+        return claim
     }
 
     /// After a new host lease (the old one expired, and its slots with it): every lease kept
@@ -71,8 +75,9 @@ extension ClusterLink {
         guard !kept.isEmpty else { return }
         var placed: [PlacedClaim] = []
         for unit in kept {
-            slots.claimed(unit.model, limit: unit.limit)
-            if var claim = place(fence: unit.fence, model: unit.model, limit: unit.limit) {
+            let name = unit.model.description
+            slots.claimed(unit.model, name: name, limit: unit.limit)
+            if var claim = place(fence: unit.fence, model: unit.model, name: name, limit: unit.limit) {
                 claim.reclaim = true
                 placed.append(claim)
             } else {
@@ -85,26 +90,47 @@ extension ClusterLink {
         sendClaims(placed)
     }
 
+    /// Queues claims for `flushClaims`. Under way: `claimQueue` and `claimTransactions`.
     private func sendClaims(_ claims: [PlacedClaim]) {
-        guard let lease, !claims.isEmpty else {
+        claimQueue += claims
+        flushClaims()
+    }
+
+    /// Sends the queued claims in transactions of at most 127, no more than
+    /// `claimTransactionsAtOnce` under way: claims that come while they are wait for one to
+    /// come back and go together (fewer, fuller transactions: etcd's cost is per transaction).
+    /// A transaction also carries the deletions waiting to go if none is under way.
+    func flushClaims() {
+        guard let lease else {
             // Registering again: the broker claims only while the cluster is available, so
             // these were sent just as it was lost. They did not apply.
-            for claim in claims { notApplied(claim) }
+            let queued = claimQueue
+            claimQueue.removeAll()
+            for claim in queued { notApplied(claim) }
             return
         }
-        for start in stride(from: 0, to: claims.count, by: Self.operationsPerTransaction) {
-            var batch = Array(claims[start..<min(start + Self.operationsPerTransaction, claims.count)])
+        while !claimQueue.isEmpty, claimTransactions < Self.claimTransactionsAtOnce, !stopped {
+            var batch = Array(claimQueue.prefix(Self.operationsPerTransaction))
+            claimQueue.removeFirst(batch.count)
             for position in batch.indices { batch[position].position = position }
-            let operations = batch.map { claim in
+            var operations = batch.map { claim in
                 EtcdOperation.txn(compares: [.absent(claim.key)],
                                   success: [.put(key: claim.key, value: claim.value, lease: lease)],
                                   failure: [.get(.key(claim.key))])
             }
+            let riders = takeDeletions(room: Self.operationsPerTransaction - batch.count)
+            operations += riders.map(Self.deletion)
             server.clusterMetrics.claimTransactions += 1
+            claimTransactions += 1
             let sentAt = EtcdClock.now(), sent = batch
             client.txn([], success: operations) { [inbox] result in
                 let elapsed = EtcdClock.now() &- sentAt
-                inbox.post { $0.claimed(sent, result, nanoseconds: elapsed) }
+                inbox.post { link in
+                    link.claimTransactions -= 1
+                    link.claimed(sent, result, nanoseconds: elapsed)
+                    if !riders.isEmpty { link.deleted(riders, result) }
+                    link.flushClaims()
+                }
             }
         }
     }
@@ -135,11 +161,11 @@ extension ClusterLink {
                 }
                 // Taken meanwhile: note its holder, then try another slot this host thinks free.
                 server.clusterMetrics.conflicts += 1
-                slots.forget(key: claim.key)
+                slots.conflicted(claim)
                 if case .get(let range)? = nested.results.first, let holder = range.keyValues.first {
                     slots.observe(key: holder.key, value: holder.value, layout: layout)
                 }
-                if var retry = place(fence: claim.fence, model: claim.model, limit: claim.limit) {
+                if var retry = place(fence: claim.fence, model: claim.model, name: claim.name, limit: claim.limit) {
                     retry.reclaim = claim.reclaim
                     retries.append(retry)
                 } else if claim.reclaim {
@@ -171,7 +197,7 @@ extension ClusterLink {
 
     /// A claim that did not take: its request claims anew; a re-claim counts in excess.
     private func notApplied(_ claim: PlacedClaim) {
-        slots.forget(key: claim.key)
+        slots.forget(claim)
         if claim.reclaim {
             excess.insert(claim.fence)
             server.clusterMetrics.excess = excess.count
@@ -215,17 +241,27 @@ extension ClusterLink {
     }
 
     /// Deletes the slots given back, each only if it still holds this host's claim (after the
-    /// host lease expired another host may hold the key). Kept and retried until acknowledged.
+    /// host lease expired another host may hold the key). Kept and retried until acknowledged;
+    /// one batch at a time, alone or riding in a claim transaction.
     func sendDeletions() {
-        guard !deleting, !deletions.isEmpty, lease != nil, !stopped else { return }
-        deleting = true
-        let batch = Array(deletions.prefix(Self.operationsPerTransaction))
-        let operations = batch.map { slot in
-            EtcdOperation.txn(compares: [.value(slot.key, .equal, slot.value)], success: [.delete(.key(slot.key))], failure: [])
-        }
-        client.txn([], success: operations) { [inbox] result in
+        let batch = takeDeletions(room: Self.operationsPerTransaction)
+        guard !batch.isEmpty else { return }
+        client.txn([], success: batch.map(Self.deletion)) { [inbox] result in
             inbox.post { $0.deleted(batch, result) }
         }
+    }
+
+    /// The next batch of deletions to send, at most `room`, marked under way; none while a
+    /// batch is under way.
+    private func takeDeletions(room: Int) -> [PlacedClaim] {
+        guard !deleting, room > 0, !deletions.isEmpty, lease != nil, !stopped else { return [] }
+        deleting = true
+        return Array(deletions.prefix(room))
+    }
+
+    /// A deletion as a nested transaction: only if the slot still holds this host's claim.
+    private static func deletion(_ slot: PlacedClaim) -> EtcdOperation {
+        .txn(compares: [.value(slot.key, .equal, slot.value)], success: [.delete(.key(slot.key))], failure: [])
     }
 
     private func deleted(_ batch: [PlacedClaim], _ result: Result<EtcdTxnResult, EtcdError>) {
@@ -238,7 +274,7 @@ extension ClusterLink {
         let done = Set(batch.map(\.key))
         deletions.removeAll { done.contains($0.key) }
         var freed = Set<ModelKey>()
-        for slot in batch where slots.deleted(key: slot.key) { freed.insert(slot.model) }
+        for slot in batch where slots.deleted(slot) { freed.insert(slot.model) }
         for model in freed.sorted() { capacityFreed(model) }
         sendDeletions()
         if !behindDeletions.isEmpty {

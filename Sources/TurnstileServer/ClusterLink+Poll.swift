@@ -39,17 +39,15 @@ extension ClusterLink {
         var polled: [String: SlotLayout.Slot] = [:]
         var orphans: [PlacedClaim] = []
         for entry in range.keyValues {
-            guard let slot = layout.slot(key: entry.key, value: entry.value) else {
-                polled[entry.key] = .unreadable
-                continue
-            }
+            let slot = layout.takenSlot(key: entry.key, value: entry.value)
             polled[entry.key] = slot
             guard slot.host == layout.host, !slots.isOwn(entry.key), !session.ownsSharedUnit(fence: slot.fence),
                   let model = ModelKey(parsing: slot.name)
             else { continue }
-            orphans.append(PlacedClaim(fence: slot.fence, model: model, limit: slot.index + 1, key: entry.key, value: entry.value))
+            orphans.append(PlacedClaim(fence: slot.fence, model: model, name: slot.name, limit: slot.index + 1, index: slot.index,
+                                       key: entry.key, value: entry.value))
         }
-        for model in slots.replaceObserved(with: polled) { capacityFreed(model) }
+        for model in slots.replaceObserved(with: polled, host: layout.host) { capacityFreed(model) }
         server.clusterMetrics.useByHost = slots.useByHost()
         for orphan in orphans {
             logger.info("cluster: deleting a slot of this host that no lease here holds",

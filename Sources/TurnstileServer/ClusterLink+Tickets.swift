@@ -111,7 +111,7 @@ extension ClusterLink {
             }
             if !full && !session.broker.isClaiming(model) {
                 leaveQueue(name)
-            } else if full, tickets.mayClaim(name), slots.freeIndex(name: name, limit: limit, layout: layout) != nil {
+            } else if full, tickets.mayClaim(name), slots.freeIndex(name: name, limit: limit) != nil {
                 session.sharedCapacityFreed(model: model)
             }
         }

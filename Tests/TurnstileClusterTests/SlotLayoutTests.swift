@@ -8,6 +8,16 @@ import Testing
 struct SlotLayoutTests {
     let layout = SlotLayout(prefix: "/turnstile/fleet-a/", host: "builder-3")
 
+    @Test func aSlotWhoseValueNoDaemonWritesStillCountsAsTakenUnderTheUnitItsKeyNames() {
+        let key = layout.slotKey(kind: "models", name: "fake/opus", index: 7)
+        #expect(layout.takenSlot(key: key, value: Array("garbage".utf8))
+            == SlotLayout.Slot(kind: "models", name: "fake/opus", index: 7, host: "", fence: 0))
+        #expect(layout.takenSlot(key: key, value: layout.slotValue(fence: 3)).host == "builder-3")
+        #expect(layout.takenSlot(key: layout.prefix + "slots/models/fake%2Fopus/07", value: []) == .unreadable,
+                "a key naming no unit (a leading zero) is taken by no unit")
+        #expect(layout.takenSlot(key: layout.prefix + "slots/models/fake%2Fopus/99999999999999999999", value: []) == .unreadable)
+    }
+
     @Test func aSlotReadsBackAsWritten() throws {
         let key = layout.slotKey(kind: "models", name: "anthropic/claude-opus-4", index: 2)
         #expect(key == "/turnstile/fleet-a/slots/models/anthropic%2Fclaude-opus-4/2")
