@@ -12,20 +12,34 @@ import TurnstileProtocol
 /// comment. In expected lines the string `"*"` matches any value, and `"$NAME"` captures the
 /// value on first use and must be equal afterwards; in requests `"$NAME"` is replaced by the
 /// captured value.
+///
+/// A vector whose config has the line `! @CLUSTER@` runs against daemons sharing limits through
+/// a real 3-member etcd (`EtcdFleet`): the line becomes host `h1`'s `[cluster]` table, and a
+/// connection named `NAME@h2` talks to a second daemon, host `h2`, of the same fleet.
 @Suite("Protocol vectors", .timeLimit(.minutes(1)))
 struct ProtocolVectorTests {
     static let directory = Binaries.packageRoot + "/protocol/vectors"
     static let schemas = Binaries.packageRoot + "/protocol/schema"
+    static let clusterMarker = "! @CLUSTER@"
 
-    static var vectorNames: [String] {
+    static var allVectorNames: [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".ndjson") }.sorted()
     }
+
+    static func lines(_ name: String) throws -> [String] {
+        try String(contentsOfFile: directory + "/" + name, encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+    }
+
+    static func isCluster(_ name: String) -> Bool { (try? lines(name).contains(clusterMarker)) ?? false }
+    static var vectorNames: [String] { allVectorNames.filter { !isCluster($0) } }
+    static var clusterVectorNames: [String] { allVectorNames.filter(isCluster) }
 
     @Test func everyOpWithAnAnswerSchemaIsReplayedByAVector() throws {
         let ops = try FileManager.default.contentsOfDirectory(atPath: Self.schemas + "/answers")
             .filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }
         #expect(ops.count >= 20)
-        let vectors = try Self.vectorNames.map { try String(contentsOfFile: Self.directory + "/" + $0, encoding: .utf8) }
+        let vectors = try Self.allVectorNames.map { try String(contentsOfFile: Self.directory + "/" + $0, encoding: .utf8) }
             .joined(separator: "\n")
         for op in ops {
             #expect(vectors.contains("\"op\":\"\(op)\""), "no vector sends \(op), so its answer schema is never checked")
@@ -45,11 +59,30 @@ struct ProtocolVectorTests {
 
     @Test(arguments: vectorNames)
     func replay(name: String) throws {
-        let lines = try String(contentsOfFile: Self.directory + "/" + name, encoding: .utf8)
-            .split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-        let config = lines.filter { $0.hasPrefix("!") }.map { String($0.dropFirst()).trimmingCharacters(in: .whitespaces) }
-        let daemon = try Daemon(config: config.joined(separator: "\n"))
-        var replay = Replay(daemon: daemon)
+        let lines = try Self.lines(name)
+        try Self.replay(name, lines, daemons: ["h1": try Daemon(config: Self.config(lines))])
+    }
+
+    @Test(.enabled(if: EtcdFleet.available, EtcdFleet.missing), arguments: clusterVectorNames)
+    func replayAcrossHosts(name: String) throws {
+        let lines = try Self.lines(name)
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let body = Self.config(lines.filter { $0 != Self.clusterMarker })
+        var daemons = ["h1": try fleet.startDaemon(host: "h1", body: body)]
+        if lines.contains(where: { $0.hasPrefix("#") == false && $0.contains("@h2>") }) {
+            daemons["h2"] = try fleet.startDaemon(host: "h2", body: body)
+        }
+        try Self.replay(name, lines, daemons: daemons)
+    }
+
+    static func config(_ lines: [String]) -> String {
+        lines.filter { $0.hasPrefix("!") }.map { String($0.dropFirst()).trimmingCharacters(in: .whitespaces) }
+            .joined(separator: "\n")
+    }
+
+    static func replay(_ name: String, _ lines: [String], daemons: [String: Daemon]) throws {
+        var replay = Replay(daemons: daemons)
         for (number, line) in lines.enumerated() where !line.hasPrefix("#") && !line.hasPrefix("!") {
             if let problem = try replay.step(line) {
                 Issue.record("\(name):\(number + 1): \(problem)")
@@ -61,7 +94,8 @@ struct ProtocolVectorTests {
 
 /// The state of one replay: connections, captures, which op each id was.
 struct Replay {
-    let daemon: Daemon
+    /// The daemons by host; connections go to `h1` unless named `NAME@HOST`.
+    let daemons: [String: Daemon]
     var connections: [String: RawConnection] = [:]
     var captures: [String: JSONValue] = [:]
     var ops: [String: [String: String]] = [:]
@@ -69,8 +103,8 @@ struct Replay {
     /// request the daemon accepted must conform (the vectors also send bad ones on purpose).
     var unchecked: [String: [String: JSONObject]] = [:]
 
-    init(daemon: Daemon) {
-        self.daemon = daemon
+    init(daemons: [String: Daemon]) {
+        self.daemons = daemons
     }
 
     /// Runs one vector line. - Returns: a problem, or nil.
@@ -78,7 +112,11 @@ struct Replay {
         guard let arrow = line.firstIndex(where: { $0 == ">" || $0 == "<" }) else { return "no > or <" }
         let name = line[..<arrow].isEmpty ? "A" : String(line[..<arrow])
         let body = line[line.index(after: arrow)...].trimmingCharacters(in: .whitespaces)
-        if connections[name] == nil { connections[name] = try RawConnection(daemon) }
+        if connections[name] == nil {
+            let host = name.split(separator: "@").dropFirst().first.map(String.init) ?? "h1"
+            guard let daemon = daemons[host] else { return "no daemon for host \(host)" }
+            connections[name] = try RawConnection(daemon)
+        }
         let connection = connections[name]!
         if line[arrow] == ">" {
             var text = body
@@ -97,7 +135,11 @@ struct Replay {
         }
         guard let received = try connection.receive() else { return "no line from the daemon within 10 s" }
         let expected = try JSONParser.parse(body)
-        if let mismatch = match(.object(received), expected, at: "$") { return "\(mismatch)\n  got: \(received)" }
+        if let mismatch = match(.object(received), expected, at: "$") {
+            var writer = JSONWriter()
+            writer.value(.object(received))
+            return "\(mismatch)\n  got: \(String(decoding: writer.bytes, as: UTF8.self))"
+        }
         return validateAnswer(received, connection: name)
     }
 
