@@ -203,10 +203,11 @@ class Etcd:
 
 
 def daemon_config(host: str, endpoints: list[str] | None, prefix: str, lease_ttl_ms: int,
-                  limit: int = LIMIT) -> str:
+                  limit: int = LIMIT, on_loss: str = "revoke") -> str:
     """The shared config: a model limit of ``limit`` on MODEL, and (with endpoints) the
     `[cluster]` table that shares it. Without endpoints each daemon counts on its own: the
-    broken fleet the product exists to prevent."""
+    broken fleet the product exists to prevent. ``on_loss = "keep"`` makes a daemon that lets
+    its holders run past its safe deadline (another broken fleet, for the checker's tests)."""
     text = f'[limits]\nglobal = 64\n\n[[models]]\nname = "{MODEL}"\nconcurrency_limit = {limit}\n'
     if endpoints:
         text += ("\n[cluster]\n"
@@ -215,7 +216,7 @@ def daemon_config(host: str, endpoints: list[str] | None, prefix: str, lease_ttl
                  f"host = {json.dumps(host)}\n"
                  f"lease_ttl_ms = {lease_ttl_ms}\n"
                  'shared = ["models"]\n'
-                 'on_loss = "revoke"\n')
+                 f'on_loss = "{on_loss}"\n')
     return text
 
 
@@ -426,13 +427,14 @@ class Harness:
     """Owns every process of a run; ``close()`` (also registered with atexit) stops them all."""
 
     def __init__(self, directory: str | None = None, lease_ttl_ms: int = 2000, turnstiled: str | None = None,
-                 seed: int | None = None, cluster: bool = True) -> None:
+                 seed: int | None = None, cluster: bool = True, keeping: tuple[str, ...] = ()) -> None:
         self.dir = directory or tempfile.mkdtemp(prefix="tsff-", dir="/tmp")
         os.makedirs(self.dir, exist_ok=True)
         self.lease_ttl_ms = lease_ttl_ms
         self.turnstiled = turnstiled or find_turnstiled()
         self.random = random.Random(seed)
         self.cluster = cluster
+        self.keeping = keeping  # hosts configured with on_loss = "keep"
         self.prefix = f"/turnstile/fleet-{uuid.uuid4().hex[:12]}/"
         self.etcd = Etcd(os.path.join(self.dir, "etcd"))
         self.daemons: list[Daemon] = []
@@ -456,7 +458,7 @@ class Harness:
             self.etcd.start()
         for host in hosts:
             config = daemon_config(host, self.etcd.endpoints if self.cluster else None, self.prefix,
-                                   self.lease_ttl_ms)
+                                   self.lease_ttl_ms, on_loss="keep" if host in self.keeping else "revoke")
             self.daemons.append(Daemon(host, os.path.join(self.dir, host), config, self.turnstiled))
         for daemon in self.daemons:
             daemon.start()

@@ -1,7 +1,8 @@
 """The fleet fault test (fleet_faults.py) at CI size, and the checker's self-tests with broken
 fleets: it must see what goes wrong when the limit is not shared (three daemons without
-`[cluster]`, each counting 3 on its own) and when holders ignore ``valid_until_ms`` while their
-daemon is frozen past its lease ttl.
+`[cluster]`, each counting 3 on its own), when holders ignore ``valid_until_ms`` while their
+daemon is frozen past its lease ttl, and when the frozen daemon itself lets its holders run past
+its safe deadline (``on_loss = "keep"``).
 
 The daemon is $TURNSTILED or this repository's .build/debug/turnstiled; etcd and etcdctl come
 from `make test-deps` (Debian's etcd-server and etcd-client): without them the tests that need
@@ -83,20 +84,26 @@ def test_without_cluster_each_daemon_counts_alone_and_the_checker_sees_the_limit
     shutil.rmtree(harness.dir, ignore_errors=True)
 
 
-@pytest.mark.parametrize("ignore", [True, False], ids=["ignoring-valid-until", "honouring-valid-until"])
-def test_holders_of_a_frozen_daemon_past_valid_until_break_the_limit_only_if_they_ignore_it(ignore: bool) -> None:
+@pytest.mark.parametrize("broken", ["holders", "daemon", None],
+                         ids=["holders-ignoring-valid-until", "daemon-keeping-past-its-safe-deadline", "honouring-valid-until"])
+def test_holders_of_a_frozen_daemon_past_its_safe_deadline_break_the_limit_only_if_something_ignores_it(
+        broken: str | None) -> None:
     """h1's holders take units and hold them for seconds; h1 is SIGSTOPped past its lease ttl,
     so etcd gives its units to the waiters of h2 and h3. Holders that ignore valid_until_ms
-    hold on meanwhile (the checker must report `limit`); holders that honour it stopped before
-    etcd could give the units away (the same run is clean)."""
+    hold on meanwhile, and so do the holders of a daemon that ignores its safe deadline (here
+    h1 runs with ``on_loss = "keep"``: it revokes nothing and its answers carry no
+    valid_until_ms): the checker must report `limit`. Holders that honour valid_until_ms under
+    a daemon that honours its deadline stopped before etcd could give the units away (the same
+    run is clean)."""
+    ignore = broken is not None
     require_etcd()
-    harness = Harness()
+    harness = Harness(keeping=("h1",) if broken == "daemon" else ())
     try:
         harness.start()
         harness.probe()
         h1 = harness.daemon("h1")
         others = [d for d in harness.daemons if d.host != "h1"]
-        extra = ("--ignore-valid-until",) if ignore else ()
+        extra = ("--ignore-valid-until",) if broken == "holders" else ()
         harness.fleets = [Fleet("h1hold", [h1], harness.runs, workers=3, hold_ms="6000:7000", extra=extra),
                           Fleet("short", others, harness.runs, workers=8, hold_ms="5:50")]
         for fleet in harness.fleets:
