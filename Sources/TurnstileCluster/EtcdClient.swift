@@ -42,8 +42,27 @@ public final class EtcdClient: Sendable {
         /// about one HTTP/2 PING per call, and swift-nio-http2 drops a connection that receives
         /// more than 200 within 30 s.
         public var callsPerConnection = 150
+        /// The files for `https://` endpoints; plain `http://` ones ignore them.
+        public var tls = TLS()
 
         public init() {}
+    }
+
+    /// How to speak TLS to `https://` endpoints (the files etcdctl's `--cacert`, `--cert` and
+    /// `--key` name): PEM files, read when the client is made.
+    public struct TLS: Sendable, Equatable {
+        /// The CAs that sign the members' certificates; nil: the system's trust roots.
+        public var caFile: String?
+        /// This client's certificate and its key, for members that require one
+        /// (`--client-cert-auth`); both or neither.
+        public var certFile: String?
+        public var keyFile: String?
+
+        public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil) {
+            self.caFile = caFile
+            self.certFile = certFile
+            self.keyFile = keyFile
+        }
     }
 
     public let endpoints: [String]
@@ -54,7 +73,8 @@ public final class EtcdClient: Sendable {
     let members: [EtcdEndpoint]
     private let state: Mutex<State>
 
-    /// Connects to `endpoints` (`http://HOST:PORT`, one per member; at least one). Each member
+    /// Connects to `endpoints` (`http://HOST:PORT` or `https://HOST:PORT`, one per member; at
+    /// least one). Each member
     /// gets a connection at once; a lost one is made again (with `reconnectBackoff`).
     public init(endpoints: [String], configuration: Configuration = Configuration()) throws(EtcdError) {
         guard !endpoints.isEmpty else {

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import NIOCore
@@ -58,8 +61,9 @@ final class EtcdEndpoint: Sendable {
     init(url: String, group: any EventLoopGroup, configuration: EtcdClient.Configuration) throws(EtcdError) {
         guard let target = Self.target(url) else {
             throw EtcdError(outcome: .notApplied, reason: .rejected, endpoint: url,
-                            message: "not an endpoint: expected http://HOST:PORT (TLS is not supported)")
+                            message: "not an endpoint: expected http://HOST:PORT or https://HOST:PORT")
         }
+        let security = try Self.security(url, configuration.tls)
         let config = HTTP2ClientTransport.Posix.Config.defaults { config in
             config.backoff = .init(initial: configuration.reconnectBackoff.initial,
                                    max: configuration.reconnectBackoff.max, multiplier: 1.6, jitter: 0.2)
@@ -71,7 +75,7 @@ final class EtcdEndpoint: Sendable {
             }
         }
         makeTransport = {
-            try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext, config: config, eventLoopGroup: group)
+            try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: config, eventLoopGroup: group)
         }
         let first: HTTP2ClientTransport.Posix
         do {
@@ -154,10 +158,36 @@ final class EtcdEndpoint: Sendable {
         for task in closing { await task.value }
     }
 
-    /// `http://HOST:PORT` (or `HOST:PORT`): an IPv4 address, `[IPv6]`, or a name resolved by DNS.
+    /// Plain HTTP/2 for `http://`; for `https://`, TLS with the server's certificate fully
+    /// verified against `tls.caFile` (else the system's roots), offering `tls.certFile` when set.
+    /// The files are checked here, so a missing or unreadable one fails the client at once
+    /// rather than every connection later.
+    static func security(_ url: String, _ tls: EtcdClient.TLS) throws(EtcdError) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        guard url.hasPrefix("https://") else { return .plaintext }
+        for (what, path) in [("ca_file", tls.caFile), ("cert_file", tls.certFile), ("key_file", tls.keyFile)] {
+            guard let path else { continue }
+            guard access(path, R_OK) == 0 else {
+                throw EtcdError(outcome: .notApplied, reason: .rejected, endpoint: url, message: "\(what) \(path) cannot be read")
+            }
+        }
+        guard (tls.certFile == nil) == (tls.keyFile == nil) else {
+            throw EtcdError(outcome: .notApplied, reason: .rejected, endpoint: url,
+                            message: "a client certificate needs its key, and a key its certificate")
+        }
+        return .tls { config in
+            if let ca = tls.caFile { config.trustRoots = .certificates([.file(path: ca, format: .pem)]) }
+            if let cert = tls.certFile, let key = tls.keyFile {
+                config.certificateChain = [.file(path: cert, format: .pem)]
+                config.privateKey = .file(path: key, format: .pem)
+            }
+        }
+    }
+
+    /// `http://HOST:PORT`, `https://HOST:PORT` (or `HOST:PORT`): an IPv4 address, `[IPv6]`, or a
+    /// name resolved by DNS.
     static func target(_ url: String) -> (any ResolvableTarget & Sendable)? {
         var rest = Substring(url)
-        if rest.hasPrefix("http://") { rest = rest.dropFirst(7) }
+        if rest.hasPrefix("http://") { rest = rest.dropFirst(7) } else if rest.hasPrefix("https://") { rest = rest.dropFirst(8) }
         if rest.hasSuffix("/") { rest = rest.dropLast() }
         guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
               (1...65535).contains(port), !rest.contains("/") else { return nil }

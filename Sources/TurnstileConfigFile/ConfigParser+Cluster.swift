@@ -5,7 +5,7 @@ extension ConfigParser {
     /// cluster with no member to reach, or sharing nothing, is a mistake worth naming), the
     /// rest has defaults. Every value is bounded (`ClusterConfig`'s limits).
     static func readCluster(_ reader: TableReader) throws(ConfigError) -> ClusterConfig {
-        try reader.allowOnly(["endpoints", "prefix", "host", "lease_ttl_ms", "shared", "on_loss"])
+        try reader.allowOnly(["endpoints", "prefix", "host", "lease_ttl_ms", "shared", "on_loss", "ca_file", "cert_file", "key_file"])
         let endpoints = try reader.strings("endpoints")
         if endpoints.isEmpty {
             throw reader.error("endpoints", "is required: the etcd members' client URLs, e.g. [\"http://10.0.0.5:2379\"]")
@@ -16,7 +16,11 @@ extension ConfigParser {
         for endpoint in endpoints {
             if let problem = endpointProblem(endpoint) { throw reader.error("endpoints", problem) }
         }
+        if Set(endpoints.map { $0.hasPrefix("https://") }).count > 1 {
+            throw reader.error("endpoints", "mixes https:// and http:// endpoints: a fleet's members are reached all over TLS or none")
+        }
         var cluster = ClusterConfig(endpoints: endpoints, shared: try readSharedKinds(reader))
+        try readTLSFiles(reader, into: &cluster)
         if let prefix = try reader.string("prefix") {
             if let problem = prefixProblem(prefix) { throw reader.error("prefix", problem) }
             cluster.prefix = prefix
@@ -61,14 +65,36 @@ extension ConfigParser {
         return kinds
     }
 
-    /// Why an endpoint is not an etcd client URL (`http://`, then a host), or nil. TLS
-    /// (`https://`) is refused by name: the etcd client does not speak it yet.
+    /// `ca_file`, `cert_file`, `key_file`: only with `https://` endpoints (a plain fleet given
+    /// certificates was meant to speak TLS), a certificate with its key. The daemon reads them
+    /// at start and refuses to start, naming the file, if it cannot.
+    private static func readTLSFiles(_ reader: TableReader, into cluster: inout ClusterConfig) throws(ConfigError) {
+        for key in ["ca_file", "cert_file", "key_file"] {
+            guard let path = try reader.string(key) else { continue }
+            if path.isEmpty || path.utf8.count > ClusterConfig.textMaxBytes || Names.containsControl(path) {
+                throw reader.error(key, "must be a file's path (at most \(ClusterConfig.textMaxBytes) bytes, no control characters)")
+            }
+            if !cluster.usesTLS { throw reader.error(key, "is for https:// endpoints; these are http://") }
+            switch key {
+            case "ca_file": cluster.caFile = path
+            case "cert_file": cluster.certFile = path
+            default: cluster.keyFile = path
+            }
+        }
+        if (cluster.certFile == nil) != (cluster.keyFile == nil) {
+            throw reader.error(cluster.certFile == nil ? "key_file" : "cert_file",
+                               "a client certificate (cert_file) needs its key (key_file), and a key its certificate")
+        }
+    }
+
+    /// Why an endpoint is not an etcd client URL (`http://` or `https://`, then a host), or nil.
     private static func endpointProblem(_ endpoint: String) -> String? {
         if endpoint.utf8.count > ClusterConfig.textMaxBytes { return "an endpoint is longer than \(ClusterConfig.textMaxBytes) bytes" }
         if Names.containsControl(endpoint) || endpoint.contains(" ") { return "an endpoint contains spaces or control characters" }
-        if endpoint.hasPrefix("https://") { return "TLS endpoints (https://) are not supported yet (got \"\(endpoint)\")" }
-        if endpoint.hasPrefix("http://") && endpoint.utf8.count > "http://".utf8.count { return nil }
-        return "endpoints are URLs like \"http://10.0.0.5:2379\" (got \"\(endpoint)\")"
+        for scheme in ["http://", "https://"] where endpoint.hasPrefix(scheme) && endpoint.utf8.count > scheme.utf8.count {
+            return nil
+        }
+        return "endpoints are URLs like \"http://10.0.0.5:2379\" or \"https://10.0.0.5:2379\" (got \"\(endpoint)\")"
     }
 
     /// Why a key prefix cannot be used, or nil. It ends with `/` so that no fleet's prefix is

@@ -102,6 +102,7 @@ final class ClusterLink {
         var settings = EtcdClient.Configuration()
         // A renewal must fail (and be retried) well before the loss point; claims too.
         settings.timeout = .milliseconds(Int64(max(config.leaseTTLMilliseconds / 3, 200)))
+        settings.tls = EtcdClient.TLS(caFile: config.caFile, certFile: config.certFile, keyFile: config.keyFile)
         do {
             client = try EtcdClient(endpoints: config.endpoints, configuration: settings)
         } catch {

@@ -2,8 +2,8 @@ import Testing
 import TurnstileCore
 @testable import TurnstileConfigFile
 
-/// `[cluster]` (protocol/CLUSTER.md §1): every key, its defaults and bounds, and the kinds and
-/// endpoints the daemon refuses by name because it does not share or speak them yet.
+/// `[cluster]` (protocol/CLUSTER.md §1): every key, its defaults and bounds, the TLS files, and
+/// the kinds the daemon refuses by name because it does not share them yet.
 @Suite("Config: the [cluster] table")
 struct ClusterTableTests {
     static let design = """
@@ -63,9 +63,28 @@ struct ClusterTableTests {
         Refusal(body: minimal + "endpoint = \"x\"\n", line: 4, key: "cluster.endpoint", says: "unknown key"),
         Refusal(body: "endpoints = [\"http://127.0.0.1:2379\"]\nshared = [\"models\", \"pools\"]\n", line: 3,
                 key: "cluster.shared", says: "pools are not shared across hosts by this turnstiled yet"),
-        Refusal(body: "endpoints = [\"https://127.0.0.1:2379\"]\nshared = [\"models\"]\n", line: 2,
-                key: "cluster.endpoints", says: "TLS endpoints (https://) are not supported yet"),
+        Refusal(body: "endpoints = [\"https://127.0.0.1:2379\", \"http://127.0.0.1:2380\"]\nshared = [\"models\"]\n", line: 2,
+                key: "cluster.endpoints", says: "all over TLS or none"),
+        Refusal(body: minimal + "ca_file = \"/etc/etcd/ca.pem\"\n", line: 4, key: "cluster.ca_file",
+                says: "is for https:// endpoints"),
+        Refusal(body: tlsMinimal + "cert_file = \"/etc/etcd/client.pem\"\n", line: 4, key: "cluster.cert_file",
+                says: "needs its key (key_file)"),
+        Refusal(body: tlsMinimal + "key_file = \"/etc/etcd/client-key.pem\"\n", line: 4, key: "cluster.key_file",
+                says: "needs its key (key_file)"),
+        Refusal(body: tlsMinimal + "ca_file = \"\"\n", line: 4, key: "cluster.ca_file", says: "must be a file's path"),
     ]
+
+    static let tlsMinimal = "endpoints = [\"https://127.0.0.1:2379\"]\nshared = [\"models\"]\n"
+
+    @Test func httpsEndpointsTakeACAAndAClientCertificate() throws {
+        let text = "[cluster]\n" + Self.tlsMinimal
+            + "ca_file = \"/etc/etcd/ca.pem\"\ncert_file = \"/etc/etcd/client.pem\"\nkey_file = \"/etc/etcd/client-key.pem\"\n"
+        let cluster = try #require(try ConfigParser.parse(text, file: "t.toml").cluster)
+        #expect(cluster.usesTLS && cluster.caFile == "/etc/etcd/ca.pem")
+        #expect(cluster.certFile == "/etc/etcd/client.pem" && cluster.keyFile == "/etc/etcd/client-key.pem")
+        let systemRoots = try #require(try ConfigParser.parse("[cluster]\n" + Self.tlsMinimal, file: "t.toml").cluster)
+        #expect(systemRoots.usesTLS && systemRoots.caFile == nil && systemRoots.certFile == nil)
+    }
 
     @Test(arguments: refusals)
     func refusesBadValuesNamingLineAndKey(refusal: Refusal) {

@@ -10,6 +10,11 @@
 #   etcd-cluster.sh leader DIR       prints the number of the member that leads (waits for one)
 #   etcd-cluster.sh wait-healthy DIR waits until every running member is healthy
 #
+# With ETCD_TLS=1 at start, the members' client URLs are https:// and they require a client
+# certificate: DIR/tls gets a CA (ca.pem), the members' certificate for 127.0.0.1
+# (server.pem, server-key.pem) and a client's (client.pem, client-key.pem), made with openssl;
+# the other commands see DIR/tls and speak TLS too.
+#
 # DIR gets `endpoints` (the client URLs, comma-separated, member order) and, per member, mN/pid,
 # mN/client_port, mN/peer_port, mN/log. etcd's data directories go on tmpfs (/dev/shm) when it
 # is writable, so fsync costs nothing and the figures measure the round trips, not the disk;
@@ -35,12 +40,40 @@ wait_for() {
     done
 }
 
-member_url() { echo "http://127.0.0.1:$(cat "$dir/m$1/$2_port")"; }
+member_url() {
+    local scheme=http
+    [ "$2" = client ] && [ -d "$dir/tls" ] && scheme=https
+    echo "$scheme://127.0.0.1:$(cat "$dir/m$1/$2_port")"
+}
+# etcdctl's TLS flags when the cluster speaks TLS.
+ctl_tls() { [ -d "$dir/tls" ] && echo "--cacert=$dir/tls/ca.pem --cert=$dir/tls/client.pem --key=$dir/tls/client-key.pem" || true; }
+# The members' TLS flags when the cluster speaks TLS.
+member_tls() {
+    [ -d "$dir/tls" ] && echo "--cert-file=$dir/tls/server.pem --key-file=$dir/tls/server-key.pem --trusted-ca-file=$dir/tls/ca.pem --client-cert-auth" || true
+}
+
+# A CA, a certificate for the members (127.0.0.1) and one for clients, all signed by the CA.
+make_tls() {
+    local tls="$dir/tls"
+    mkdir -p "$tls"
+    (
+        cd "$tls"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 2 -subj "/CN=turnstile test CA" 2>/dev/null
+        local name
+        for name in server client; do
+            openssl req -newkey rsa:2048 -nodes -keyout "$name-key.pem" -out "$name.csr" -subj "/CN=turnstile test $name" 2>/dev/null
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$name.ext"
+            openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out "$name.pem" -days 2 \
+                -extfile "$name.ext" 2>/dev/null
+        done
+    ) || die "openssl could not make the test certificates"
+}
 member_pid() { cat "$dir/m$1/pid" 2>/dev/null || true; }
 # A process that exists and is not a zombie (a killed member may wait to be reaped).
 alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) [ZX] ' "/proc/$1/stat"; }
 gone() { ! alive "$1"; }
-healthy() { "$etcdctl" --endpoints="$(member_url "$1" client)" --dial-timeout=1s --command-timeout=1s endpoint health; }
+# shellcheck disable=SC2046 # the TLS flags split into words on purpose
+healthy() { "$etcdctl" --endpoints="$(member_url "$1" client)" $(ctl_tls) --dial-timeout=1s --command-timeout=1s endpoint health; }
 
 initial_cluster() {
     local n out=""
@@ -59,7 +92,7 @@ launch() {
             --listen-client-urls "$(member_url "$n" client)" --advertise-client-urls "$(member_url "$n" client)" \
             --listen-peer-urls "$(member_url "$n" peer)" --initial-advertise-peer-urls "$(member_url "$n" peer)" \
             --initial-cluster "$(initial_cluster)" --initial-cluster-token "turnstile-$(basename "$dir")" \
-            --initial-cluster-state "$state" --heartbeat-interval 100 --election-timeout 1000 --pre-vote \
+            --initial-cluster-state "$state" --heartbeat-interval 100 --election-timeout 1000 --pre-vote $(member_tls) \
             --logger zap --log-outputs stderr
     ) </dev/null >>"$dir/m$n/log" 2>&1 &
     echo $! >"$dir/m$n/pid"
@@ -80,6 +113,7 @@ start() {
     local data
     if [ -w /dev/shm ]; then data="$(mktemp -d /dev/shm/turnstile-etcd.XXXXXX)"; else data="$dir/etcd-data"; mkdir -p "$data"; fi
     echo "$data" >"$dir/data"
+    [ "${ETCD_TLS:-0}" = 1 ] && make_tls
     # A port taken between free_ports and etcd's bind makes the start fail; it is tried again.
     local attempt n ports
     for attempt in 1 2 3; do
@@ -169,7 +203,8 @@ leader_now() {
         alive "$pid" && ! grep -q '^[0-9]* (.*) T ' "/proc/$pid/stat" && urls="$urls${urls:+,}$(member_url "$n" client)"
     done
     [ -n "$urls" ] || return 1
-    "$etcdctl" --endpoints="$urls" --dial-timeout=1s --command-timeout=1s endpoint status -w json 2>/dev/null |
+    # shellcheck disable=SC2046
+    "$etcdctl" --endpoints="$urls" $(ctl_tls) --dial-timeout=1s --command-timeout=1s endpoint status -w json 2>/dev/null |
         python3 -c '
 import json, sys
 urls = sys.argv[1].split(",")

@@ -20,6 +20,12 @@ public struct ClusterConfig: Sendable, Equatable {
     public var shared: Set<SharedKind>
     /// What happens to leases holding shared capacity when the cluster is lost (`on_loss`).
     public var onLoss: LossPolicy
+    /// For `https://` endpoints: the CAs that sign the members' certificates (`ca_file`; nil:
+    /// the system's), and this host's client certificate and key (`cert_file`, `key_file`), PEM
+    /// files the daemon reads at start.
+    public var caFile: String?
+    public var certFile: String?
+    public var keyFile: String?
 
     public init(endpoints: [String], prefix: String = ClusterConfig.defaultPrefix, host: String? = nil,
                 leaseTTLMilliseconds: UInt64 = ClusterConfig.defaultLeaseTTLMilliseconds,
@@ -73,6 +79,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public static let endpointsMax = 64
     /// Longest endpoint, prefix or host, in bytes: keys stay far below etcd's request limit.
     public static let textMaxBytes = 1_024
+
+    /// Whether the members are reached over TLS (`https://` endpoints; the config takes all or none).
+    public var usesTLS: Bool { endpoints.first?.hasPrefix("https://") ?? false }
 
     /// Whether model pools are shared: the only kind the broker acts on.
     public var sharesModels: Bool { shared.contains(.models) }

@@ -26,13 +26,17 @@ final class EtcdCluster: Sendable {
     /// The members' client URLs, member 1 first.
     let endpoints: [String]
 
-    init() throws {
+    /// With `tls`, the members speak TLS and require a client certificate (`tlsFile`).
+    init(tls: Bool = false) throws {
         var template = Array("/tmp/turnstile-etcd-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw ClusterError(message: "mkdtemp failed") }
         directory = String(cString: made)
-        let urls = try Self.run("start", directory)
+        let urls = try Self.run(environment: tls ? ["ETCD_TLS": "1"] : [:], "start", directory)
         endpoints = urls.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").map(String.init)
     }
+
+    /// A file of a TLS cluster's: `ca.pem`, `client.pem`, `client-key.pem`, `server.pem`…
+    func tlsFile(_ name: String) -> String { directory + "/tls/" + name }
 
     /// The URL of member `n` (1-based).
     func endpoint(_ n: Int) -> String { endpoints[n - 1] }
@@ -77,10 +81,11 @@ final class EtcdCluster: Sendable {
 
     /// Runs the script; its standard output, or an error with both outputs when it fails.
     @discardableResult
-    static func run(_ arguments: String...) throws -> String {
+    static func run(environment: [String: String] = [:], _ arguments: String...) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [script] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = Pipe(), errors = Pipe()
         process.standardOutput = output
         process.standardError = errors

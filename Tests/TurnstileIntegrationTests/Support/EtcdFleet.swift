@@ -19,15 +19,21 @@ final class EtcdFleet: @unchecked Sendable {
 
     let directory: String
     let endpoints: [String]
+    /// Whether the members speak TLS and require a client certificate (`tlsFile`).
+    let tls: Bool
     private(set) var daemons: [Daemon] = []
     private var stopped = false
 
-    init() throws {
+    init(tls: Bool = false) throws {
         directory = try Daemon.makeTemporaryDirectory()
+        self.tls = tls
         // The script prints the client URLs, comma-separated, on its last line.
-        let lines = try Self.run("start", directory).split(separator: "\n")
-        endpoints = (lines.last { $0.hasPrefix("http://") } ?? "").split(separator: ",").map(String.init)
+        let lines = try Self.run(environment: tls ? ["ETCD_TLS": "1"] : [:], "start", directory).split(separator: "\n")
+        endpoints = (lines.last { $0.hasPrefix("http") } ?? "").split(separator: ",").map(String.init)
     }
+
+    /// A file the script made for a TLS fleet: `ca.pem`, `client.pem`, `client-key.pem`.
+    func tlsFile(_ name: String) -> String { directory + "/tls/" + name }
 
     /// The config of host `host`: `body` (limits, models) and a `[cluster]` sharing models
     /// under this fleet's own prefix.
@@ -43,7 +49,12 @@ final class EtcdFleet: @unchecked Sendable {
             lease_ttl_ms = \(leaseTTLMilliseconds)
             shared = [\(shared)]
             on_loss = "\(onLoss)"
-            """
+            """ + (tls ? """
+
+            ca_file = "\(tlsFile("ca.pem"))"
+            cert_file = "\(tlsFile("client.pem"))"
+            key_file = "\(tlsFile("client-key.pem"))"
+            """ : "")
     }
 
     /// Starts a daemon for `host` and waits until it holds its host lease.
@@ -71,8 +82,9 @@ final class EtcdFleet: @unchecked Sendable {
     deinit { stop() }
 
     @discardableResult
-    static func run(_ arguments: String...) throws -> String {
-        let process = try ChildProcess(["bash", script] + arguments)
+    static func run(environment: [String: String] = [:], _ arguments: String...) throws -> String {
+        let process = try ChildProcess(["bash", script] + arguments,
+                                       environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
         guard process.waitForExit(milliseconds: 60_000) != nil, process.exitCode == 0 else {
             throw DaemonError(message: "etcd-cluster.sh \(arguments.joined(separator: " ")) failed:\n\(process.output)")
         }
