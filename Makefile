@@ -13,8 +13,9 @@ DESTDIR       ?=
 STATIC_BUILD  := .build-static
 STATIC_CLI_BUILD := .build-static-cli
 BENCH_PACKAGES := redis-server gnuplot-nox
-# The 3-member etcd cluster TurnstileCluster's tests start (Tests/cluster/etcd-cluster.sh).
-TEST_PACKAGES := etcd-server etcd-client
+# The 3-member etcd cluster the cluster tests start (Tests/cluster/etcd-cluster.sh; openssl makes
+# the certificates of its TLS variant).
+TEST_PACKAGES := etcd-server etcd-client openssl
 # Only to regenerate TurnstileCluster's code from etcd's protos (make etcd-protos).
 PROTO_PACKAGES := golang-etcd-server-dev protobuf-compiler
 
