@@ -112,7 +112,9 @@ extension Session {
         }
     }
 
-    /// `attach`: binds the lease to this connection (and optionally a process).
+    /// `attach`: binds the lease to this connection (and optionally a process). A lease holding
+    /// shared capacity answers its `cluster_fence` and, under `on_loss = "revoke"`,
+    /// `valid_until_ms`, as its acquire did: the new holder must know when to stop.
     func attach(_ token: LeaseToken, pid: Int32?, pgid: Int32?, _ context: RequestContext) {
         if let pid, host.isProcessGone(pid) {
             return fail(context, .badRequest, "pid \(pid) names no live process", field: "pid")
@@ -128,6 +130,10 @@ extension Session {
                 w.key("model"); w.string(lease.model?.description)
                 w.key("route"); w.string(lease.route?.rawValue)
                 w.key("parked"); w.bool(lease.parked)
+                if let clusterFence = lease.clusterFence {
+                    w.key("cluster_fence"); w.int(clusterFence)
+                    if let validUntil = validUntilMilliseconds(lease) { w.key("valid_until_ms"); w.int(validUntil) }
+                }
             }
         case .failure(let error): fail(context, error)
         }
