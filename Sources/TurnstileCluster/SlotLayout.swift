@@ -38,6 +38,19 @@ public struct SlotLayout: Sendable, Equatable {
         ticketsPrefix + kind + "/" + Self.encode(name) + "/" + Self.encode(host)
     }
 
+    /// A ticket's value: the priority of the host's best waiter that only the fleet holds back
+    /// (protocol/CLUSTER.md §4; 0 unless `fairness = "priority"`).
+    public static func ticketValue(priority: Int) -> [UInt8] { Array("{\"priority\":\(priority)}".utf8) }
+
+    /// A ticket value's priority; 0 (the default priority) for a value `ticketValue` does not
+    /// write, an empty one included.
+    public static func ticketPriority(_ value: [UInt8]) -> Int {
+        let text = String(decoding: value, as: UTF8.self)
+        let head = "{\"priority\":"
+        guard text.hasPrefix(head), text.hasSuffix("}") else { return 0 }
+        return Int(text.dropFirst(head.count).dropLast()) ?? 0
+    }
+
     /// The limit's name and the host of a ticket key; nil for a key outside them.
     public func ticket(key: String) -> (kind: String, name: String, host: String)? {
         guard key.hasPrefix(ticketsPrefix) else { return nil }

@@ -49,12 +49,19 @@ extension ClusterLink {
                              metadata: ["fence": "\(claim.fence)", "first_in_line": "\(tickets.mayClaim(claim.model.description))"])
                 // No slot free as far as this host knows, or another host waits first: the
                 // request waits (or is refused), and this host queues (ClusterLink+Tickets).
-                queueBehind(claim.model)
+                queueBehind(claim.model, priority: queuePriority(claim.model, fence: claim.fence))
                 inbox.post { $0.session.claimFailed(fence: claim.fence) }
             }
         }
         sendClaims(placed)
         sendDeletions()
+    }
+
+    /// The priority this host queues with when a claim of `model` finds it full: the best of
+    /// the claim's request and the waiters the fleet already holds back.
+    private func queuePriority(_ model: ModelKey, fence: UInt64) -> Int {
+        let broker = session.broker
+        return max(broker.claimPriority(fence: fence, now: now) ?? 0, broker.fleetWaiterPriority(for: model, now: now) ?? .min)
     }
 
     /// Chooses a free slot for a claim and marks it in flight; nil if none is free.
@@ -172,7 +179,7 @@ extension ClusterLink {
                     excess.insert(claim.fence)
                     server.clusterMetrics.excess = excess.count
                 } else {
-                    queueBehind(claim.model)
+                    queueBehind(claim.model, priority: queuePriority(claim.model, fence: claim.fence))
                     session.claimFailed(fence: claim.fence)
                 }
             }

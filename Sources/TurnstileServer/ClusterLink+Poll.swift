@@ -36,6 +36,9 @@ extension ClusterLink {
         guard ranges.count >= 2 else { return }
         let range = ranges[0]
         controlsPolled(Array(ranges.dropFirst(2)).flatMap(\.keyValues), serial: serial)
+        // The line first: a unit this poll shows freed goes to this host's broker only if this
+        // host is first in the line as this same poll shows it.
+        serveTickets(ranges[1].keyValues, serial: serial)
         var polled: [String: SlotLayout.Slot] = [:]
         var orphans: [PlacedClaim] = []
         for entry in range.keyValues {
@@ -56,6 +59,5 @@ extension ClusterLink {
             deletions.append(orphan)
         }
         sendDeletions()
-        serveTickets(ranges[1].keyValues, serial: serial)
     }
 }

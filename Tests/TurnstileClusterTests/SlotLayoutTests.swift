@@ -18,6 +18,16 @@ struct SlotLayoutTests {
         #expect(layout.takenSlot(key: layout.prefix + "slots/models/fake%2Fopus/99999999999999999999", value: []) == .unreadable)
     }
 
+    @Test func aTicketCarriesItsHostsPriorityAndAValueNoDaemonWritesCountsAsZero() {
+        for priority in [0, 5, -1_000_000, Int.max, Int.min] {
+            #expect(SlotLayout.ticketPriority(SlotLayout.ticketValue(priority: priority)) == priority)
+        }
+        #expect(SlotLayout.ticketValue(priority: 5) == Array("{\"priority\":5}".utf8))
+        for value in ["", "{}", "{\"priority\":}", "{\"priority\":99999999999999999999}", "{\"priority\":1x}", "garbage"] {
+            #expect(SlotLayout.ticketPriority(Array(value.utf8)) == 0, "\(value)")
+        }
+    }
+
     @Test func aSlotReadsBackAsWritten() throws {
         let key = layout.slotKey(kind: "models", name: "anthropic/claude-opus-4", index: 2)
         #expect(key == "/turnstile/fleet-a/slots/models/anthropic%2Fclaude-opus-4/2")

@@ -212,10 +212,14 @@ extension Broker {
     /// A waiter's priority plus one per `priority_aging_ms` waited, so that a low priority is
     /// not starved forever.
     func effectivePriority(_ waiter: Waiter, now: Instant) -> Int {
+        effectivePriority(waiter.request.priority, waitingSince: waiter.enqueuedAt, now: now)
+    }
+
+    func effectivePriority(_ priority: Int, waitingSince enqueuedAt: Instant, now: Instant) -> Int {
         let step = config.limits.priorityAgingMilliseconds
-        guard step > 0 else { return waiter.request.priority }
-        let bonus = Int(clamping: now.milliseconds(since: waiter.enqueuedAt) / step)
-        let (sum, overflow) = waiter.request.priority.addingReportingOverflow(bonus)
+        guard step > 0 else { return priority }
+        let bonus = Int(clamping: now.milliseconds(since: enqueuedAt) / step)
+        let (sum, overflow) = priority.addingReportingOverflow(bonus)
         return overflow ? Int.max : sum
     }
 

@@ -72,6 +72,37 @@ extension Broker {
         cluster?.exhausted.contains(model) == true
     }
 
+    /// The place of this host's waiters for `model` in the fleet's line (protocol/CLUSTER.md
+    /// §4): the highest effective priority (under `fairness = "priority"`; 0 under the other
+    /// policies) among the waiters that only the fleet's lack of a unit of `model` holds back,
+    /// which would be admitted here if a unit were free. Nil when there is none: waiters
+    /// blocked by this host's own limits (a project cap, the global limit, a pause…) do not
+    /// queue for the fleet's units, so they hold up no other host.
+    public func fleetWaiterPriority(for model: ModelKey, now: Instant) -> Int? {
+        guard claimsModels, let cluster, cluster.exhausted.contains(model) else { return nil }
+        var unlimited = self
+        unlimited.cluster!.exhausted.removeAll()
+        var best: Int?
+        for waiter in queue.waiters.values where waiter.candidates.contains(where: { $0.key == model }) {
+            guard case .admit(let candidate) = unlimited.evaluate(waiter.request, candidates: waiter.candidates,
+                                                                   owner: waiter.demand.owner, now: now),
+                  candidate?.key == model
+            else { continue }
+            let priority = config.limits.fairness == .priority ? effectivePriority(waiter, now: now) : 0
+            best = max(best ?? priority, priority)
+        }
+        return best
+    }
+
+    /// The place in the fleet's line of the request a claim is for, as `fleetWaiterPriority`
+    /// counts it: the host queues with it when the claim finds the model full, before the
+    /// request is back among the waiters. Nil if no claim waits with that fence.
+    public func claimPriority(fence: UInt64, now: Instant) -> Int? {
+        guard let claim = cluster?.claims[fence] else { return nil }
+        guard config.limits.fairness == .priority else { return 0 }
+        return effectivePriority(claim.request.priority, waitingSince: claim.enqueuedAt, now: now)
+    }
+
     /// Whether a claim of a unit of `model` waits for its outcome (made in this turn and not
     /// yet sent, or sent).
     public func isClaiming(_ model: ModelKey) -> Bool {
