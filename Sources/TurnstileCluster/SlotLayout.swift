@@ -103,6 +103,19 @@ public struct SlotLayout: Sendable, Equatable {
         return model
     }
 
+    /// Where the shared pauses live: `pauses/<project>`, without a lease.
+    public var pausesPrefix: String { prefix + "pauses/" }
+
+    public func pauseKey(project: String) -> String { pausesPrefix + Self.encode(project) }
+
+    /// The project of a pause key; nil for a key outside them.
+    public func pausedProject(key: String) -> String? {
+        guard key.hasPrefix(pausesPrefix) else { return nil }
+        let rest = key.dropFirst(pausesPrefix.count)
+        guard !rest.contains("/"), let project = Self.decode(rest), !project.isEmpty else { return nil }
+        return project
+    }
+
     /// The key of this host's registration (on the host lease).
     public var hostKey: String { prefix + "hosts/" + host }
 

@@ -21,7 +21,7 @@ extension ClusterLink {
         pollSerial += 1
         let serial = pollSerial
         nextPollAt = now.adding(milliseconds: Self.tickMilliseconds)
-        let reads = [layout.slotsPrefix, layout.ticketsPrefix] + sharedControlPrefixes
+        let reads = [layout.slotsPrefix, layout.ticketsPrefix] + sharedControlPrefixes + (sharesPauses ? [layout.pausesPrefix] : [])
         client.txn([], success: reads.map { .get(.prefix($0)) }) { [inbox] result in
             inbox.post { $0.polled(result, serial: serial) }
         }
@@ -33,9 +33,11 @@ extension ClusterLink {
         let ranges = answer.results.compactMap { result -> EtcdRangeResult? in
             if case .get(let range) = result { range } else { nil }
         }
-        guard ranges.count >= 2 else { return }
+        let controls = sharedControlPrefixes.count
+        guard ranges.count == 2 + controls + (sharesPauses ? 1 : 0) else { return }
         let range = ranges[0]
-        controlsPolled(Array(ranges.dropFirst(2)).flatMap(\.keyValues), serial: serial)
+        controlsPolled(Array(ranges[2..<2 + controls]).flatMap(\.keyValues), serial: serial)
+        if sharesPauses { pausesPolled(ranges[2 + controls].keyValues, serial: serial) }
         // The line first: a unit this poll shows freed goes to this host's broker only if this
         // host is first in the line as this same poll shows it.
         serveTickets(ranges[1].keyValues, serial: serial)

@@ -62,6 +62,11 @@ final class ClusterLink {
     /// Keys this host is changing (`Int.max` while in flight), or changed: the poll serial
     /// current when the change was acknowledged. A poll sent no later says nothing new of them.
     var controlsChanged: [String: Int] = [:]
+    /// Shared pauses (ClusterLink+Pauses): the projects this host's flags and etcd last agreed
+    /// on, and the poll serial when this host's change of a project's key was acknowledged
+    /// (`Int.max` while in flight).
+    var pausesAgreed: Set<String> = []
+    var pauseChanges: [String: Int] = [:]
     /// Claims whose transaction's outcome is unknown, to read back.
     var readBacks: [PlacedClaim] = []
     var readingBack = false

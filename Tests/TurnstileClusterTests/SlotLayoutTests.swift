@@ -28,6 +28,16 @@ struct SlotLayoutTests {
         }
     }
 
+    @Test func aPauseKeyNamesItsProjectAndNothingElseReadsAsOne() {
+        let key = layout.pauseKey(project: "alpha/web")
+        #expect(key == "/turnstile/fleet-a/pauses/alpha%2Fweb")
+        #expect(layout.pausedProject(key: key) == "alpha/web")
+        #expect(layout.pausedProject(key: layout.prefix + "pauses/") == nil)
+        #expect(layout.pausedProject(key: layout.prefix + "pauses/a/b") == nil)
+        #expect(layout.pausedProject(key: layout.prefix + "pauses/%zz") == nil)
+        #expect(layout.pausedProject(key: layout.prefix + "flags/alpha") == nil)
+    }
+
     @Test func aSlotReadsBackAsWritten() throws {
         let key = layout.slotKey(kind: "models", name: "anthropic/claude-opus-4", index: 2)
         #expect(key == "/turnstile/fleet-a/slots/models/anthropic%2Fclaude-opus-4/2")

@@ -76,6 +76,16 @@ struct ClusterTableTests {
 
     static let tlsMinimal = "endpoints = [\"https://127.0.0.1:2379\"]\nshared = [\"models\"]\n"
 
+    @Test func pausesMayBeSharedButProjectsAndPoolsNotYet() throws {
+        let text = "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\nshared = [\"pauses\"]\n"
+        #expect(try ConfigParser.parse(text, file: "t.toml").cluster?.shared == [.pauses])
+        for kind in ["projects", "pools"] {
+            #expect(throws: ConfigError.self) {
+                try ConfigParser.parse(text.replacingOccurrences(of: "pauses", with: kind), file: "t.toml")
+            }
+        }
+    }
+
     @Test func httpsEndpointsTakeACAAndAClientCertificate() throws {
         let text = "[cluster]\n" + Self.tlsMinimal
             + "ca_file = \"/etc/etcd/ca.pem\"\ncert_file = \"/etc/etcd/client.pem\"\nkey_file = \"/etc/etcd/client-key.pem\"\n"

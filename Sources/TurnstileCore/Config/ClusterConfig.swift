@@ -54,7 +54,7 @@ public struct ClusterConfig: Sendable, Equatable {
         case pools
 
         /// The kinds this daemon shares today; the config refuses the others by name.
-        public static let supported: Set<SharedKind> = [.models, .throttles, .subscriptionLimits]
+        public static let supported: Set<SharedKind> = [.models, .throttles, .subscriptionLimits, .pauses]
     }
 
     /// What a host does with leases holding shared capacity once its cluster is lost
