@@ -16,17 +16,18 @@ struct EtcdValuesTests {
         #expect(EtcdKeys.prefix("é").bounds.rangeEnd == [0xc3, 0xaa])
     }
 
-    @Test func endpointsAreHTTPHostPort() {
+    @Test func endpointsAreHTTPOrHTTPSHostPort() {
         #expect(EtcdEndpoint.target("http://127.0.0.1:2379") != nil)
+        #expect(EtcdEndpoint.target("https://127.0.0.1:2379") != nil)
         #expect(EtcdEndpoint.target("127.0.0.1:2379") != nil)
         #expect(EtcdEndpoint.target("http://[::1]:2379") != nil)
         #expect(EtcdEndpoint.target("http://etcd-1.example:2379/") != nil)
-        for bad in ["https://127.0.0.1:2379", "http://127.0.0.1", "http://127.0.0.1:0", "http://127.0.0.1:70000",
+        for bad in ["ftp://127.0.0.1:2379", "https://127.0.0.1", "http://127.0.0.1", "http://127.0.0.1:0", "http://127.0.0.1:70000",
                     "http://:2379", "http://a:b:2379", "http://127.0.0.1:2379/v3"] {
             #expect(EtcdEndpoint.target(bad) == nil, "\(bad)")
         }
         #expect(throws: EtcdError.self) { try EtcdClient(endpoints: []) }
-        #expect(throws: EtcdError.self) { try EtcdClient(endpoints: ["https://127.0.0.1:2379"]) }
+        #expect(throws: EtcdError.self) { try EtcdClient(endpoints: ["ftp://127.0.0.1:2379"]) }
     }
 
     @Test func aWriteThatNeverReachedAStreamWasNotApplied() {
