@@ -43,9 +43,7 @@ extension ConfigParser {
         return cluster
     }
 
-    /// `shared`: at least one kind, each one the design names and this daemon shares; repeats
-    /// count once. A kind the design names but this daemon does not share yet is refused by
-    /// name: a fleet must never believe it shares a limit that each host counts alone.
+    /// `shared`: at least one kind, each one protocol/CLUSTER.md names; repeats count once.
     private static func readSharedKinds(_ reader: TableReader) throws(ConfigError) -> Set<ClusterConfig.SharedKind> {
         let names = try reader.strings("shared")
         let known = ClusterConfig.SharedKind.allCases.map(\.rawValue).joined(separator: ", ")
@@ -54,11 +52,6 @@ extension ConfigParser {
         for name in names {
             guard let kind = ClusterConfig.SharedKind(rawValue: name) else {
                 throw reader.error("shared", "unknown kind \(name) (known: \(known))")
-            }
-            guard ClusterConfig.SharedKind.supported.contains(kind) else {
-                let supported = ClusterConfig.SharedKind.supported.map(\.rawValue).sorted().joined(separator: ", ")
-                throw reader.error("shared", "\(name) are not shared across hosts by this turnstiled yet (it shares: \(supported); "
-                                   + "protocol/CLUSTER.md); leave it out to count them per host")
             }
             kinds.insert(kind)
         }

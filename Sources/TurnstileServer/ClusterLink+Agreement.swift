@@ -4,60 +4,105 @@ import TurnstileCluster
 import TurnstileCore
 
 /// Agreement on the values of shared limits (protocol/CLUSTER.md §2): every daemon of a fleet
-/// must count a shared model against the same limit, or the fleet's limit is whatever the most
-/// generous host says. The first daemon to join writes each limit its config sets explicitly
-/// (`limits/models/<name>`, only if absent); every later one reads it back and compares. A
+/// must count a shared model, project cap or pool against the same limit, or the fleet's limit
+/// is whatever the most generous host says. The first daemon to join writes each limit its
+/// config sets explicitly (`limits/<kind>/<name>`, only if absent); every later one reads it
+/// back and compares. A
 /// daemon whose config disagrees refuses to start (when etcd can be reached at start), and
 /// otherwise does not join: it grants no shared capacity and says why in its log and
 /// `status`. A reload may not change a shared limit: the limit changes in etcd first, then in
 /// every host's config, then each daemon restarts.
 extension ClusterLink {
-    /// The limits a config sets explicitly on model pools, by the name it gives them.
-    static func sharedLimits(of config: TurnstileConfig) -> [(name: String, limit: Int)] {
-        config.models.compactMap { model in model.concurrencyLimit.map { (model.name, $0) } }
-            .sorted { $0.name < $1.name }
+    /// One limit a config sets explicitly on something shared: its kind as keys spell it
+    /// (`models`, `projects`, `mentions`, `pools`), its name as the config gives it, its value.
+    struct AgreedLimit: Hashable {
+        let kind: String
+        let name: String
+        let limit: Int
+
+        /// How messages name it: `model claude/opus`, `project web`, `mention cap of project web`, `pool gpu`.
+        var label: String {
+            switch kind {
+            case "models": "shared model \(name)"
+            case "projects": "shared cap of project \(name)"
+            case "mentions": "shared mention cap of project \(name)"
+            default: "shared pool \(name)"
+            }
+        }
     }
 
-    /// Why a reload's config cannot be taken while the cluster shares model limits: it changes
-    /// one of them; nil if it changes none.
+    /// The limits a config sets explicitly on the kinds it shares: model pools' concurrency
+    /// limits, projects' `max` and `max_mention`, `[[pools]]` limits.
+    static func sharedLimits(of config: TurnstileConfig) -> [AgreedLimit] {
+        guard let cluster = config.cluster else { return [] }
+        var limits: [AgreedLimit] = []
+        if cluster.shared.contains(.models) {
+            limits += config.models.compactMap { model in model.concurrencyLimit.map { AgreedLimit(kind: "models", name: model.name, limit: $0) } }
+        }
+        if cluster.shared.contains(.projects) {
+            for project in config.projects {
+                if let max = project.max { limits.append(AgreedLimit(kind: "projects", name: project.name, limit: max)) }
+                if let max = project.maxMention { limits.append(AgreedLimit(kind: "mentions", name: project.name, limit: max)) }
+            }
+        }
+        if cluster.shared.contains(.pools) {
+            limits += config.pools.map { AgreedLimit(kind: "pools", name: $0.name, limit: $0.limit) }
+        }
+        return limits.sorted { ($0.kind, $0.name) < ($1.kind, $1.name) }
+    }
+
+    /// Why a reload's config cannot be taken while the cluster shares limits: it changes one
+    /// of them (its value, or whether it is set); nil if it changes none.
     static func reloadProblem(running: TurnstileConfig, new: TurnstileConfig) -> String? {
-        guard running.cluster?.sharesModels == true else { return nil }
-        let before = Dictionary(sharedLimits(of: running), uniquingKeysWith: { first, _ in first })
-        let after = Dictionary(sharedLimits(of: new), uniquingKeysWith: { first, _ in first })
-        for name in Set(before.keys).union(after.keys).sorted() where before[name] != after[name] {
-            let was = before[name].map(String.init) ?? "unset", becomes = after[name].map(String.init) ?? "unset"
-            return "the limit of shared model \(name) would change from \(was) to \(becomes); a shared limit changes in etcd "
-                + "first (limits/models/\(name)), then in every host's config, then each daemon restarts"
+        guard running.cluster != nil else { return nil }
+        func byKey(_ config: TurnstileConfig) -> [String: AgreedLimit] {
+            Dictionary(sharedLimits(of: config).map { ($0.kind + "/" + $0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        }
+        let before = byKey(running), after = byKey(new)
+        for key in Set(before.keys).union(after.keys).sorted() where before[key]?.limit != after[key]?.limit {
+            let label = (before[key] ?? after[key])!.label
+            let was = before[key].map { String($0.limit) } ?? "unset", becomes = after[key].map { String($0.limit) } ?? "unset"
+            return "the limit of \(label) would change from \(was) to \(becomes); a shared limit changes in etcd "
+                + "first (limits/\(key)), then in every host's config, then each daemon restarts"
         }
         return nil
     }
 
     /// The agreement transaction: each limit written if absent, else read.
-    private func agreementOperations() -> [(name: String, limit: Int, key: String)] {
-        Self.sharedLimits(of: server.settings.config).map { ($0.name, $0.limit, layout.limitKey(kind: "models", name: $0.name)) }
+    private func agreementOperations() -> [(limit: AgreedLimit, key: String)] {
+        Self.sharedLimits(of: server.settings.config).map { ($0, layout.limitKey(kind: $0.kind, name: $0.name)) }
     }
 
     /// What etcd's answer to the agreement transaction says: nil when every limit agrees, else
     /// the disagreement, naming the key and both values.
-    private func disagreement(_ answer: EtcdTxnResult, _ limits: [(name: String, limit: Int, key: String)]) -> String? {
+    private func disagreement(_ answer: EtcdTxnResult, _ limits: [(limit: AgreedLimit, key: String)]) -> String? {
         for (entry, result) in zip(limits, answer.results) {
             guard case .txn(let nested) = result, !nested.succeeded else { continue }
             guard case .get(let range)? = nested.results.first, let stored = range.keyValues.first else { continue }
-            if stored.valueString != String(entry.limit) {
-                return "the fleet's limit of shared model \(entry.name) is \(stored.valueString) (etcd key \(entry.key)), "
-                    + "this host's config says \(entry.limit)"
+            if stored.valueString != String(entry.limit.limit) {
+                return "the fleet's limit of \(entry.limit.label) is \(stored.valueString) (etcd key \(entry.key)), "
+                    + "this host's config says \(entry.limit.limit)"
             }
         }
         return nil
     }
 
-    private func sendAgreement(_ limits: [(name: String, limit: Int, key: String)],
-                               completion: @escaping EtcdClient.Completion<EtcdTxnResult>) {
-        let operations = limits.map { entry in
-            EtcdOperation.txn(compares: [.absent(entry.key)], success: [.put(entry.key, String(entry.limit))],
+    /// Sends the agreement in transactions of at most `operationsPerTransaction` limits; the
+    /// answers come back merged, in order, or the first failure.
+    private static func sendAgreement(_ limits: [(limit: AgreedLimit, key: String)], client: EtcdClient,
+                                      completion: @escaping EtcdClient.Completion<EtcdTxnResult>) {
+        let chunk = Array(limits.prefix(Self.operationsPerTransaction))
+        let operations = chunk.map { entry in
+            EtcdOperation.txn(compares: [.absent(entry.key)], success: [.put(entry.key, String(entry.limit.limit))],
                               failure: [.get(.key(entry.key))])
         }
-        client.txn([], success: operations, completion: completion)
+        let rest = Array(limits.dropFirst(chunk.count))
+        client.txn([], success: operations) { result in
+            guard case .success(let answer) = result, !rest.isEmpty else { return completion(result) }
+            sendAgreement(rest, client: client) { later in
+                completion(later.map { EtcdTxnResult(succeeded: true, revision: $0.revision, results: answer.results + $0.results) })
+            }
+        }
     }
 
     /// At start, before the socket opens: the agreement, waited for at most `seconds`.
@@ -67,7 +112,7 @@ extension ClusterLink {
         guard !limits.isEmpty else { return }
         let outcome = Mutex<Result<EtcdTxnResult, EtcdError>?>(nil)
         let done = DispatchSemaphore(value: 0)
-        sendAgreement(limits) { result in
+        Self.sendAgreement(limits, client: client) { result in
             outcome.withLock { $0 = result }
             done.signal()
         }
@@ -88,12 +133,12 @@ extension ClusterLink {
     func checkAgreement(then join: @escaping @Sendable (ClusterLink) -> Void) {
         let limits = agreementOperations()
         guard !limits.isEmpty else { return join(self) }
-        sendAgreement(limits) { [inbox] result in
+        Self.sendAgreement(limits, client: client) { [inbox] result in
             inbox.post { link in link.agreementAnswered(result, limits, then: join) }
         }
     }
 
-    private func agreementAnswered(_ result: Result<EtcdTxnResult, EtcdError>, _ limits: [(name: String, limit: Int, key: String)],
+    private func agreementAnswered(_ result: Result<EtcdTxnResult, EtcdError>, _ limits: [(limit: AgreedLimit, key: String)],
                                    then join: (ClusterLink) -> Void) {
         switch result {
         case .success(let answer):

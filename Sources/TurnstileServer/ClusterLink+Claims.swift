@@ -2,28 +2,41 @@ import TurnstileCluster
 import TurnstileCore
 import TurnstileSession
 
-/// A claim on one slot: what was sent, so its outcome can be matched, read back and undone.
-struct PlacedClaim: Sendable {
+/// One slot of a claim: which unit of which limit, under which key.
+struct PlacedSlot: Sendable {
     let fence: UInt64
-    let model: ModelKey
-    /// The model's name as keys spell it (`model.description`, made once).
-    let name: String
-    let limit: Int
-    /// Which unit of the model's limit the slot is.
+    let limit: SharedLimit
+    /// Which unit of the limit the slot is.
     let index: Int
     let key: String
     /// `{"host":…,"fence":…}`, compared before a deletion so only this claim's slot goes.
     let value: [UInt8]
+}
+
+/// A claim placed in slots, one per unit it needs: what was sent, so its outcome can be
+/// matched, read back and undone.
+struct PlacedClaim: Sendable {
+    let fence: UInt64
+    /// What the broker asked for (placed again after a conflict).
+    let units: [SharedUnit]
+    let slots: [PlacedSlot]
     /// Its place in its transaction: `cluster_fence` is the revision × 1024 + this.
     var position = 0
-    /// Whether it claims again the unit of a lease kept through a loss (no request waits).
+    /// Whether it claims again the units of a lease kept through a loss (no request waits).
     var reclaim = false
+
+    /// Its nested transaction: every slot free, then all put; else each read.
+    func operation(lease: EtcdLeaseID) -> EtcdOperation {
+        .txn(compares: slots.map { .absent($0.key) },
+             success: slots.map { .put(key: $0.key, value: $0.value, lease: lease) },
+             failure: slots.map { .get(.key($0.key)) })
+    }
 }
 
 /// The claims and unclaims of a turn, their outcomes and read-backs, and deletions
-/// (protocol/CLUSTER.md §3, §8). Every write goes in transactions of at most 127 nested ones,
-/// one per slot, each `if create_revision(slot) == 0 then put else get`, so a slot taken
-/// meanwhile fails only its own claim.
+/// (protocol/CLUSTER.md §3, §8). Every write goes in transactions of nested ones, one per
+/// claim, each `if every slot's create_revision == 0 then put them all else get them`, so a
+/// slot taken meanwhile fails only its own claim, and a claim takes all its units or none.
 extension ClusterLink {
     /// At the commit, once the journal and the fence reservation are durable: the turn's
     /// unclaims become deletions and its claims go out together.
@@ -31,46 +44,63 @@ extension ClusterLink {
         guard !stopped else { return }
         for unclaim in unclaims {
             if excess.remove(unclaim.fence) != nil { server.clusterMetrics.excess = excess.count }
-            guard let placed = slots.release(fence: unclaim.fence) else { continue }
-            deletions.append(placed)
+            guard let given = slots.release(fence: unclaim.fence) else { continue }
+            deletions += given
         }
         var placed: [PlacedClaim] = []
         for claim in claims {
-            let name = claim.model.description
-            slots.claimed(claim.model, name: name, limit: claim.limit)
-            if tickets.mayClaim(name), let claim = place(fence: claim.fence, model: claim.model, name: name, limit: claim.limit) {
+            for unit in claim.units { slots.claimed(unit.limit, capacity: unit.capacity) }
+            switch place(fence: claim.fence, units: claim.units) {
+            case .placed(let claim):
                 placed.append(claim)
-            } else if tickets.mayClaim(name), slots.isDeleting(name: name) {
+            case .full(let limit) where tickets.mayClaim(limit) && slots.isDeleting(limit):
                 // A unit this host gave back is on its way back to the fleet: claim it once the
-                // deletion is acknowledged rather than find the model full meanwhile.
+                // deletion is acknowledged rather than find the limit full meanwhile.
                 behindDeletions.append(claim)
-            } else {
-                logger.debug("cluster: claim held back",
-                             metadata: ["fence": "\(claim.fence)", "first_in_line": "\(tickets.mayClaim(claim.model.description))"])
+            case .full(let limit):
+                logger.debug("cluster: claim held back", metadata: ["fence": "\(claim.fence)", "limit": "\(limit)",
+                                                                     "first_in_line": "\(tickets.mayClaim(limit))"])
                 // No slot free as far as this host knows, or another host waits first: the
                 // request waits (or is refused), and this host queues (ClusterLink+Tickets).
-                queueBehind(claim.model, priority: queuePriority(claim.model, fence: claim.fence))
-                inbox.post { $0.session.claimFailed(fence: claim.fence) }
+                queueBehind(limit, priority: queuePriority(limit, fence: claim.fence))
+                inbox.post { $0.session.claimFailed(fence: claim.fence, full: limit) }
             }
         }
         sendClaims(placed)
         sendDeletions()
     }
 
-    /// The priority this host queues with when a claim of `model` finds it full: the best of
-    /// the claim's request and the waiters the fleet already holds back.
-    private func queuePriority(_ model: ModelKey, fence: UInt64) -> Int {
+    /// The priority this host queues with when a claim finds `limit` full: the best of the
+    /// claim's request and the waiters the fleet already holds back.
+    private func queuePriority(_ limit: SharedLimit, fence: UInt64) -> Int {
         let broker = session.broker
-        return max(broker.claimPriority(fence: fence, now: now) ?? 0, broker.fleetWaiterPriority(for: model, now: now) ?? .min)
+        return max(broker.claimPriority(fence: fence, now: now) ?? 0, broker.fleetWaiterPriority(for: limit, now: now) ?? .min)
     }
 
-    /// Chooses a free slot for a claim and marks it in flight; nil if none is free.
-    private func place(fence: UInt64, model: ModelKey, name: String, limit: Int) -> PlacedClaim? {
-        guard let index = slots.freeIndex(name: name, limit: limit) else { return nil }
-        let claim = PlacedClaim(fence: fence, model: model, name: name, limit: limit, index: index,
-                                key: layout.slotKey(kind: "models", name: name, index: index), value: layout.slotValue(fence: fence))
+    /// Where a claim goes: into slots this host thinks free, or nowhere, for the first limit
+    /// with none free (or another host first in its line).
+    private enum Placement {
+        case placed(PlacedClaim)
+        case full(SharedLimit)
+    }
+
+    /// Chooses a free slot of each unit's limit and marks them in flight. A new claim keeps
+    /// its place in the fleet's line (`inLine`); a re-claim of a kept lease's units does not
+    /// wait behind other hosts (its work is running).
+    private func place(fence: UInt64, units: [SharedUnit], inLine: Bool = true) -> Placement {
+        var placed: [PlacedSlot] = []
+        placed.reserveCapacity(units.count)
+        let value = layout.slotValue(fence: fence)
+        for unit in units {
+            guard !inLine || tickets.mayClaim(unit.limit), let index = slots.freeIndex(unit.limit, capacity: unit.capacity) else {
+                return .full(unit.limit)
+            }
+            placed.append(PlacedSlot(fence: fence, limit: unit.limit, index: index,
+                                     key: layout.slotKey(kind: unit.limit.kind, name: unit.limit.name, index: index), value: value))
+        }
+        let claim = PlacedClaim(fence: fence, units: units, slots: placed)
         slots.claiming(claim)
-        return claim
+        return .placed(claim)
     }
 
     /// After a new host lease (the old one expired, and its slots with it): every lease kept
@@ -81,14 +111,13 @@ extension ClusterLink {
         let kept = session.broker.heldSharedUnits
         guard !kept.isEmpty else { return }
         var placed: [PlacedClaim] = []
-        for unit in kept {
-            let name = unit.model.description
-            slots.claimed(unit.model, name: name, limit: unit.limit)
-            if var claim = place(fence: unit.fence, model: unit.model, name: name, limit: unit.limit) {
+        for held in kept {
+            for unit in held.units { slots.claimed(unit.limit, capacity: unit.capacity) }
+            if case .placed(var claim) = place(fence: held.fence, units: held.units, inLine: false) {
                 claim.reclaim = true
                 placed.append(claim)
             } else {
-                excess.insert(unit.fence)
+                excess.insert(held.fence)
             }
         }
         server.clusterMetrics.excess = excess.count
@@ -103,7 +132,7 @@ extension ClusterLink {
         flushClaims()
     }
 
-    /// Sends the queued claims in transactions of at most 127, no more than
+    /// Sends the queued claims in transactions as full as etcd takes (`batch`), no more than
     /// `claimTransactionsAtOnce` under way: claims that come while they are wait for one to
     /// come back and go together (fewer, fuller transactions: etcd's cost is per transaction).
     /// A transaction also carries the deletions waiting to go if none is under way.
@@ -117,15 +146,11 @@ extension ClusterLink {
             return
         }
         while !claimQueue.isEmpty, claimTransactions < Self.claimTransactionsAtOnce, !stopped {
-            var batch = Array(claimQueue.prefix(Self.operationsPerTransaction))
-            claimQueue.removeFirst(batch.count)
+            var batch = takeClaimBatch()
             for position in batch.indices { batch[position].position = position }
-            var operations = batch.map { claim in
-                EtcdOperation.txn(compares: [.absent(claim.key)],
-                                  success: [.put(key: claim.key, value: claim.value, lease: lease)],
-                                  failure: [.get(.key(claim.key))])
-            }
-            let riders = takeDeletions(room: Self.operationsPerTransaction - batch.count)
+            var operations = batch.map { $0.operation(lease: lease) }
+            let widest = batch.map(\.slots.count).max() ?? 1
+            let riders = takeDeletions(room: Self.operationsPerTransaction + 1 - widest - batch.count)
             operations += riders.map(Self.deletion)
             server.clusterMetrics.claimTransactions += 1
             claimTransactions += 1
@@ -140,6 +165,23 @@ extension ClusterLink {
                 }
             }
         }
+    }
+
+    /// The next claims to send together, at most as many as etcd takes: its limit of
+    /// operations per branch (`--max-txn-ops`) applies to the outer transaction and, to each
+    /// nested one, less the outer one's count (etcd 3.4's `checkTxnRequest`), so nested claims
+    /// of up to `w` slots each fit `operationsPerTransaction + 1 − w` to a transaction.
+    private func takeClaimBatch() -> [PlacedClaim] {
+        var widest = 1, count = 0
+        for claim in claimQueue {
+            let wider = max(widest, claim.slots.count)
+            guard count + 1 + wider <= Self.operationsPerTransaction + 1 else { break }
+            widest = wider
+            count += 1
+        }
+        let batch = Array(claimQueue.prefix(max(count, 1)))
+        claimQueue.removeFirst(batch.count)
+        return batch
     }
 
     /// A claim transaction came back.
@@ -166,21 +208,25 @@ extension ClusterLink {
                     took(claim, clusterFence: Self.clusterFence(revision: answer.revision, position: claim.position))
                     continue
                 }
-                // Taken meanwhile: note its holder, then try another slot this host thinks free.
+                // A slot taken meanwhile: note the holders, then try slots this host thinks free.
                 server.clusterMetrics.conflicts += 1
-                slots.conflicted(claim)
-                if case .get(let range)? = nested.results.first, let holder = range.keyValues.first {
+                var taken: [SharedLimit] = []
+                for (slot, read) in zip(claim.slots, nested.results) {
+                    guard case .get(let range) = read, let holder = range.keyValues.first else { continue }
+                    taken.append(slot.limit)
                     slots.observe(key: holder.key, value: holder.value, layout: layout)
                 }
-                if var retry = place(fence: claim.fence, model: claim.model, name: claim.name, limit: claim.limit) {
+                slots.conflicted(claim, taken: taken)
+                switch place(fence: claim.fence, units: claim.units, inLine: !claim.reclaim) {
+                case .placed(var retry):
                     retry.reclaim = claim.reclaim
                     retries.append(retry)
-                } else if claim.reclaim {
+                case .full where claim.reclaim:
                     excess.insert(claim.fence)
                     server.clusterMetrics.excess = excess.count
-                } else {
-                    queueBehind(claim.model, priority: queuePriority(claim.model, fence: claim.fence))
-                    session.claimFailed(fence: claim.fence)
+                case .full(let limit):
+                    queueBehind(limit, priority: queuePriority(limit, fence: claim.fence))
+                    session.claimFailed(fence: claim.fence, full: limit)
                 }
             }
             sendClaims(retries)
@@ -188,15 +234,15 @@ extension ClusterLink {
         }
     }
 
-    /// A claim's slot is this host's: the broker grants its request, or, if no claim waits
-    /// with that fence any more, the slot is deleted.
+    /// A claim's slots are this host's: the broker grants its request, or, if no claim waits
+    /// with that fence any more, the slots are deleted.
     private func took(_ claim: PlacedClaim, clusterFence: UInt64?) {
         slots.took(claim)
         if claim.reclaim { return }
         server.clusterMetrics.claimsWon += 1
-        leaveQueue(claim.model.description)
+        for unit in claim.units { leaveQueue(unit.limit) }
         guard let clusterFence, session.claimSucceeded(fence: claim.fence, clusterFence: clusterFence) else {
-            if let placed = slots.release(fence: claim.fence) { deletions.append(placed) }
+            if let given = slots.release(fence: claim.fence) { deletions += given }
             sendDeletions()
             return
         }
@@ -222,12 +268,14 @@ extension ClusterLink {
     }
 
     /// Reads back the slots of claims whose outcome is unknown (protocol/CLUSTER.md §3.4): a
-    /// slot holding `{host, fence}` was claimed, anything else was not.
+    /// claim whose slots hold `{host, fence}` was applied (its transaction put all or none),
+    /// anything else was not. Each claim's reads are one nested transaction.
     func retryReadBacks() {
         guard !readingBack, !readBacks.isEmpty, !stopped else { return }
         readingBack = true
-        let batch = Array(readBacks.prefix(Self.operationsPerTransaction))
-        client.txn([], success: batch.map { .get(.key($0.key)) }) { [inbox] result in
+        let batch = Array(readBacks.prefix(Self.operationsPerTransaction / 2))
+        let reads = batch.map { claim in EtcdOperation.txn(compares: [], success: claim.slots.map { .get(.key($0.key)) }, failure: []) }
+        client.txn([], success: reads) { [inbox] result in
             inbox.post { $0.readBack(batch, result) }
         }
     }
@@ -238,11 +286,16 @@ extension ClusterLink {
         let done = Set(batch.map(\.fence))
         readBacks.removeAll { done.contains($0.fence) }
         for (claim, found) in zip(batch, answer.results) {
-            guard case .get(let range) = found, let slot = range.keyValues.first, slot.value == claim.value else {
+            let reads: [EtcdKeyValue] = if case .txn(let nested) = found {
+                nested.results.compactMap { if case .get(let range) = $0 { range.keyValues.first } else { nil } }
+            } else { [] }
+            guard reads.count == claim.slots.count, let read = reads.first,
+                  zip(claim.slots, reads).allSatisfy({ $0.value == $1.value })
+            else {
                 notApplied(claim)
                 continue
             }
-            took(claim, clusterFence: Self.clusterFence(revision: slot.createRevision, position: claim.position))
+            took(claim, clusterFence: Self.clusterFence(revision: read.createRevision, position: claim.position))
         }
         retryReadBacks()
     }
@@ -260,18 +313,18 @@ extension ClusterLink {
 
     /// The next batch of deletions to send, at most `room`, marked under way; none while a
     /// batch is under way.
-    private func takeDeletions(room: Int) -> [PlacedClaim] {
+    private func takeDeletions(room: Int) -> [PlacedSlot] {
         guard !deleting, room > 0, !deletions.isEmpty, lease != nil, !stopped else { return [] }
         deleting = true
         return Array(deletions.prefix(room))
     }
 
     /// A deletion as a nested transaction: only if the slot still holds this host's claim.
-    private static func deletion(_ slot: PlacedClaim) -> EtcdOperation {
+    private static func deletion(_ slot: PlacedSlot) -> EtcdOperation {
         .txn(compares: [.value(slot.key, .equal, slot.value)], success: [.delete(.key(slot.key))], failure: [])
     }
 
-    private func deleted(_ batch: [PlacedClaim], _ result: Result<EtcdTxnResult, EtcdError>) {
+    private func deleted(_ batch: [PlacedSlot], _ result: Result<EtcdTxnResult, EtcdError>) {
         deleting = false
         if case .failure(let error) = result {
             logger.warning("cluster: a deletion of given-back slots failed; trying again", metadata: [
@@ -280,9 +333,9 @@ extension ClusterLink {
         }
         let done = Set(batch.map(\.key))
         deletions.removeAll { done.contains($0.key) }
-        var freed = Set<ModelKey>()
-        for slot in batch where slots.deleted(slot) { freed.insert(slot.model) }
-        for model in freed.sorted() { capacityFreed(model) }
+        var freed = Set<SharedLimit>()
+        for slot in batch where slots.deleted(slot) { freed.insert(slot.limit) }
+        for limit in freed.sorted() { capacityFreed(limit) }
         sendDeletions()
         if !behindDeletions.isEmpty {
             let waiting = behindDeletions

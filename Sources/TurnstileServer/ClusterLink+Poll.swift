@@ -42,17 +42,16 @@ extension ClusterLink {
         // host is first in the line as this same poll shows it.
         serveTickets(ranges[1].keyValues, serial: serial)
         var polled: [String: SlotLayout.Slot] = [:]
-        var orphans: [PlacedClaim] = []
+        var orphans: [PlacedSlot] = []
         for entry in range.keyValues {
             let slot = layout.takenSlot(key: entry.key, value: entry.value)
             polled[entry.key] = slot
             guard slot.host == layout.host, !slots.isOwn(entry.key), !session.ownsSharedUnit(fence: slot.fence),
-                  let model = ModelKey(parsing: slot.name)
+                  let limit = SharedLimit(kind: slot.kind, name: slot.name)
             else { continue }
-            orphans.append(PlacedClaim(fence: slot.fence, model: model, name: slot.name, limit: slot.index + 1, index: slot.index,
-                                       key: entry.key, value: entry.value))
+            orphans.append(PlacedSlot(fence: slot.fence, limit: limit, index: slot.index, key: entry.key, value: entry.value))
         }
-        for model in slots.replaceObserved(with: polled, host: layout.host) { capacityFreed(model) }
+        for limit in slots.replaceObserved(with: polled, host: layout.host) { capacityFreed(limit) }
         server.clusterMetrics.useByHost = slots.useByHost()
         for orphan in orphans {
             logger.info("cluster: deleting a slot of this host that no lease here holds",

@@ -51,7 +51,7 @@ final class ClusterLink {
     var agreed = false
     /// The slots this host knows of: its own, those in flight, the others' as last polled.
     var slots: SlotBook
-    /// The waiting hosts' order, per model (ClusterLink+Tickets).
+    /// The waiting hosts' order, per shared limit (ClusterLink+Tickets).
     var tickets = TicketBook()
     var polling = false
     var nextPollAt = Instant(milliseconds: 0)
@@ -75,23 +75,23 @@ final class ClusterLink {
     var excess: Set<UInt64> = []
     /// The host lease expired: leases kept through the loss claim their units again on the next.
     var reclaimDue = false
-    /// Claims waiting for this host's deletion of a unit of their model to be acknowledged.
+    /// Claims waiting for this host's deletion of a unit of a limit of theirs to be acknowledged.
     var behindDeletions: [ClaimRequest] = []
     /// Claims placed in a slot, waiting for a transaction (`flushClaims`).
     var claimQueue: [PlacedClaim] = []
     /// Claim transactions under way.
     var claimTransactions = 0
     /// Slots to delete, kept until a delete is acknowledged.
-    var deletions: [PlacedClaim] = []
+    var deletions: [PlacedSlot] = []
     var deleting = false
     var stopped = false
 
     /// How often the tick runs: the slots poll's period, and how soon a failed call is retried.
     static let tickMilliseconds: UInt64 = 100
-    /// At most this many claims (or deletions) per transaction: etcd's default limit of
-    /// operations per branch (`--max-txn-ops`, 128) counts a nested transaction's own branch
+    /// At most this many one-slot claims (or deletions) per transaction: etcd's default limit
+    /// of operations per branch (`--max-txn-ops`, 128) counts a nested transaction's own branch
     /// against what is left of the outer one (etcd 3.4's `checkTxnRequest`), so 127 one-operation
-    /// nested transactions fit, and 128 are refused.
+    /// nested transactions fit, and 128 are refused (wider claims: `takeClaimBatch`).
     static let operationsPerTransaction = 127
     /// At most this many claim transactions under way at once (`flushClaims`). Measured with
     /// 64 clients on each of three daemons: 1 left etcd idle between transactions, no bound

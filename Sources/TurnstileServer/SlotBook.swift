@@ -2,7 +2,7 @@ import TurnstileCluster
 import TurnstileCore
 
 /// What one host knows of the fleet's slots (protocol/CLUSTER.md §3.2), to choose a free slot
-/// for each claim without a round trip: its own slots (claimed, held, being deleted), which it
+/// of each limit a claim needs without a round trip: its own slots (claimed, held, being deleted), which it
 /// knows first-hand, and the other hosts' as the last poll (or a lost claim) showed them.
 /// A slot this host thinks free may be taken meanwhile; the claim's transaction decides.
 struct SlotBook {
@@ -16,22 +16,30 @@ struct SlotBook {
     /// One of this host's slots: its use, and which unit of which limit it is.
     struct OwnSlot {
         var use: OwnUse
-        let name: String
+        let limit: SharedLimit
         let index: Int
+    }
+
+    /// A slot as last polled: the limit its key names (nil for a kind or name this daemon does
+    /// not claim from), which unit, and its holder (empty when its value names none).
+    struct SeenSlot {
+        let limit: SharedLimit?
+        let index: Int
+        let host: String
     }
 
     /// This host's slots, by key.
     private(set) var own: [String: OwnSlot] = [:]
-    /// The slots this host holds, by the fence of the lease (or claim) they are for.
+    /// The claims whose slots this host holds, by the fence of the lease (or claim) they are for.
     private(set) var held: [UInt64: PlacedClaim] = [:]
     /// Every slot as last polled (this host's included), by key.
-    private(set) var observed: [String: SlotLayout.Slot] = [:]
-    /// The models this host claimed, by name, with their limits: the only ones whose freed
-    /// units it reports.
-    private(set) var models: [String: (model: ModelKey, limit: Int)] = [:]
-    /// Per model this host claimed, which units it counts as taken (`own` and `observed` as
+    private(set) var observed: [String: SeenSlot] = [:]
+    /// The limits this host claimed, with their values: the only ones whose freed units it
+    /// reports.
+    private(set) var limits: [SharedLimit: Int] = [:]
+    /// Per limit this host claimed, which units it counts as taken (`own` and `observed` as
     /// marks): what the search for a free slot reads.
-    private var occupancy: [String: SlotOccupancy] = [:]
+    private var occupancy: [SharedLimit: SlotOccupancy] = [:]
 
     /// Where this host's searches for a free slot start until a conflict moves them
     /// (`SlotOccupancy`): a hash of its name (FNV-1a, then mixed, as names differing in their
@@ -45,65 +53,67 @@ struct SlotBook {
         start = mixed ^ (mixed >> 33)
     }
 
-    /// An index below `limit` whose slot this host thinks free; nil if none is.
-    func freeIndex(name: String, limit: Int) -> Int? {
-        guard let units = occupancy[name], units.limit == limit else { return nil }
+    /// An index below `capacity` whose slot of `limit` this host thinks free; nil if none is.
+    func freeIndex(_ limit: SharedLimit, capacity: Int) -> Int? {
+        guard let units = occupancy[limit], units.limit == capacity else { return nil }
         return units.freeIndex()
     }
 
-    /// A claim of `model` came from the broker: from now on the polls report its freed units,
-    /// whether or not the claim finds a slot (a claim that finds none leaves the model full,
+    /// A claim of `limit` came from the broker: from now on the polls report its freed units,
+    /// whether or not the claim finds a slot (a claim that finds none leaves the limit full,
     /// and only a freed unit lifts that).
-    mutating func claimed(_ model: ModelKey, name: String, limit: Int) {
-        if let known = models[name], known.limit == limit { return }
-        models[name] = (model, limit)
-        // New (or its limit changed): its marks are made from what this host knows.
-        var units = SlotOccupancy(limit: limit, start: Int(start % UInt64(max(limit, 1))))
-        for slot in own.values where slot.name == name { units.mark(slot.index, SlotOccupancy.own, true) }
-        for slot in observed.values where slot.name == name { units.mark(slot.index, SlotOccupancy.observed, true) }
-        units.deleting = own.values.filter { $0.name == name && $0.isDeleting }.count
-        occupancy[name] = units
+    mutating func claimed(_ limit: SharedLimit, capacity: Int) {
+        if limits[limit] == capacity { return }
+        limits[limit] = capacity
+        // New (or its value changed): its marks are made from what this host knows.
+        var units = SlotOccupancy(limit: capacity, start: Int(start % UInt64(max(capacity, 1))))
+        for slot in own.values where slot.limit == limit { units.mark(slot.index, SlotOccupancy.own, true) }
+        for slot in observed.values where slot.limit == limit { units.mark(slot.index, SlotOccupancy.observed, true) }
+        units.deleting = own.values.filter { $0.limit == limit && $0.isDeleting }.count
+        occupancy[limit] = units
     }
 
     mutating func claiming(_ claim: PlacedClaim) {
-        setOwn(claim.key, OwnSlot(use: .claiming(fence: claim.fence), name: claim.name, index: claim.index))
+        for slot in claim.slots { setOwn(slot.key, OwnSlot(use: .claiming(fence: claim.fence), limit: slot.limit, index: slot.index)) }
     }
 
-    /// Whether this host is deleting a slot of `name` (given back, not yet acknowledged).
-    func isDeleting(name: String) -> Bool { (occupancy[name]?.deleting ?? 0) > 0 }
+    /// Whether this host is deleting a slot of `limit` (given back, not yet acknowledged).
+    func isDeleting(_ limit: SharedLimit) -> Bool { (occupancy[limit]?.deleting ?? 0) > 0 }
 
-    /// A claim that did not take: its slot is not this host's.
+    /// A claim that did not take: its slots are not this host's.
     mutating func forget(_ claim: PlacedClaim) {
-        if case .claiming? = own[claim.key]?.use { setOwn(claim.key, nil) }
+        for slot in claim.slots {
+            if case .claiming? = own[slot.key]?.use { setOwn(slot.key, nil) }
+        }
     }
 
-    /// A claim whose slot another host took since the last poll.
-    mutating func conflicted(_ claim: PlacedClaim) {
+    /// A claim some of whose slots (`taken`) another host took since the last poll.
+    mutating func conflicted(_ claim: PlacedClaim, taken: [SharedLimit]) {
         forget(claim)
-        occupancy[claim.name]?.conflicted = true
+        for limit in taken { occupancy[limit]?.conflicted = true }
     }
 
     /// A claim that took.
     mutating func took(_ claim: PlacedClaim) {
-        setOwn(claim.key, OwnSlot(use: .held(fence: claim.fence), name: claim.name, index: claim.index))
+        for slot in claim.slots { setOwn(slot.key, OwnSlot(use: .held(fence: claim.fence), limit: slot.limit, index: slot.index)) }
         held[claim.fence] = claim
     }
 
-    /// The unit held for `fence` is given back: its slot is to be deleted.
-    /// - Returns: the slot, or nil if this host holds none for `fence`.
-    mutating func release(fence: UInt64) -> PlacedClaim? {
+    /// The units held for `fence` are given back: their slots are to be deleted.
+    /// - Returns: the slots, or nil if this host holds none for `fence`.
+    mutating func release(fence: UInt64) -> [PlacedSlot]? {
         guard let claim = held.removeValue(forKey: fence) else { return nil }
-        setOwn(claim.key, OwnSlot(use: .deleting, name: claim.name, index: claim.index))
-        return claim
+        for slot in claim.slots { setOwn(slot.key, OwnSlot(use: .deleting, limit: slot.limit, index: slot.index)) }
+        return claim.slots
     }
 
     /// A slot this host found holding a claim of its own that nothing here owns: to delete.
-    mutating func orphaned(_ claim: PlacedClaim) {
-        setOwn(claim.key, OwnSlot(use: .deleting, name: claim.name, index: claim.index))
+    mutating func orphaned(_ slot: PlacedSlot) {
+        setOwn(slot.key, OwnSlot(use: .deleting, limit: slot.limit, index: slot.index))
     }
 
     /// A deletion was acknowledged. - Returns: whether the slot counted as this host's.
-    mutating func deleted(_ slot: PlacedClaim) -> Bool {
+    mutating func deleted(_ slot: PlacedSlot) -> Bool {
         setObserved(slot.key, nil)
         guard own[slot.key]?.isDeleting == true else { return false }
         setOwn(slot.key, nil)
@@ -122,28 +132,29 @@ struct SlotBook {
 
     /// A slot read in a lost claim's transaction.
     mutating func observe(key: String, value: [UInt8], layout: SlotLayout) {
-        setObserved(key, layout.takenSlot(key: key, value: value))
+        setObserved(key, Self.seen(layout.takenSlot(key: key, value: value)))
     }
 
-    /// Replaces the observed slots with a poll's; returns the models, among those this host
-    /// claimed, that have a unit freed since the last poll. A model whose claims met a conflict
+    /// Replaces the observed slots with a poll's; returns the limits, among those this host
+    /// claimed, that have a unit freed since the last poll. A limit whose claims met a conflict
     /// since the last poll moves its search's start away from the other hosts' slots.
-    mutating func replaceObserved(with polled: [String: SlotLayout.Slot], host: String) -> [ModelKey] {
-        var freed = Set<ModelKey>()
+    mutating func replaceObserved(with polled: [String: SlotLayout.Slot], host: String) -> [SharedLimit] {
+        var freed = Set<SharedLimit>()
         for (key, slot) in observed where polled[key] == nil {
-            if let model = models[slot.name]?.model { freed.insert(model) }
+            if let limit = slot.limit, limits[limit] != nil { freed.insert(limit) }
         }
-        observed = polled
-        for name in occupancy.keys { occupancy[name]!.clearObserved() }
-        var others: [String: [Bool]] = [:]
-        for (name, units) in occupancy where units.conflicted { others[name] = Array(repeating: false, count: units.limit) }
-        for slot in polled.values where occupancy[slot.name] != nil {
-            occupancy[slot.name]!.mark(slot.index, SlotOccupancy.observed, true)
-            if slot.host != host, slot.index < others[slot.name]?.count ?? 0 { others[slot.name]![slot.index] = true }
+        observed = polled.mapValues(Self.seen)
+        for limit in occupancy.keys { occupancy[limit]!.clearObserved() }
+        var others: [SharedLimit: [Bool]] = [:]
+        for (limit, units) in occupancy where units.conflicted { others[limit] = Array(repeating: false, count: units.limit) }
+        for slot in observed.values {
+            guard let limit = slot.limit, occupancy[limit] != nil else { continue }
+            occupancy[limit]!.mark(slot.index, SlotOccupancy.observed, true)
+            if slot.host != host, slot.index < others[limit]?.count ?? 0 { others[limit]![slot.index] = true }
         }
-        for (name, taken) in others {
-            occupancy[name]!.moveStart(awayFrom: taken)
-            occupancy[name]!.conflicted = false
+        for (limit, taken) in others {
+            occupancy[limit]!.moveStart(awayFrom: taken)
+            occupancy[limit]!.conflicted = false
         }
         return freed.sorted()
     }
@@ -151,32 +162,38 @@ struct SlotBook {
     /// Whether this host's own bookkeeping knows `key` (claiming, holding or deleting it).
     func isOwn(_ key: String) -> Bool { own[key] != nil }
 
-    /// The slots each host holds, per model name, as last polled.
-    func useByHost() -> [String: [String: Int]] {
-        var use: [String: [String: Int]] = [:]
-        for slot in observed.values where slot.index >= 0 && !slot.host.isEmpty {
-            use[slot.name, default: [:]][slot.host, default: 0] += 1
+    /// The slots each host holds, per shared limit, as last polled.
+    func useByHost() -> [SharedLimit: [String: Int]] {
+        var use: [SharedLimit: [String: Int]] = [:]
+        for slot in observed.values where !slot.host.isEmpty {
+            guard let limit = slot.limit else { continue }
+            use[limit, default: [:]][slot.host, default: 0] += 1
         }
         return use
     }
 
-    /// Changes this host's use of `key`, keeping its model's marks and deletion count in step.
+    /// A polled slot as the book keeps it.
+    private static func seen(_ slot: SlotLayout.Slot) -> SeenSlot {
+        SeenSlot(limit: slot.index >= 0 ? SharedLimit(kind: slot.kind, name: slot.name) : nil, index: slot.index, host: slot.host)
+    }
+
+    /// Changes this host's use of `key`, keeping its limit's marks and deletion count in step.
     private mutating func setOwn(_ key: String, _ slot: OwnSlot?) {
         if let old = own[key] {
-            occupancy[old.name]?.mark(old.index, SlotOccupancy.own, false)
-            if old.isDeleting { occupancy[old.name]?.deleting -= 1 }
+            occupancy[old.limit]?.mark(old.index, SlotOccupancy.own, false)
+            if old.isDeleting { occupancy[old.limit]?.deleting -= 1 }
         }
         own[key] = slot
         if let slot {
-            occupancy[slot.name]?.mark(slot.index, SlotOccupancy.own, true)
-            if slot.isDeleting { occupancy[slot.name]?.deleting += 1 }
+            occupancy[slot.limit]?.mark(slot.index, SlotOccupancy.own, true)
+            if slot.isDeleting { occupancy[slot.limit]?.deleting += 1 }
         }
     }
 
-    private mutating func setObserved(_ key: String, _ slot: SlotLayout.Slot?) {
-        if let old = observed[key] { occupancy[old.name]?.mark(old.index, SlotOccupancy.observed, false) }
+    private mutating func setObserved(_ key: String, _ slot: SeenSlot?) {
+        if let old = observed[key], let limit = old.limit { occupancy[limit]?.mark(old.index, SlotOccupancy.observed, false) }
         observed[key] = slot
-        if let slot { occupancy[slot.name]?.mark(slot.index, SlotOccupancy.observed, true) }
+        if let slot, let limit = slot.limit { occupancy[limit]?.mark(slot.index, SlotOccupancy.observed, true) }
     }
 }
 

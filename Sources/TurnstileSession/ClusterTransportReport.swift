@@ -1,3 +1,5 @@
+import TurnstileCore
+
 /// What the transport counts of its work with the cluster (protocol/CLUSTER.md §6): the broker
 /// knows claims and their outcomes, the transport knows transactions, conflicts, round trips
 /// and the other hosts' slots. `status` and `metrics` show both.
@@ -19,8 +21,8 @@ public struct ClusterTransportReport: Sendable, Equatable {
     public var excess = 0
     /// Why this host does not join the cluster (its shared limits disagree with the fleet's).
     public var problem: String?
-    /// Slots held per shared model and host, as last polled.
-    public var useByHost: [String: [String: Int]] = [:]
+    /// Slots held per shared limit and host, as last polled.
+    public var useByHost: [SharedLimit: [String: Int]] = [:]
 
     public init() {}
 

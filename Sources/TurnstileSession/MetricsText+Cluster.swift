@@ -32,9 +32,10 @@ extension MetricsText {
             .set(transport.roundTrips == 0 ? 0 : Double(transport.roundTripNanoseconds) / Double(transport.roundTrips) / 1e9)
         registry.makeGauge(descriptor: describe("round_trip_seconds_max", "Longest round trip of a claim transaction."), labels: [])
             .set(Double(transport.roundTripMaxNanoseconds) / 1e9)
-        for model in transport.useByHost.keys.sorted() {
-            for (host, count) in transport.useByHost[model]!.sorted(by: { $0.key < $1.key }) {
-                gauge("slots_held", "Shared units held, per model and host, as last polled.", count, [("model", model), ("host", host)])
+        for limit in transport.useByHost.keys.sorted() {
+            for (host, count) in transport.useByHost[limit]!.sorted(by: { $0.key < $1.key }) {
+                gauge("slots_held", "Shared units held, per shared limit (kind and name) and host, as last polled.", count,
+                      [("kind", limit.kind), ("name", limit.name), ("host", host)])
             }
         }
     }

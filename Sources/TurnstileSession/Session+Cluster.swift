@@ -1,6 +1,6 @@
 import TurnstileCore
 
-/// What the transport reports of the cluster model capacity is shared with
+/// What the transport reports of the cluster capacity is shared with
 /// (protocol/CLUSTER.md §3–§5): the outcome of each claim it sent from `outbox.claims`, units
 /// it saw freed, and the host lease registered, renewed or lost. Each is handed to the broker
 /// and its effects turned into output, as for a request: a claim that succeeds answers the
@@ -16,12 +16,13 @@ extension Session {
         return known
     }
 
-    /// The cluster had no free unit for the claim with this fence: its request waits, claims
-    /// another of its models, or is answered `unavailable` (`reason: "model"`).
+    /// The cluster had no free unit of `full`, one of the limits of the claim with this fence:
+    /// its request waits, claims another of its models, or is answered `unavailable` (`reason`
+    /// `model`, `project`, `mention` or `pool`).
     /// - Returns: false if no claim waits with that fence.
     @discardableResult
-    public func claimFailed(fence: UInt64) -> Bool {
-        let known = take(broker.claimFailed(fence: fence, now: now))
+    public func claimFailed(fence: UInt64, full: SharedLimit) -> Bool {
+        let known = take(broker.claimFailed(fence: fence, full: full, now: now))
         processEffects()
         return known
     }
@@ -49,10 +50,10 @@ extension Session {
         take(broker.claimOutcomeUnknown(fence: fence))
     }
 
-    /// The transport's watch on the slots saw a unit of `model` freed by any host: waiters a
+    /// The transport's poll of the slots saw a unit of `limit` freed by any host: waiters a
     /// failed claim held back may claim it.
-    public func sharedCapacityFreed(model: ModelKey) {
-        take(broker.sharedCapacityFreed(model: model, now: now))
+    public func sharedCapacityFreed(_ limit: SharedLimit) {
+        take(broker.sharedCapacityFreed(limit, now: now))
         processEffects()
     }
 

@@ -95,7 +95,7 @@ extension Session {
             broadcast { Answers.watchUnflagged(&$0, model: model) }
         case .claim(let ticket, let claim):
             if debugLogging {
-                logger.debug("claiming", metadata: ["fence": "\(claim.fence)", "model": "\(claim.model)", "client": "\(ticket.client)"])
+                logger.debug("claiming", metadata: ["fence": "\(claim.fence)", "units": "\(claim.units.map(\.limit.description))", "client": "\(ticket.client)"])
             }
             outbox.claims.append(claim)
         case .unclaim(let unit):

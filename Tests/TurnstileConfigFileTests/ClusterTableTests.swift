@@ -22,14 +22,20 @@ struct ClusterTableTests {
         #expect(cluster == ClusterConfig(endpoints: ["http://10.0.0.5:2379", "http://10.0.0.6:2379", "http://10.0.0.7:2379"],
                                          prefix: "/turnstile/fleet-a/", host: "builder-3", leaseTTLMilliseconds: 5_000,
                                          shared: [.models, .throttles, .subscriptionLimits], onLoss: .keep))
-        #expect(cluster.sharesModels)
+    }
+
+    @Test func everyKindCanBeShared() throws {
+        let text = "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\n"
+            + "shared = [\"models\", \"throttles\", \"subscription_limits\", \"projects\", \"pauses\", \"pools\", \"pools\"]\n"
+        let cluster = try #require(try ConfigParser.parse(text, file: "t.toml").cluster)
+        #expect(cluster.shared == Set(ClusterConfig.SharedKind.allCases))
     }
 
     @Test func everyOtherKeyHasADefault() throws {
         let text = "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\nshared = [\"models\"]\n"
         let cluster = try #require(try ConfigParser.parse(text, file: "t.toml").cluster)
         #expect(cluster.prefix == "/turnstile/" && cluster.host == nil && cluster.leaseTTLMilliseconds == 5_000)
-        #expect(cluster.onLoss == .revoke && cluster.shared == [.models] && cluster.sharesModels)
+        #expect(cluster.onLoss == .revoke && cluster.shared == [.models])
     }
 
     struct Refusal: CustomTestStringConvertible, Sendable {
@@ -61,8 +67,6 @@ struct ClusterTableTests {
         Refusal(body: minimal + "lease_ttl_ms = 3600001\n", line: 4, key: "cluster.lease_ttl_ms", says: "from 2000 to 3600000"),
         Refusal(body: minimal + "on_loss = \"panic\"\n", line: 4, key: "cluster.on_loss", says: "\"revoke\" or \"keep\""),
         Refusal(body: minimal + "endpoint = \"x\"\n", line: 4, key: "cluster.endpoint", says: "unknown key"),
-        Refusal(body: "endpoints = [\"http://127.0.0.1:2379\"]\nshared = [\"models\", \"pools\"]\n", line: 3,
-                key: "cluster.shared", says: "pools are not shared across hosts by this turnstiled yet"),
         Refusal(body: "endpoints = [\"https://127.0.0.1:2379\", \"http://127.0.0.1:2380\"]\nshared = [\"models\"]\n", line: 2,
                 key: "cluster.endpoints", says: "all over TLS or none"),
         Refusal(body: minimal + "ca_file = \"/etc/etcd/ca.pem\"\n", line: 4, key: "cluster.ca_file",
@@ -75,16 +79,6 @@ struct ClusterTableTests {
     ]
 
     static let tlsMinimal = "endpoints = [\"https://127.0.0.1:2379\"]\nshared = [\"models\"]\n"
-
-    @Test func pausesMayBeSharedButProjectsAndPoolsNotYet() throws {
-        let text = "[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\nshared = [\"pauses\"]\n"
-        #expect(try ConfigParser.parse(text, file: "t.toml").cluster?.shared == [.pauses])
-        for kind in ["projects", "pools"] {
-            #expect(throws: ConfigError.self) {
-                try ConfigParser.parse(text.replacingOccurrences(of: "pauses", with: kind), file: "t.toml")
-            }
-        }
-    }
 
     @Test func httpsEndpointsTakeACAAndAClientCertificate() throws {
         let text = "[cluster]\n" + Self.tlsMinimal

@@ -62,7 +62,7 @@ struct ClusterClaimTests {
         // The model counts as full across the cluster: a request that does not wait is refused.
         let refused = try #require(h.acquire(model: "p/a").refusal)
         #expect(refused.reason == .model && refused.limit == 2 && refused.inUse == 2)
-        #expect(h.broker.status(now: h.now).cluster?.exhausted == [Self.modelA])
+        #expect(h.broker.status(now: h.now).cluster?.exhausted == [.model(Self.modelA)])
         #expect(h.violations().isEmpty)
 
         h.now = h.now.adding(milliseconds: 10)
@@ -139,17 +139,17 @@ struct ClusterClaimTests {
         let h = H()
         let released = try #require(h.claimedGrant(clusterFence: 10))
         #expect(h.release(released))
-        #expect(H.unclaims(in: h.effects()) == [Unclaim(fence: released.fence, model: Self.modelA)])
+        #expect(H.unclaims(in: h.effects()) == [Unclaim(fence: released.fence, limits: [.model(Self.modelA)])])
 
         let expiring = try #require(h.claimedGrant(ttl: 1_000, clusterFence: 11))
         h.advance(1_000)
         let ended = h.effects()
-        #expect(H.unclaims(in: ended) == [Unclaim(fence: expiring.fence, model: Self.modelA)])
+        #expect(H.unclaims(in: ended) == [Unclaim(fence: expiring.fence, limits: [.model(Self.modelA)])])
         #expect(ended.contains { if case .leaseEnded(let lease, .expired) = $0 { lease.fence == expiring.fence } else { false } })
 
         let withdrawn = try #require(h.claimedGrant(clusterFence: 12))
         #expect(h.withdrawGrant(fence: withdrawn.fence, isNew: true))
-        #expect(H.unclaims(in: h.effects()) == [Unclaim(fence: withdrawn.fence, model: Self.modelA)])
+        #expect(H.unclaims(in: h.effects()) == [Unclaim(fence: withdrawn.fence, limits: [.model(Self.modelA)])])
         #expect(h.broker.permitsInUse == 0 && h.violations().isEmpty)
     }
 
@@ -161,7 +161,7 @@ struct ClusterClaimTests {
         #expect(h.release(lease))
         #expect(H.unclaims(in: h.effects()).isEmpty, "its work still runs")
         h.broker.decideProcessGroupEnded(77, now: h.now)
-        #expect(H.unclaims(in: h.effects()) == [Unclaim(fence: lease.fence, model: Self.modelA)])
+        #expect(H.unclaims(in: h.effects()) == [Unclaim(fence: lease.fence, limits: [.model(Self.modelA)])])
         #expect(h.violations().isEmpty)
     }
 
@@ -169,7 +169,7 @@ struct ClusterClaimTests {
         let h = H()
         let lease = try #require(h.claimedGrant(clusterFence: 10))
         _ = h.broker.decidePark(lease.token, now: h.now)
-        #expect(H.unclaims(in: h.effects()) == [Unclaim(fence: lease.fence, model: Self.modelA)])
+        #expect(H.unclaims(in: h.effects()) == [Unclaim(fence: lease.fence, limits: [.model(Self.modelA)])])
         #expect(h.broker.lease(fence: lease.fence)?.clusterFence == nil)
 
         let ticket = h.ticket()
@@ -198,7 +198,7 @@ struct ClusterClaimTests {
         #expect(H.failures(in: h.effects())[ticket] == .leaseGone)
         #expect(h.broker.permitsInUse == 1, "the claim holds its reservation until its outcome")
         #expect(h.claimSucceeded(fence: lease.fence, clusterFence: 21))
-        #expect(H.unclaims(in: h.effects()) == [Unclaim(fence: lease.fence, model: Self.modelA)])
+        #expect(H.unclaims(in: h.effects()) == [Unclaim(fence: lease.fence, limits: [.model(Self.modelA)])])
         #expect(h.broker.permitsInUse == 0 && h.violations().isEmpty)
     }
 

@@ -24,7 +24,7 @@ struct ClusterDroppedClaimTests {
 
         #expect(h.claimSucceeded(fence: 1, clusterFence: 40))
         let effects = h.effects()
-        #expect(H.unclaims(in: effects) == [Unclaim(fence: 1, model: Self.modelA)])
+        #expect(H.unclaims(in: effects) == [Unclaim(fence: 1, limits: [.model(Self.modelA)])])
         #expect(H.grants(in: effects).isEmpty && h.broker.leaseCount == 0 && h.broker.permitsInUse == 0)
         #expect(h.violations().isEmpty)
     }
@@ -86,7 +86,7 @@ struct ClusterDroppedClaimTests {
         config.cluster = nil
         config.limits.global = 3
         h.broker.decideReload(config, now: h.now)
-        #expect(h.broker.config.cluster?.sharesModels == true && h.broker.config.limits.global == 3)
+        #expect(h.broker.config.cluster?.shared.contains(.models) == true && h.broker.config.limits.global == 3)
         #expect(h.acquire(model: "p/a").isClaiming)
         #expect(h.violations().isEmpty)
     }

@@ -24,11 +24,11 @@ struct ClusterFleetOrderTests {
             config.limits.priorityAgingMilliseconds = 0
             config.projects = [ProjectConfig(name: "capped", max: 1)]
         }
-        #expect(h.broker.fleetWaiterPriority(for: Self.modelA, now: h.now) == nil, "nobody waits")
+        #expect(h.broker.fleetWaiterPriority(for: .model(Self.modelA), now: h.now) == nil, "nobody waits")
         Self.waitForTheFleet(h, priority: 3, client: 1)
-        #expect(h.broker.fleetWaiterPriority(for: Self.modelA, now: h.now) == 3)
+        #expect(h.broker.fleetWaiterPriority(for: .model(Self.modelA), now: h.now) == 3)
         Self.waitForTheFleet(h, priority: 1, client: 2)
-        #expect(h.broker.fleetWaiterPriority(for: Self.modelA, now: h.now) == 3, "the best of them")
+        #expect(h.broker.fleetWaiterPriority(for: .model(Self.modelA), now: h.now) == 3, "the best of them")
 
         // A waiter of higher priority whose own host's project cap holds it back (the cap of 1
         // is taken by a local lease) does not raise this host's place: it could not take a unit.
@@ -38,28 +38,28 @@ struct ClusterFleetOrderTests {
         _ = h.decide(capped, ticket: h.ticket(3))
         _ = h.effects()
         #expect(h.broker.status(now: h.now).waiting.contains { $0.project == "capped" && $0.reason == .project })
-        #expect(h.broker.fleetWaiterPriority(for: Self.modelA, now: h.now) == 3)
-        #expect(h.broker.fleetWaiterPriority(for: H.key("q/b"), now: h.now) == nil, "q/b is not full")
+        #expect(h.broker.fleetWaiterPriority(for: .model(Self.modelA), now: h.now) == 3)
+        #expect(h.broker.fleetWaiterPriority(for: .model(H.key("q/b")), now: h.now) == nil, "q/b is not full")
 
         // A unit freed: the model is not full any more, so nobody queues for the fleet.
         #expect(h.sharedCapacityFreed(Self.modelA))
         _ = h.effects()
-        #expect(h.broker.fleetWaiterPriority(for: Self.modelA, now: h.now) == nil)
+        #expect(h.broker.fleetWaiterPriority(for: .model(Self.modelA), now: h.now) == nil)
     }
 
     @Test func underRoundRobinEveryWaiterHeldBackByTheFleetCountsAsPriorityZero() {
         let h = H()
         Self.waitForTheFleet(h, priority: 7, client: 1)
-        #expect(h.broker.fleetWaiterPriority(for: Self.modelA, now: h.now) == 0)
+        #expect(h.broker.fleetWaiterPriority(for: .model(Self.modelA), now: h.now) == 0)
     }
 
     @Test func waitersHeldBackOnlyByTheirHostsLimitsPutNoTicket() {
         let h = H { config in config.limits.global = 1 }
         Self.waitForTheFleet(h, priority: 0, client: 1)
-        #expect(h.broker.fleetWaiterPriority(for: Self.modelA, now: h.now) == 0)
+        #expect(h.broker.fleetWaiterPriority(for: .model(Self.modelA), now: h.now) == 0)
         // The host's one global slot taken by a local lease: the waiter, admitted, would still
         // be held back by the global limit, so it does not queue for the fleet's units.
         #expect(h.grant() != nil)
-        #expect(h.broker.fleetWaiterPriority(for: Self.modelA, now: h.now) == nil)
+        #expect(h.broker.fleetWaiterPriority(for: .model(Self.modelA), now: h.now) == nil)
     }
 }

@@ -8,9 +8,9 @@ final class SharedModelsHarness {
     var h: Harness
 
     init(onLoss: ClusterConfig.LossPolicy = .revoke, safeFor: UInt64 = 4_000, joined: Bool = true,
-         _ configure: (inout TurnstileConfig) -> Void = { _ in }) {
+         shared: Set<ClusterConfig.SharedKind> = [.models], _ configure: (inout TurnstileConfig) -> Void = { _ in }) {
         h = Harness { config in
-            config.cluster = ClusterConfig(endpoints: ["http://127.0.0.1:2379"], shared: [.models], onLoss: onLoss)
+            config.cluster = ClusterConfig(endpoints: ["http://127.0.0.1:2379"], shared: shared, onLoss: onLoss)
             config.providers = [ProviderConfig(name: "p", models: ["a"]), ProviderConfig(name: "q", models: ["b"])]
             config.models = [ModelConfig(name: "p/a", concurrencyLimit: 2, tier: .premium),
                              ModelConfig(name: "q/b", concurrencyLimit: 2, tier: .cheap)]
@@ -51,10 +51,15 @@ final class SharedModelsHarness {
     func claimSucceeded(fence: UInt64, clusterFence: UInt64) -> Bool {
         h.broker.decideClaimSucceeded(fence: fence, clusterFence: clusterFence, now: h.now)
     }
-    func claimFailed(fence: UInt64) -> Bool { h.broker.decideClaimFailed(fence: fence, now: h.now) }
+    /// The cluster had no unit of `full`; nil: of the claim's first limit (its model, in these tests).
+    func claimFailed(fence: UInt64, full: SharedLimit? = nil) -> Bool {
+        let limit = full ?? h.broker.cluster?.claims[fence]?.units.first?.limit ?? .model(Self.key("none/none"))
+        return h.broker.decideClaimFailed(fence: fence, full: limit, now: h.now)
+    }
     func claimNotApplied(fence: UInt64) -> Bool { h.broker.decideClaimNotApplied(fence: fence, now: h.now) }
     func claimOutcomeUnknown(fence: UInt64) -> Bool { h.broker.decideClaimOutcomeUnknown(fence: fence) }
-    func sharedCapacityFreed(_ model: ModelKey) -> Bool { h.broker.decideSharedCapacityFreed(model: model, now: h.now) }
+    func sharedCapacityFreed(_ model: ModelKey) -> Bool { h.broker.decideSharedCapacityFreed(.model(model), now: h.now) }
+    func sharedCapacityFreed(_ limit: SharedLimit) -> Bool { h.broker.decideSharedCapacityFreed(limit, now: h.now) }
     func clusterLost(safeDeadline: Instant) -> Bool { h.broker.decideClusterLost(safeDeadline: safeDeadline, now: h.now) }
     func clusterRestored(safeDeadline: Instant) -> Bool {
         h.broker.decideClusterRestored(safeDeadline: safeDeadline, now: h.now)
@@ -112,4 +117,20 @@ final class SharedModelsHarness {
 extension AcquireOutcome {
     /// Whether it is claiming a shared unit.
     var isClaiming: Bool { if case .claiming = self { true } else { false } }
+}
+
+extension ClaimRequest {
+    /// The model of a claim made for a model alone (these tests' claims).
+    var model: ModelKey {
+        guard case .model(let model) = units[0].limit else { preconditionFailure("not a model claim: \(units)") }
+        return model
+    }
+
+    /// Its model pool's limit.
+    var limit: Int { units[0].capacity }
+
+    /// The model it claims a unit of, if any.
+    var claimedModel: ModelKey? {
+        units.lazy.compactMap { if case .model(let model) = $0.limit { model } else { nil } }.first
+    }
 }

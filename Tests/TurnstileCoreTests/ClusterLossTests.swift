@@ -26,7 +26,7 @@ struct ClusterLossTests {
         let effects = h.effects()
         #expect(effects.first == .clusterLost(safeDeadline: deadline))
         #expect(effects.contains { if case .leaseEnded(let lease, .revoked) = $0 { lease.fence == shared.fence } else { false } })
-        #expect(H.unclaims(in: effects) == [Unclaim(fence: shared.fence, model: Self.modelA)])
+        #expect(H.unclaims(in: effects) == [Unclaim(fence: shared.fence, limits: [.model(Self.modelA)])])
         #expect(h.broker.lease(local.token) != nil, "a local-only lease stays")
         #expect(h.broker.isWaiting(waiter), "waiters keep waiting")
         #expect(h.broker.status(now: h.now).waiting.map(\.reason) == [.cluster])

@@ -1,20 +1,26 @@
 @testable import TurnstileCore
 
-/// The etcd cluster of a simulation that shares model capacity (protocol/CLUSTER.md §3–§5): the
-/// units other hosts hold, the units this host holds by fence, and the claims sent and not yet
-/// answered. It answers as etcd would (a unit only while the model has one free, fleet-wide),
-/// and checks what the broker believes against what it holds.
+/// The etcd cluster of a simulation that shares model capacity, and for some seeds project
+/// caps (protocol/CLUSTER.md §3–§5): the units other hosts hold, the units this host holds by
+/// fence, and the claims sent and not yet answered. It answers as etcd would (all of a claim's
+/// units only while every one of its limits has one free, fleet-wide), and checks what the
+/// broker believes against what it holds.
 struct SimulatedCluster {
-    var heldElsewhere: [ModelKey: Int] = [:]
-    var heldHere: [UInt64: ModelKey] = [:]
+    var heldElsewhere: [SharedLimit: Int] = [:]
+    var heldHere: [UInt64: [SharedLimit]] = [:]
     /// Claims sent and not answered, in the order sent.
     var pending: [ClaimRequest] = []
     var nextClusterFence: UInt64 = 1 << 20
     var problems: [String] = []
 
-    /// Units of a model held across the fleet.
-    func inUse(_ model: ModelKey) -> Int {
-        (heldElsewhere[model] ?? 0) + heldHere.values.filter { $0 == model }.count
+    /// Units of a limit held across the fleet.
+    func inUse(_ limit: SharedLimit) -> Int {
+        (heldElsewhere[limit] ?? 0) + heldHere.values.filter { $0.contains(limit) }.count
+    }
+
+    /// The limit of a claim's that has no unit left, if any.
+    func full(_ claim: ClaimRequest) -> SharedLimit? {
+        claim.units.first { inUse($0.limit) >= $0.capacity }?.limit
     }
 
     /// Takes what a step sent: claims to answer later, units given back (deleted at once).
@@ -23,8 +29,6 @@ struct SimulatedCluster {
             switch effect {
             case .claim(_, let claim): pending.append(claim)
             case .unclaim(let unit): heldHere[unit.fence] = nil
-            case .leaseGranted(let lease) where lease.model != nil && lease.clusterFence == nil:
-                problems.append("fence \(lease.fence) granted a shared model without a claim")
             default: break
             }
         }
@@ -36,9 +40,16 @@ struct SimulatedCluster {
     func disagreements(with broker: Broker) -> [String] {
         var problems: [String] = []
         var holders: Set<UInt64> = []
+        for lease in broker.leases.values where !lease.parked && lease.clusterFence == nil {
+            if !broker.sharedUnits(lease.request, model: lease.model).isEmpty {
+                problems.append("fence \(lease.fence) was granted shared limits without a claim")
+            }
+        }
         for lease in Array(broker.leases.values) + Array(broker.draining.values) where lease.clusterFence != nil {
             holders.insert(lease.fence)
-            if heldHere[lease.fence] != lease.model { problems.append("fence \(lease.fence) holds a unit the cluster does not hold") }
+            if heldHere[lease.fence] != broker.sharedUnits(lease.request, model: lease.model).map(\.limit) {
+                problems.append("fence \(lease.fence) holds units the cluster does not hold")
+            }
         }
         for fence in heldHere.keys where !holders.contains(fence) { problems.append("the unit of fence \(fence) leaked") }
         for fence in Array(heldHere.keys) + pending.map(\.fence) where !broker.ownsSharedUnit(fence: fence) {
@@ -52,10 +63,24 @@ struct SimulatedCluster {
 }
 
 extension SimulationRun {
-    /// A simulation's cluster config: every third seed shares model capacity.
+    /// A simulation's cluster config: every third seed shares model capacity, some of them
+    /// project caps too, or project caps alone.
     static func randomCluster(seed: UInt64) -> ClusterConfig? {
         guard seed % 3 == 0 else { return nil }
-        return ClusterConfig(endpoints: ["http://127.0.0.1:2379"], shared: [.models], onLoss: seed % 2 == 0 ? .revoke : .keep)
+        let shared: Set<ClusterConfig.SharedKind> = [[.models], [.models, .projects], [.projects]][Int(seed / 3 % 3)]
+        return ClusterConfig(endpoints: ["http://127.0.0.1:2379"], shared: shared, onLoss: seed % 2 == 0 ? .revoke : .keep)
+    }
+
+    /// A limit another host may take or free a unit of, with its value here.
+    mutating func randomSharedLimit() -> (limit: SharedLimit, capacity: Int)? {
+        if chance(50), let project = h.broker.config.projects.randomElement(using: &rng) {
+            let mention = chance(50)
+            guard let cap = mention ? project.maxMention : project.max else { return nil }
+            let name = ExactName(project.name)
+            return (mention ? .projectMentions(name) : .project(name), cap)
+        }
+        let model = ModelKey(parsing: pick(Self.pools))!
+        return (.model(model), h.broker.models.limit(of: model))
     }
 
     /// One thing the cluster or its transport reports: a claim's outcome (or that it is
@@ -77,25 +102,25 @@ extension SimulationRun {
             if chance(10) {
                 lastOperation = "claim \(claim.fence) not applied"
                 _ = h.broker.decideClaimNotApplied(fence: claim.fence, now: h.now)
-            } else if cluster!.inUse(claim.model) < claim.limit {
+            } else if let full = cluster!.full(claim) {
+                lastOperation = "claim \(claim.fence) failed on \(full)"
+                _ = h.broker.decideClaimFailed(fence: claim.fence, full: full, now: h.now)
+            } else {
                 lastOperation = "claim \(claim.fence) succeeded"
-                cluster!.heldHere[claim.fence] = claim.model
+                cluster!.heldHere[claim.fence] = claim.units.map(\.limit)
                 cluster!.nextClusterFence += 1
                 _ = h.broker.decideClaimSucceeded(fence: claim.fence, clusterFence: cluster!.nextClusterFence, now: h.now)
-            } else {
-                lastOperation = "claim \(claim.fence) failed"
-                _ = h.broker.decideClaimFailed(fence: claim.fence, now: h.now)
             }
         case 0..<65:
-            let model = ModelKey(parsing: pick(Self.pools))!
-            lastOperation = "another host takes \(model)"
-            if cluster!.inUse(model) < h.broker.models.limit(of: model) { cluster!.heldElsewhere[model, default: 0] += 1 }
+            guard let (limit, capacity) = randomSharedLimit() else { return }
+            lastOperation = "another host takes \(limit)"
+            if cluster!.inUse(limit) < capacity { cluster!.heldElsewhere[limit, default: 0] += 1 }
         case 65..<80:
-            let model = ModelKey(parsing: pick(Self.pools))!
-            lastOperation = "another host frees \(model)"
-            guard let held = cluster!.heldElsewhere[model], held > 0 else { return }
-            cluster!.heldElsewhere[model] = held - 1
-            _ = h.broker.decideSharedCapacityFreed(model: model, now: h.now)
+            guard let (limit, _) = randomSharedLimit() else { return }
+            lastOperation = "another host frees \(limit)"
+            guard let held = cluster!.heldElsewhere[limit], held > 0 else { return }
+            cluster!.heldElsewhere[limit] = held - 1
+            _ = h.broker.decideSharedCapacityFreed(limit, now: h.now)
         case 80..<88:
             lastOperation = "host lease renewed"
             _ = h.broker.clusterRenewed(safeDeadline: safeDeadline)
@@ -115,21 +140,21 @@ extension SimulationRun {
         while let claim = cluster?.pending.first {
             cluster!.pending.removeFirst()
             oracle.claimResolved(claim.fence)
-            if cluster!.inUse(claim.model) < claim.limit {
-                cluster!.heldHere[claim.fence] = claim.model
+            if let full = cluster!.full(claim) {
+                _ = h.broker.decideClaimFailed(fence: claim.fence, full: full, now: h.now)
+            } else {
+                cluster!.heldHere[claim.fence] = claim.units.map(\.limit)
                 cluster!.nextClusterFence += 1
                 _ = h.broker.decideClaimSucceeded(fence: claim.fence, clusterFence: cluster!.nextClusterFence, now: h.now)
-            } else {
-                _ = h.broker.decideClaimFailed(fence: claim.fence, now: h.now)
             }
             take(h.effects(), config: h.broker.config)
         }
     }
 
     /// What a pending claim reserves, for the oracle's check (the claim effect names only its
-    /// fence and model).
-    var claimDimensions: (UInt64) -> AdmissionRequest? {
+    /// fence and units).
+    var claimDimensions: (UInt64) -> (request: AdmissionRequest, model: ModelKey?)? {
         let claims = h.broker.cluster?.claims ?? [:]
-        return { claims[$0]?.request }
+        return { fence in claims[fence].map { ($0.request, $0.candidate?.key) } }
     }
 }

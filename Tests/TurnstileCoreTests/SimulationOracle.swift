@@ -29,19 +29,20 @@ struct SimulationOracle {
     }
 
     /// Applies one step's effects in order, checking each grant and claim.
-    /// - Parameter claims: what a pending claim reserves (its effect names only fence and model).
+    /// - Parameter claims: what a pending claim reserves (its effect names only fence and units).
     mutating func apply(_ effects: [Effect], config: TurnstileConfig, now: Instant,
-                        claims: (UInt64) -> AdmissionRequest? = { _ in nil }) {
+                        claims: (UInt64) -> (request: AdmissionRequest, model: ModelKey?)? = { _ in nil }) {
         defer { resolvedClaims.removeAll() }
         for effect in effects {
             switch effect {
             case .claim(_, let claim):
-                guard let request = claims(claim.fence) else {
+                guard let (request, model) = claims(claim.fence) else {
                     problems.append("claim \(claim.fence) is not pending")
                     continue
                 }
-                check(request, model: claim.model, fence: claim.fence, config: config, now: now)
-                claiming[claim.fence] = Held(request: request, model: claim.model, parked: false)
+                if model != claim.claimedModel && claim.claimedModel != nil { problems.append("claim \(claim.fence) claims another model") }
+                check(request, model: model, fence: claim.fence, config: config, now: now)
+                claiming[claim.fence] = Held(request: request, model: model, parked: false)
             case .leaseGranted(let lease):
                 if !resolvedClaims.contains(lease.fence) {
                     check(lease.request, model: lease.model, fence: lease.fence, config: config, now: now)

@@ -117,7 +117,10 @@ struct SimulationRun {
         case 81..<83: flag()
         case 83..<85:
             lastOperation = "reload"
-            h.broker.decideReload(Self.randomConfig(&rng), now: h.now)
+            var config = Self.randomConfig(&rng)
+            // The daemon refuses a reload that changes a shared limit (protocol/CLUSTER.md §2).
+            if h.broker.clusterSharing?.projects == true { config.projects = h.broker.config.projects }
+            h.broker.decideReload(config, now: h.now)
         case 85..<89: lateTimer()
         default:
             let ms = UInt64(number(0...1500))

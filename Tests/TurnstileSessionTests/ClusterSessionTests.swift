@@ -66,7 +66,7 @@ struct ClusterSessionTests {
     @Test func aFailedClaimIsRefusedWithReasonModelAndAReleaseGivesItsUnitBack() throws {
         let loop = Self.sharingLoop()
         let cluster = FakeCluster()
-        cluster.heldElsewhere[Self.model] = 1
+        cluster.heldElsewhere[.model(Self.model)] = 1
         let client = loop.connect()
         loop.request(#"{"id":1,"op":"acquire","model":"p/a"}"#, on: client)
         cluster.settle(loop)
@@ -78,7 +78,7 @@ struct ClusterSessionTests {
 
         loop.request(#"{"id":3,"op":"release","lease":"\#(lease)"}"#, on: client)
         #expect(try #require(loop.answer(client)).ok)
-        #expect(loop.unclaims == [Unclaim(fence: 1, model: Self.model)])
+        #expect(loop.unclaims == [Unclaim(fence: 1, limits: [.model(Self.model)])])
         cluster.settle(loop)
         #expect(cluster.inUse(Self.model) == 1, "only the other host's unit is left")
     }

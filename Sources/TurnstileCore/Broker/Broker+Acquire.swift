@@ -39,10 +39,11 @@ extension Broker {
         let candidates = candidates(for: admission)
         let ttl = request.ttlMilliseconds ?? config.limits.defaultTTLMilliseconds
         switch evaluate(admission, candidates: candidates, now: now) {
-        case .admit(let candidate?) where claimsModels:
+        case .admit(let candidate) where claimsShared && !sharedUnits(admission, model: candidate?.key).isEmpty:
             let kind = Waiter.Kind.acquire(ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
                                            pgid: request.pgid, holder: request.holder)
-            beginClaim(ticket: ticket, request: admission, candidate: candidate, kind: kind, enqueuedAt: now,
+            beginClaim(ticket: ticket, request: admission, candidate: candidate, units: sharedUnits(admission, model: candidate?.key),
+                       kind: kind, enqueuedAt: now,
                        waitDeadline: request.waitMilliseconds > 0 ? now.adding(milliseconds: request.waitMilliseconds) : nil,
                        now: now)
             return .claiming
@@ -96,8 +97,9 @@ extension Broker {
         if !request.pools.isEmpty, let problem = poolProblem(request) { return .failure(problem) }
         let candidates = candidates(for: request)
         switch evaluate(request, candidates: candidates, owner: fence, now: now) {
-        case .admit(let candidate?) where claimsModels:
-            beginClaim(ticket: ticket, request: request, candidate: candidate, kind: .unpark(fence: fence), enqueuedAt: now,
+        case .admit(let candidate) where claimsShared && !sharedUnits(request, model: candidate?.key).isEmpty:
+            beginClaim(ticket: ticket, request: request, candidate: candidate, units: sharedUnits(request, model: candidate?.key),
+                       kind: .unpark(fence: fence), enqueuedAt: now,
                        waitDeadline: waitMilliseconds > 0 ? now.adding(milliseconds: waitMilliseconds) : nil, now: now)
             return .success(.claiming)
         case .admit(let candidate):

@@ -39,7 +39,15 @@ extension Broker {
             }
         }
         if let refusal = globalBlock() { return .block(refusal) }
+        if claimsShared, let refusal = clusterBlock(request) { return .block(refusal) }
         return .admit(chosen)
+    }
+
+    /// `cluster`: the request needs a unit of a shared project cap or pool and the cluster
+    /// cannot be reached (a model's is settled by the model choice, which may fall back).
+    func clusterBlock(_ request: AdmissionRequest) -> Refusal? {
+        guard !isClusterAvailable, let limit = sharedUnits(request, model: nil).first?.limit else { return nil }
+        return Refusal(.cluster, detail: "\(limit) is shared across hosts and the cluster cannot be reached")
     }
 
     /// `paused`: the project has a pause flag (never `__global__`).
@@ -63,6 +71,13 @@ extension Broker {
         }
         if mode == .mention, let max = caps.maxMention, use.mention >= max {
             return Refusal(.mention, limit: max, inUse: use.mention, detail: "project \(project) is at its mention cap")
+        }
+        guard let cluster, !cluster.exhausted.isEmpty else { return nil }
+        if let max = caps.max, cluster.exhausted.contains(.project(project)) {
+            return Refusal(.project, limit: max, inUse: max, detail: "project \(project) is at its cap across the cluster")
+        }
+        if mode == .mention, let max = caps.maxMention, cluster.exhausted.contains(.projectMentions(project)) {
+            return Refusal(.mention, limit: max, inUse: max, detail: "project \(project) is at its mention cap across the cluster")
         }
         return nil
     }
@@ -109,7 +124,7 @@ extension Broker {
         for candidate in candidates {
             let full = (occupancy.pools[candidate.key] ?? 0) >= models.limit(of: candidate.key)
                 || flagEnd(candidate.key, now: now) != nil
-                || (claimsModels && isFullAcrossCluster(candidate.key))
+                || (claimsModels && isFullAcrossCluster(.model(candidate.key)))
             let key = ThrottleTable.Key(tenant: tenant, provider: candidate.key.provider)
             if let remaining = throttles.remaining(key, now: now) {
                 if !full, throttledOnly == nil || remaining < throttledOnly!.remaining {
@@ -142,7 +157,7 @@ extension Broker {
             return Refusal(.model, limit: limit, inUse: occupancy.pools[primary] ?? 0,
                            retryAfterMilliseconds: flagged.milliseconds(since: now), detail: "model \(primary) is subscription-limited")
         }
-        if claimsModels && isFullAcrossCluster(primary) {
+        if claimsModels && isFullAcrossCluster(.model(primary)) {
             return Refusal(.model, limit: limit, inUse: limit, detail: "model \(primary) is at its limit across the cluster")
         }
         return Refusal(.model, limit: limit, inUse: occupancy.pools[primary] ?? 0, detail: "model \(primary) is at its limit")

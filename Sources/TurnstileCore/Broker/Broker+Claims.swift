@@ -1,8 +1,10 @@
-/// Shared model capacity as claims (protocol/CLUSTER.md §3). When `[cluster]` shares `models`,
-/// a request admitted with a model reserves every local limit as any grant does, then waits in
-/// a claim while the transport takes a unit of the model from etcd; the outcome, reported by
-/// the claim's fence, grants it, or gives the reservation back and lets it wait or be refused.
-/// A unit held is given back (`Effect.unclaim`) whenever its lease gives its capacity back.
+/// Shared capacity as claims (protocol/CLUSTER.md §3). When `[cluster]` shares `models`,
+/// `projects` or `pools`, a request admitted that needs a unit of a shared limit
+/// (`sharedUnits`) reserves every local limit as any grant does, then waits in a claim while
+/// the transport takes one unit of each of those limits from etcd, all at once; the outcome,
+/// reported by the claim's fence, grants it, or gives the reservation back and lets it wait or
+/// be refused. Units held are given back (`Effect.unclaim`) whenever their lease gives its
+/// capacity back.
 extension Broker {
     /// The cluster took a unit for a claim: its request is granted, with `clusterFence` on the
     /// lease (protocol/CLUSTER.md §3.3). A claim whose request was dropped meanwhile, or that
@@ -21,7 +23,7 @@ extension Broker {
         liftEndedBlocks(now: now)
         guard let claim = cluster?.claims.removeValue(forKey: fence) else { return false }
         guard !claim.abandoned, cluster?.isAvailable == true else {
-            releaseSharedUnit(Unclaim(fence: fence, model: claim.candidate.key))
+            releaseSharedUnits(Unclaim(fence: fence, limits: claim.units.map(\.limit)))
             endClaim(claim, now: now)
             return true
         }
@@ -41,8 +43,8 @@ extension Broker {
             var lease = leases[fence]!
             lease.parked = false
             lease.request = claim.request
-            lease.model = claim.candidate.key
-            lease.route = claim.candidate.route
+            lease.model = claim.candidate?.key
+            lease.route = claim.candidate?.route
             lease.waitedMilliseconds = waited
             lease.clusterFence = clusterFence
             leases[fence] = lease
@@ -52,24 +54,24 @@ extension Broker {
         return true
     }
 
-    /// The cluster had no free unit for a claim (protocol/CLUSTER.md §3.3). The reservation is
-    /// given back and the model counts as full until a unit of it is given back here or the
-    /// transport sees one freed (`sharedCapacityFreed`); the request is considered again: it
-    /// claims another of its candidates if one is free, else it waits, or is refused with
-    /// `reason: "model"` if it does not wait.
+    /// The cluster had no free unit of `full`, one of a claim's limits (protocol/CLUSTER.md
+    /// §3.3). The reservation is given back and the limit counts as full until a unit of it is
+    /// given back here or the transport sees one freed (`sharedCapacityFreed`); the request is
+    /// considered again: it claims another of its model candidates if one is free, else it
+    /// waits, or is refused (`reason` `model`, `project`, `mention` or `pool`) if it does not wait.
     /// - Returns: false if no claim waits with that fence.
-    public mutating func claimFailed(fence: UInt64, now: Instant) -> Transition<Bool> {
-        let reply = decideClaimFailed(fence: fence, now: now)
+    public mutating func claimFailed(fence: UInt64, full: SharedLimit, now: Instant) -> Transition<Bool> {
+        let reply = decideClaimFailed(fence: fence, full: full, now: now)
         return Transition(reply: reply, effects: takeEffects())
     }
 
     /// `claimFailed`'s decision; its effects stay in the outbox.
-    mutating func decideClaimFailed(fence: UInt64, now: Instant) -> Bool {
+    mutating func decideClaimFailed(fence: UInt64, full: SharedLimit, now: Instant) -> Bool {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         guard let claim = cluster?.claims.removeValue(forKey: fence) else { return false }
         cluster!.metrics.claimFailuresTotal += 1
-        cluster!.exhausted.insert(claim.candidate.key)
+        cluster!.exhausted.insert(full)
         endClaim(claim, now: now)
         return true
     }
@@ -109,7 +111,8 @@ extension Broker {
     public var heldSharedUnits: [ClaimRequest] {
         (Array(leases.values) + Array(draining.values))
             .filter { $0.clusterFence != nil && !$0.parked }
-            .compactMap { lease in lease.model.map { ClaimRequest(fence: lease.fence, model: $0, limit: models.limit(of: $0)) } }
+            .map { ClaimRequest(fence: $0.fence, units: sharedUnits($0.request, model: $0.model)) }
+            .filter { !$0.units.isEmpty }
             .sorted { $0.fence < $1.fence }
     }
 
@@ -132,19 +135,19 @@ extension Broker {
         return true
     }
 
-    /// The transport saw a unit of a model freed in the cluster (its watch on the slots): a
-    /// model a claim found full may be claimed again, and its waiters are dispatched.
-    /// - Returns: whether the model counted as full.
-    public mutating func sharedCapacityFreed(model: ModelKey, now: Instant) -> Transition<Bool> {
-        let reply = decideSharedCapacityFreed(model: model, now: now)
+    /// The transport saw a unit of a shared limit freed in the cluster (its poll of the
+    /// slots): a limit a claim found full may be claimed again, and its waiters are dispatched.
+    /// - Returns: whether the limit counted as full.
+    public mutating func sharedCapacityFreed(_ limit: SharedLimit, now: Instant) -> Transition<Bool> {
+        let reply = decideSharedCapacityFreed(limit, now: now)
         return Transition(reply: reply, effects: takeEffects())
     }
 
     /// `sharedCapacityFreed`'s decision; its effects stay in the outbox.
-    mutating func decideSharedCapacityFreed(model: ModelKey, now: Instant) -> Bool {
+    mutating func decideSharedCapacityFreed(_ limit: SharedLimit, now: Instant) -> Bool {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
-        guard cluster?.exhausted.remove(model) != nil else { return false }
+        guard cluster?.exhausted.remove(limit) != nil else { return false }
         dispatch(now: now)
         return true
     }
@@ -155,11 +158,12 @@ extension Broker {
     /// while the cluster cannot be reached.
     var claimPatienceMilliseconds: UInt64 { (config.cluster?.leaseTTLMilliseconds ?? 0) / 3 }
 
-    /// Reserves every local limit of a request admitted with a model shared across hosts, and
-    /// emits the claim of its unit instead of granting (protocol/CLUSTER.md §3.1). An acquire's
-    /// lease is made now (its fence is the claim's), but enters the tables only when granted.
-    mutating func beginClaim(ticket: Ticket, request: AdmissionRequest, candidate: ModelCandidate, kind: Waiter.Kind,
-                             enqueuedAt: Instant, waitDeadline: Instant?, now: Instant) {
+    /// Reserves every local limit of a request admitted that needs `units` of limits shared
+    /// across hosts, and emits their claim instead of granting (protocol/CLUSTER.md §3.1). An
+    /// acquire's lease is made now (its fence is the claim's), but enters the tables only when
+    /// granted.
+    mutating func beginClaim(ticket: Ticket, request: AdmissionRequest, candidate: ModelCandidate?, units: [SharedUnit],
+                             kind: Waiter.Kind, enqueuedAt: Instant, waitDeadline: Instant?, now: Instant) {
         let fence: UInt64
         let purpose: Claim.Purpose
         var reserved = request.namesPools ? withPoolLimitsInForce(request) : request
@@ -175,31 +179,31 @@ extension Broker {
             fence = parked
             purpose = .unpark
         }
-        occupancy.take(reserved, model: candidate.key)
+        occupancy.take(reserved, model: candidate?.key)
         cluster!.claims[fence] = Claim(ticket: ticket, fence: fence, purpose: purpose, request: reserved,
-                                       candidate: candidate, enqueuedAt: enqueuedAt, waitDeadline: waitDeadline,
+                                       candidate: candidate, units: units, enqueuedAt: enqueuedAt, waitDeadline: waitDeadline,
                                        answerDeadline: waitDeadline ?? now.adding(milliseconds: claimPatienceMilliseconds))
         cluster!.metrics.claimsTotal += 1
-        effects.append(.claim(ticket, ClaimRequest(fence: fence, model: candidate.key, limit: models.limit(of: candidate.key))))
+        effects.append(.claim(ticket, ClaimRequest(fence: fence, units: units)))
     }
 
-    /// Gives back the shared unit a lease holds.
-    mutating func releaseSharedUnit(of lease: Lease) {
-        guard let model = lease.model else { return }
-        releaseSharedUnit(Unclaim(fence: lease.fence, model: model))
+    /// Gives back the shared units a lease holds (it has a `clusterFence`).
+    mutating func releaseSharedUnits(of lease: Lease) {
+        releaseSharedUnits(Unclaim(fence: lease.fence, limits: sharedUnits(lease.request, model: lease.model).map(\.limit)))
     }
 
-    /// Gives a shared unit back to the cluster. The model is no longer full: this host is
-    /// giving a unit of it back, which a waiter here may take next.
-    mutating func releaseSharedUnit(_ unit: Unclaim) {
-        effects.append(.unclaim(unit))
-        cluster?.exhausted.remove(unit.model)
+    /// Gives shared units back to the cluster. Their limits are no longer full: this host is
+    /// giving a unit of each back, which a waiter here may take next.
+    mutating func releaseSharedUnits(_ unclaim: Unclaim) {
+        effects.append(.unclaim(unclaim))
+        guard cluster?.exhausted.isEmpty == false else { return }
+        for limit in unclaim.limits { cluster!.exhausted.remove(limit) }
     }
 
     /// A claim that did not end in a grant: its reservation is given back, its request (unless
     /// dropped) considered again, and waiters dispatched into what it freed.
     private mutating func endClaim(_ claim: Claim, now: Instant) {
-        occupancy.give(claim.request, model: claim.candidate.key)
+        occupancy.give(claim.request, model: claim.candidate?.key)
         if case .acquire = claim.purpose, let workspace = claim.request.workspace.map(ExactName.init),
            occupancy.workspaces[workspace] == claim.fence {
             occupancy.workspaces[workspace] = nil
@@ -208,16 +212,21 @@ extension Broker {
         dispatch(now: now)
     }
 
-    /// A claim's request, first in line, checked again: it claims the candidate now free (a
+    /// A claim's request, first in line, checked again: it claims what is now free (a
     /// fallback, when its model is full across the cluster), else it waits with the arrival
     /// and deadline it had, or is answered with what blocks it (`wait_ms` 0, or its wait over).
     private mutating func reconsider(_ claim: Claim, now: Instant) {
         let candidates = candidates(for: claim.request)
         switch evaluate(claim.request, candidates: candidates, owner: claim.owner, now: now) {
         case .admit(let candidate):
-            // A claim's request names a model, so an admission always comes with one.
-            beginClaim(ticket: claim.ticket, request: claim.request, candidate: candidate ?? claim.candidate,
-                       kind: claim.waiterKind, enqueuedAt: claim.enqueuedAt, waitDeadline: claim.waitDeadline, now: now)
+            let units = sharedUnits(claim.request, model: candidate?.key)
+            guard units.isEmpty else {
+                return beginClaim(ticket: claim.ticket, request: claim.request, candidate: candidate, units: units,
+                                  kind: claim.waiterKind, enqueuedAt: claim.enqueuedAt, waitDeadline: claim.waitDeadline, now: now)
+            }
+            // Needing no shared unit now, it waits first in line and the dispatch that follows grants it.
+            _ = queue.enqueue(ticket: claim.ticket, request: claim.request, candidates: candidates, kind: claim.waiterKind,
+                              since: claim.enqueuedAt, deadline: claim.waitDeadline ?? now)
         case .block(let refusal):
             guard let deadline = claim.waitDeadline else {
                 metrics.refusedTotal += 1

@@ -66,27 +66,21 @@ extension Broker {
         return true
     }
 
-    /// Whether a claim found the model with no free unit across the cluster (and none was
-    /// seen freed since).
-    public func isFullAcrossCluster(_ model: ModelKey) -> Bool {
-        cluster?.exhausted.contains(model) == true
-    }
-
-    /// The place of this host's waiters for `model` in the fleet's line (protocol/CLUSTER.md
+    /// The place of this host's waiters for `limit` in the fleet's line (protocol/CLUSTER.md
     /// §4): the highest effective priority (under `fairness = "priority"`; 0 under the other
-    /// policies) among the waiters that only the fleet's lack of a unit of `model` holds back,
-    /// which would be admitted here if a unit were free. Nil when there is none: waiters
-    /// blocked by this host's own limits (a project cap, the global limit, a pause…) do not
-    /// queue for the fleet's units, so they hold up no other host.
-    public func fleetWaiterPriority(for model: ModelKey, now: Instant) -> Int? {
-        guard claimsModels, let cluster, cluster.exhausted.contains(model) else { return nil }
+    /// policies) among the waiters that only the fleet's lack of units holds back, which would
+    /// be admitted here with a unit of `limit` if the fleet had units free. Nil when there is
+    /// none: waiters blocked by this host's own limits (a local project cap, the global limit,
+    /// a pause…) do not queue for the fleet's units, so they hold up no other host.
+    public func fleetWaiterPriority(for limit: SharedLimit, now: Instant) -> Int? {
+        guard let cluster, cluster.exhausted.contains(limit) else { return nil }
         var unlimited = self
         unlimited.cluster!.exhausted.removeAll()
         var best: Int?
-        for waiter in queue.waiters.values where waiter.candidates.contains(where: { $0.key == model }) {
+        for waiter in queue.waiters.values where Self.mayNeed(waiter, limit) {
             guard case .admit(let candidate) = unlimited.evaluate(waiter.request, candidates: waiter.candidates,
                                                                    owner: waiter.demand.owner, now: now),
-                  candidate?.key == model
+                  sharedUnits(waiter.request, model: candidate?.key).contains(where: { $0.limit == limit })
             else { continue }
             let priority = config.limits.fairness == .priority ? effectivePriority(waiter, now: now) : 0
             best = max(best ?? priority, priority)
@@ -103,10 +97,20 @@ extension Broker {
         return effectivePriority(claim.request.priority, waitingSince: claim.enqueuedAt, now: now)
     }
 
-    /// Whether a claim of a unit of `model` waits for its outcome (made in this turn and not
+    /// Whether a waiter could need a unit of `limit` (the cheap test before the admission check).
+    private static func mayNeed(_ waiter: Waiter, _ limit: SharedLimit) -> Bool {
+        switch limit {
+        case .model(let model): waiter.candidates.contains { $0.key == model }
+        case .project(let project): ExactName(waiter.request.project) == project
+        case .projectMentions(let project): waiter.request.mode == .mention && ExactName(waiter.request.project) == project
+        case .pool(let pool): waiter.request.pools.contains { ExactName($0) == pool }
+        }
+    }
+
+    /// Whether a claim of a unit of `limit` waits for its outcome (made in this turn and not
     /// yet sent, or sent).
-    public func isClaiming(_ model: ModelKey) -> Bool {
-        cluster?.claims.values.contains { $0.candidate.key == model } ?? false
+    public func isClaiming(_ limit: SharedLimit) -> Bool {
+        cluster?.claims.values.contains { $0.units.contains { $0.limit == limit } } ?? false
     }
 
     /// Whether shared units can be claimed now.
@@ -137,12 +141,12 @@ extension Broker {
         }.sorted { $0.pgid < $1.pgid }
     }
 
-    /// The process groups of draining leases with a model, when models are shared: after a
-    /// restart their units were on the previous run's host lease, which nobody renews, so the
-    /// daemon stops them at once rather than after `kill_grace_ms`.
+    /// The process groups of draining leases that needed shared units: after a restart their
+    /// units were on the previous run's host lease, which nobody renews, so the daemon stops
+    /// them at once rather than after `kill_grace_ms`.
     public var drainingGroupsOfSharedModels: [Int32] {
-        guard claimsModels else { return [] }
-        return Set(draining.values.filter { $0.model != nil }.compactMap(\.pgid)).sorted()
+        guard claimsShared else { return [] }
+        return Set(draining.values.filter { !sharedUnits($0.request, model: $0.model).isEmpty }.compactMap(\.pgid)).sorted()
     }
 
     /// The claim of an unpark of a lease leaving the tables is answered `leaseGone` and
@@ -179,7 +183,8 @@ extension Broker {
             guard !claim.abandoned, claim.answerDeadline <= now else { continue }
             cluster!.claims[fence]!.abandoned = true
             metrics.timedOutTotal += 1
-            let detail = "the cluster did not answer the claim of a unit of model \(claim.candidate.key) in time"
+            let limits = claim.units.map(\.limit.description).joined(separator: ", ")
+            let detail = "the cluster did not answer the claim of a unit of \(limits) in time"
             effects.append(.failed(claim.ticket, .timeout(Refusal(.cluster, detail: detail))))
         }
     }
@@ -194,7 +199,7 @@ extension Broker {
         guard let cluster else { return [] }
         var problems: [String] = []
         for (fence, claim) in cluster.claims {
-            recount.take(claim.request, model: claim.candidate.key)
+            recount.take(claim.request, model: claim.candidate?.key)
             switch claim.purpose {
             case .acquire(let lease):
                 if let workspace = lease.request.workspace.map(ExactName.init) {
@@ -209,8 +214,8 @@ extension Broker {
             }
             if !claim.abandoned && queue.id(of: claim.ticket) != nil { problems.append("claim \(fence) also waits") }
         }
-        for lease in leases.values where lease.clusterFence != nil && (lease.parked || lease.model == nil) {
-            problems.append("lease \(lease.fence) holds a shared unit while parked or with no model")
+        for lease in leases.values where lease.clusterFence != nil && lease.parked {
+            problems.append("lease \(lease.fence) holds a shared unit while parked")
         }
         return problems
     }

@@ -152,13 +152,13 @@ extension Broker {
         return nil
     }
 
-    /// Turns a waiter into a grant and queues its answer; or, when its model is shared across
-    /// hosts, into a claim (protocol/CLUSTER.md §3), answered once the claim succeeds.
+    /// Turns a waiter into a grant and queues its answer; or, when it needs units of limits
+    /// shared across hosts, into a claim (protocol/CLUSTER.md §3), answered once the claim succeeds.
     private mutating func grantWaiter(_ id: UInt64, candidate: ModelCandidate?, now: Instant) {
         let waiter = queue.remove(id)!
-        if claimsModels, let candidate {
-            return beginClaim(ticket: waiter.ticket, request: waiter.request, candidate: candidate, kind: waiter.kind,
-                              enqueuedAt: waiter.enqueuedAt, waitDeadline: waiter.deadline, now: now)
+        if claimsShared, case let units = sharedUnits(waiter.request, model: candidate?.key), !units.isEmpty {
+            return beginClaim(ticket: waiter.ticket, request: waiter.request, candidate: candidate, units: units,
+                              kind: waiter.kind, enqueuedAt: waiter.enqueuedAt, waitDeadline: waiter.deadline, now: now)
         }
         let waited = now.milliseconds(since: waiter.enqueuedAt)
         switch waiter.kind {

@@ -112,7 +112,7 @@ extension Broker {
         lease.parked = true
         occupancy.give(lease.request, model: lease.model)
         if lease.clusterFence != nil {
-            releaseSharedUnit(of: lease)
+            releaseSharedUnits(of: lease)
             lease.clusterFence = nil
         }
         leases[fence] = lease
@@ -228,7 +228,7 @@ extension Broker {
     /// shared unit for it (the only claim a live lease's fence can have) is answered `leaseGone`.
     /// - Parameter keepingSlot: keep its capacity and workspace (a lease starting to drain).
     private mutating func unindex(_ lease: Lease, keepingSlot: Bool) {
-        if claimsModels { dropUnparkClaim(of: lease.fence) }
+        if claimsShared { dropUnparkClaim(of: lease.fence) }
         tokens[lease.token] = nil
         if !keepingSlot { giveBackSlot(lease) }
         // A connection's (possibly empty) set stays until it disconnects: the next grant to it
@@ -240,7 +240,7 @@ extension Broker {
     /// Gives back the capacity, the shared unit and the workspace lock a lease holds.
     private mutating func giveBackSlot(_ lease: Lease) {
         if lease.holdsCapacity { occupancy.give(lease.request, model: lease.model) }
-        if lease.clusterFence != nil { releaseSharedUnit(of: lease) }
+        if lease.clusterFence != nil { releaseSharedUnits(of: lease) }
         if let workspace = lease.request.workspace.map(ExactName.init), occupancy.workspaces[workspace] == lease.fence {
             occupancy.workspaces[workspace] = nil
         }
@@ -259,7 +259,7 @@ extension Broker {
         defer { debugCheckInvariants(now: now) }
         liftEndedBlocks(now: now)
         for id in queue.ids(of: client) { queue.remove(id) }
-        if claimsModels { dropClaims(answering: nil) { $0.ticket.client == client } }
+        if claimsShared { dropClaims(answering: nil) { $0.ticket.client == client } }
         for fence in (leasesByClient[client] ?? []).sorted() {
             if leases[fence]!.bound {
                 endLease(fence, cause: .disconnected, now: now)
@@ -298,7 +298,7 @@ extension Broker {
     mutating func decideCancel(_ ticket: Ticket, now: Instant) -> Bool {
         liftEndedBlocks(now: now)
         guard let id = queue.id(of: ticket) else {
-            return claimsModels && dropClaims(answering: .cancelled) { $0.ticket == ticket }
+            return claimsShared && dropClaims(answering: .cancelled) { $0.ticket == ticket }
         }
         queue.remove(id)
         effects.append(.failed(ticket, .cancelled))

@@ -89,7 +89,7 @@ extension Broker {
                   // now: its holder stops at its `valid_until_ms`, and the unit is not this run's.
                   // A parked lease holds none; a draining one is restored so that its group is
                   // stopped (at once: `drainingGroupsOfSharedModels`).
-                  !(claimsModels && record.model != nil && !record.parked && record.draining == nil)
+                  !(claimsShared && !record.parked && record.draining == nil && !sharedUnits(record.request, model: record.model).isEmpty)
             else {
                 rejected.append(record)
                 continue

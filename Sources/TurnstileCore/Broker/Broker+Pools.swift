@@ -10,8 +10,17 @@
 extension Broker {
     /// `pool`: the first of the request's pools, in its order, with no unit left.
     func poolBlock(_ request: AdmissionRequest) -> Refusal? {
-        guard let full = fullPool(request) else { return nil }
-        return Refusal(.pool, limit: full.limit, inUse: full.held, detail: "pool \(full.name) is full")
+        if let full = fullPool(request) {
+            return Refusal(.pool, limit: full.limit, inUse: full.held, detail: "pool \(full.name) is full")
+        }
+        guard let cluster, !cluster.exhausted.isEmpty else { return nil }
+        for pool in request.pools {
+            let name = ExactName(pool)
+            if let limit = poolCaps[name], cluster.exhausted.contains(.pool(name)) {
+                return Refusal(.pool, limit: limit, inUse: limit, detail: "pool \(pool) is full across the cluster")
+            }
+        }
+        return nil
     }
 
     /// The first of the request's pools with no unit left, with its limit and units held.

@@ -39,7 +39,7 @@ extension Broker {
             metrics.timedOutTotal += 1
             effects.append(.failed(waiter.ticket, .timeout(refusal)))
         }
-        if claimsModels { timeOutClaims(now: now) }
+        if claimsShared { timeOutClaims(now: now) }
     }
 
     /// The earliest instant at which `tick` has work: a lease deadline, a wait deadline (a
@@ -57,7 +57,7 @@ extension Broker {
         }
         while let top = queue.deadlines.min, queue.waiters[top.id] == nil { queue.deadlines.popMin() }
         let candidates: [Instant?] = [leaseDeadlines.min?.at, queue.deadlines.min?.at, throttles.earliestEnd,
-                                      modelFlags.earliestEnd, claimsModels ? nextClaimDeadline : nil]
+                                      modelFlags.earliestEnd, claimsShared ? nextClaimDeadline : nil]
         return candidates.compactMap { $0 }.min()
     }
 

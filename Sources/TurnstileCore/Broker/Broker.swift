@@ -40,11 +40,15 @@ public struct Broker: Sendable {
     public internal(set) var metrics = BrokerMetrics()
     /// The last fence issued (or restored); the next grant gets one more.
     public internal(set) var fenceHighWater: UInt64
-    /// Whether model capacity is shared across hosts (`[cluster]` sharing `models`): a grant
-    /// of a model is then claimed first (protocol/CLUSTER.md §3). Kept from the start: the
-    /// one test the single-host path pays for it.
+    /// Whether any limit is claimed from the cluster (`[cluster]` sharing `models`, `projects`
+    /// or `pools`): a grant needing a shared unit is then claimed first (protocol/CLUSTER.md
+    /// §3). Kept from the start: the one test the single-host path pays for it.
+    let claimsShared: Bool
+    /// Which kinds are claimed; nil when none is.
+    let clusterSharing: ClusterSharing?
+    /// Whether model pools are among them (the model choice then reads the cluster).
     let claimsModels: Bool
-    /// The cluster, when model capacity is shared; nil otherwise.
+    /// The cluster, when some capacity is shared; nil otherwise.
     var cluster: ClusterState?
 
     /// Whether debug builds assert the invariants after every mutation. The simulation test
@@ -75,8 +79,10 @@ public struct Broker: Sendable {
                                    bounds: config.telemetry.bounds)
         self.random = random
         self.fenceHighWater = fenceHighWater
-        cluster = config.cluster.flatMap { $0.sharesModels ? ClusterState(onLoss: $0.onLoss) : nil }
-        claimsModels = cluster != nil
+        clusterSharing = ClusterSharing(config.cluster)
+        cluster = clusterSharing.map { _ in ClusterState(onLoss: config.cluster!.onLoss) }
+        claimsShared = clusterSharing != nil
+        claimsModels = clusterSharing?.models == true
     }
 
     static func poolCaps(_ config: TurnstileConfig) -> [ExactName: Int] {

@@ -106,8 +106,8 @@ public struct BrokerStatus: Sendable, Equatable {
         /// Claims in flight, and of them those whose outcome is being read back.
         public var claiming: Int
         public var outcomeUnknown: Int
-        /// Models a claim found with no free unit across the cluster.
-        public var exhausted: [ModelKey]
+        /// Shared limits a claim found with no free unit across the cluster.
+        public var exhausted: [SharedLimit]
         public var metrics: ClusterMetrics
     }
 

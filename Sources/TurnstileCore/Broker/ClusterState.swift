@@ -1,33 +1,36 @@
-/// One claim of a shared unit, as the transport sends it to etcd (protocol/CLUSTER.md §3.2):
-/// the broker has reserved every local limit for it and waits for the outcome.
+/// One claim of shared units, as the transport sends it to etcd (protocol/CLUSTER.md §3.2):
+/// the broker has reserved every local limit for it and waits for the outcome. Its units are
+/// taken all together or not at all.
 public struct ClaimRequest: Sendable, Equatable {
-    /// The fence of the lease the unit is for (a lease to be, or a parked lease unparking): the
-    /// transport writes it into the slot (`{host, fence}`), reads it back when the outcome is
-    /// unknown, and reports the outcome by it.
+    /// The fence of the lease the units are for (a lease to be, or a parked lease unparking):
+    /// the transport writes it into the slots (`{host, fence}`), reads them back when the
+    /// outcome is unknown, and reports the outcome by it.
     public let fence: UInt64
-    /// The model pool a unit of which is claimed (`slots/models/<provider/model>/<i>`).
-    public let model: ModelKey
-    /// The pool's limit: the claimed slot's index is below it.
-    public let limit: Int
+    /// One unit of each shared limit the grant needs (`slots/<kind>/<name>/<i>`), never empty.
+    public let units: [SharedUnit]
 
-    public init(fence: UInt64, model: ModelKey, limit: Int) {
+    public init(fence: UInt64, units: [SharedUnit]) {
         self.fence = fence
-        self.model = model
-        self.limit = limit
+        self.units = units
+    }
+
+    /// A claim of one unit of a model pool.
+    public init(fence: UInt64, model: ModelKey, limit: Int) {
+        self.init(fence: fence, units: [SharedUnit(.model(model), capacity: limit)])
     }
 }
 
-/// A shared unit given back (protocol/CLUSTER.md §3.5): the transport deletes the slot it
-/// claimed for `fence`, if it holds one.
+/// Shared units given back (protocol/CLUSTER.md §3.5): the transport deletes the slots it
+/// claimed for `fence`, if it holds them.
 public struct Unclaim: Sendable, Equatable {
-    /// The fence its claim was made for.
+    /// The fence their claim was made for.
     public let fence: UInt64
-    /// The model pool of the unit.
-    public let model: ModelKey
+    /// The limits of the units.
+    public let limits: [SharedLimit]
 
-    public init(fence: UInt64, model: ModelKey) {
+    public init(fence: UInt64, limits: [SharedLimit]) {
         self.fence = fence
-        self.model = model
+        self.limits = limits
     }
 }
 
@@ -46,9 +49,9 @@ struct ClusterState: Sendable {
     var safeDeadline: Instant?
     /// Claims whose outcome is not known yet, by fence.
     var claims: [UInt64: Claim] = [:]
-    /// Models a claim found with no free unit across the cluster: they count as full until a
+    /// Limits a claim found with no free unit across the cluster: they count as full until a
     /// unit of them is given back here or the transport sees one freed elsewhere.
-    var exhausted: Set<ModelKey> = []
+    var exhausted: Set<SharedLimit> = []
     /// Counters for `status`.
     var metrics = ClusterMetrics()
 
@@ -88,8 +91,10 @@ struct Claim: Sendable {
     let purpose: Purpose
     /// The dimensions reserved (pool limits in force).
     let request: AdmissionRequest
-    /// The model the unit is of, and how the request came to it.
-    let candidate: ModelCandidate
+    /// The model chosen, and how the request came to it; nil for a request without one.
+    let candidate: ModelCandidate?
+    /// The shared units claimed.
+    let units: [SharedUnit]
     /// When the request arrived (its `waited_ms` counts from here).
     let enqueuedAt: Instant
     /// When its `wait_ms` ends; nil for a request that does not wait (`wait_ms` 0): if its

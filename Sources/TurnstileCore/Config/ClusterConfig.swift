@@ -2,8 +2,8 @@
 ///
 /// It exists so that a fleet of daemons can count some limits together instead of each host
 /// counting its own. Absent (`TurnstileConfig.cluster` nil), nothing changes: every limit is the
-/// host's. The broker implements the `models` kind (shared model capacity, claimed per lease);
-/// the other kinds are accepted here, as the design names them, and not acted on yet.
+/// host's. The broker claims units of the `models`, `projects` and `pools` kinds per lease; the
+/// daemon mirrors throttles, subscription flags and pauses.
 public struct ClusterConfig: Sendable, Equatable {
     /// The etcd members' client URLs (`endpoints`), at least one.
     public var endpoints: [String]
@@ -53,8 +53,6 @@ public struct ClusterConfig: Sendable, Equatable {
         /// Named pools.
         case pools
 
-        /// The kinds this daemon shares today; the config refuses the others by name.
-        public static let supported: Set<SharedKind> = [.models, .throttles, .subscriptionLimits, .pauses]
     }
 
     /// What a host does with leases holding shared capacity once its cluster is lost
@@ -82,7 +80,4 @@ public struct ClusterConfig: Sendable, Equatable {
 
     /// Whether the members are reached over TLS (`https://` endpoints; the config takes all or none).
     public var usesTLS: Bool { endpoints.first?.hasPrefix("https://") ?? false }
-
-    /// Whether model pools are shared: the only kind the broker acts on.
-    public var sharesModels: Bool { shared.contains(.models) }
 }

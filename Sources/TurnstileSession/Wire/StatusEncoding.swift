@@ -80,7 +80,7 @@ public enum StatusEncoding {
         w.key("outcome_unknown"); w.int(cluster.outcomeUnknown)
         w.key("exhausted")
         w.beginArray()
-        for model in cluster.exhausted { w.string(model.description) }
+        for limit in cluster.exhausted { w.string(limit.description) }
         w.endArray()
         let metrics = cluster.metrics
         w.key("claims_total"); w.int(metrics.claimsTotal)
@@ -96,10 +96,10 @@ public enum StatusEncoding {
         if let problem = transport.problem { w.key("problem"); w.string(problem) }
         w.key("use")
         w.beginObject()
-        for model in transport.useByHost.keys.sorted() {
-            w.dynamicKey(model)
+        for limit in transport.useByHost.keys.sorted() {
+            w.dynamicKey(limit.description)
             w.beginObject()
-            let hosts = transport.useByHost[model]!
+            let hosts = transport.useByHost[limit]!
             for host in hosts.keys.sorted() {
                 w.dynamicKey(host)
                 w.int(hosts[host]!)
