@@ -26,9 +26,20 @@ public struct SlotLayout: Sendable, Equatable {
         slotsPrefix(kind: kind, name: name) + String(index)
     }
 
+    /// Where the agreed values of shared limits live: `limits/<kind>/<name>`.
+    public var limitsPrefix: String { prefix + "limits/" }
+
     /// The key holding a shared limit's value, which every daemon of the fleet must agree on.
     public func limitKey(kind: String, name: String) -> String {
-        prefix + "limits/" + kind + "/" + Self.encode(name)
+        limitsPrefix + kind + "/" + Self.encode(name)
+    }
+
+    /// The kind and name a limit key names; nil for a key outside them.
+    public func limitName(key: String) -> (kind: String, name: String)? {
+        guard key.hasPrefix(limitsPrefix) else { return nil }
+        let parts = key.dropFirst(limitsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, let name = Self.decode(parts[1]), !name.isEmpty else { return nil }
+        return (String(parts[0]), name)
     }
 
     /// Where the hosts' tickets live: `tickets/<kind>/<name>/<host>` (protocol/CLUSTER.md §4).

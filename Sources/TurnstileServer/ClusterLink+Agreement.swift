@@ -68,6 +68,11 @@ extension ClusterLink {
         return nil
     }
 
+    /// Whether this host shares a kind whose limits the fleet agrees on.
+    private var sharesLimits: Bool {
+        !(server.settings.config.cluster?.shared ?? []).isDisjoint(with: [.models, .projects, .pools])
+    }
+
     /// The agreement transaction: each limit written if absent, else read.
     private func agreementOperations() -> [(limit: AgreedLimit, key: String)] {
         Self.sharedLimits(of: server.settings.config).map { ($0, layout.limitKey(kind: $0.kind, name: $0.name)) }
@@ -76,7 +81,7 @@ extension ClusterLink {
     /// What etcd's answer to the agreement transaction says: nil when every limit agrees, else
     /// the disagreement, naming the key and both values.
     private func disagreement(_ answer: EtcdTxnResult, _ limits: [(limit: AgreedLimit, key: String)]) -> String? {
-        for (entry, result) in zip(limits, answer.results) {
+        for (entry, result) in zip(limits, answer.results.dropFirst()) {
             guard case .txn(let nested) = result, !nested.succeeded else { continue }
             guard case .get(let range)? = nested.results.first, let stored = range.keyValues.first else { continue }
             if stored.valueString != String(entry.limit.limit) {
@@ -84,22 +89,52 @@ extension ClusterLink {
                     + "this host's config says \(entry.limit.limit)"
             }
         }
+        guard case .get(let range)? = answer.results.first else { return nil }
+        let mine = Set(limits.map { $0.key })
+        for stored in range.keyValues where !mine.contains(stored.key) {
+            guard let (kind, name) = layout.limitName(key: stored.key) else { continue }
+            if let value = unsetLimit(kind: kind, name: name), value != stored.valueString {
+                let label = AgreedLimit(kind: kind, name: name, limit: 0).label
+                return "the fleet's limit of \(label) is \(stored.valueString) (etcd key \(stored.key)), this host's config \(value)"
+            }
+        }
         return nil
     }
 
-    /// Sends the agreement in transactions of at most `operationsPerTransaction` limits; the
-    /// answers come back merged, in order, or the first failure.
-    private static func sendAgreement(_ limits: [(limit: AgreedLimit, key: String)], client: EtcdClient,
+    /// What this host counts for a limit the fleet agreed on and its config does not set, when
+    /// it shares that kind: a model's pool its tier's default (when the name is `provider/model`;
+    /// a bare name matches pools this host cannot list), a project cap or pool no limit at all
+    /// (it would claim no unit of it). Nil when it does not share the kind.
+    private func unsetLimit(kind: String, name: String) -> String? {
+        let config = server.settings.config
+        let shared = config.cluster?.shared ?? []
+        switch kind {
+        case "models":
+            guard shared.contains(.models), let model = ModelKey(parsing: name) else { return nil }
+            let limit = ModelTable(providers: config.providers, models: config.models).limit(of: model)
+            return "gives it \(limit) (its tier's default, no concurrency_limit)"
+        case "projects", "mentions": return shared.contains(.projects) ? "sets none" : nil
+        case "pools": return shared.contains(.pools) ? "sets none" : nil
+        default: return nil
+        }
+    }
+
+    /// Sends the agreement: first a read of every agreed limit (the fleet's limits this host's
+    /// config does not set are compared too), then each limit written if absent, else read, in
+    /// transactions of at most `operationsPerTransaction` operations. The answers come back
+    /// merged, in that order, or the first failure.
+    private static func sendAgreement(_ limits: [(limit: AgreedLimit, key: String)], reading prefix: String?, client: EtcdClient,
                                       completion: @escaping EtcdClient.Completion<EtcdTxnResult>) {
-        let chunk = Array(limits.prefix(Self.operationsPerTransaction))
-        let operations = chunk.map { entry in
+        let room = Self.operationsPerTransaction - (prefix == nil ? 0 : 1)
+        let chunk = Array(limits.prefix(room))
+        let operations = (prefix.map { [EtcdOperation.get(.prefix($0))] } ?? []) + chunk.map { entry in
             EtcdOperation.txn(compares: [.absent(entry.key)], success: [.put(entry.key, String(entry.limit.limit))],
                               failure: [.get(.key(entry.key))])
         }
         let rest = Array(limits.dropFirst(chunk.count))
         client.txn([], success: operations) { result in
             guard case .success(let answer) = result, !rest.isEmpty else { return completion(result) }
-            sendAgreement(rest, client: client) { later in
+            sendAgreement(rest, reading: nil, client: client) { later in
                 completion(later.map { EtcdTxnResult(succeeded: true, revision: $0.revision, results: answer.results + $0.results) })
             }
         }
@@ -109,10 +144,10 @@ extension ClusterLink {
     /// - Throws: the disagreement; an unreachable etcd is only logged (checked again on joining).
     func checkAgreementAtStart(seconds: Int = 3) throws {
         let limits = agreementOperations()
-        guard !limits.isEmpty else { return }
+        guard sharesLimits else { return }
         let outcome = Mutex<Result<EtcdTxnResult, EtcdError>?>(nil)
         let done = DispatchSemaphore(value: 0)
-        Self.sendAgreement(limits, client: client) { result in
+        Self.sendAgreement(limits, reading: layout.limitsPrefix, client: client) { result in
             outcome.withLock { $0 = result }
             done.signal()
         }
@@ -132,8 +167,8 @@ extension ClusterLink {
     /// reach at start). `then` runs on the loop when the limits agree.
     func checkAgreement(then join: @escaping @Sendable (ClusterLink) -> Void) {
         let limits = agreementOperations()
-        guard !limits.isEmpty else { return join(self) }
-        Self.sendAgreement(limits, client: client) { [inbox] result in
+        guard sharesLimits else { return join(self) }
+        Self.sendAgreement(limits, reading: layout.limitsPrefix, client: client) { [inbox] result in
             inbox.post { link in link.agreementAnswered(result, limits, then: join) }
         }
     }

@@ -70,7 +70,7 @@ struct SharedCapsTests {
         withExtendedLifetime(second) {}
     }
 
-    @Test func aHostWhoseSharedCapDisagreesRefusesToStartAndAReloadCannotChangeIt() throws {
+    @Test func aHostWhoseSharedCapDisagreesOrIsMissingRefusesToStartAndAReloadCannotChangeIt() throws {
         let fleet = try EtcdFleet()
         defer { fleet.stop() }
         let one = try fleet.startDaemon(host: "h1", body: Self.body, shared: Self.shared)
@@ -81,6 +81,15 @@ struct SharedCapsTests {
         } catch {
             #expect("\(error)".contains("the fleet's limit of shared cap of project web is 2"), "\(error)")
             #expect("\(error)".contains("limits/projects/web"), "\(error)")
+        }
+        let uncapped = Self.body.replacingOccurrences(of: "[[projects]]\nname = \"web\"\nmax = 2\n", with: "")
+        #expect(uncapped != Self.body)
+        do {
+            _ = try Daemon(config: fleet.config(host: "h3", body: uncapped, shared: Self.shared))
+            Issue.record("a daemon that does not cap a project the fleet caps started")
+        } catch {
+            #expect("\(error)".contains("the fleet's limit of shared cap of project web is 2"), "\(error)")
+            #expect("\(error)".contains("this host's config sets none"), "\(error)")
         }
         let pool = Self.body.replacingOccurrences(of: "limit = 1", with: "limit = 3")
         try one.writeConfig(fleet.config(host: "h1", body: pool, shared: Self.shared))
