@@ -42,15 +42,17 @@ public struct SlotLayout: Sendable, Equatable {
         return (String(parts[0]), name)
     }
 
-    /// Where the hosts' tickets live: `tickets/<kind>/<name>/<host>` (protocol/CLUSTER.md §4).
+    /// Where the waiters' tickets live: `tickets/<kind>/<name>/<host>/<waiter>`, one per request
+    /// of a host waiting for a unit of the limit (protocol/CLUSTER.md §4).
     public var ticketsPrefix: String { prefix + "tickets/" }
 
-    public func ticketKey(kind: String, name: String) -> String {
-        ticketsPrefix + kind + "/" + Self.encode(name) + "/" + Self.encode(host)
+    /// The key of this host's ticket for `waiter` (the host's own name for the request).
+    public func ticketKey(kind: String, name: String, waiter: String) -> String {
+        ticketsPrefix + kind + "/" + Self.encode(name) + "/" + Self.encode(host) + "/" + Self.encode(waiter)
     }
 
-    /// A ticket's value: the priority of the host's best waiter that only the fleet holds back
-    /// (protocol/CLUSTER.md §4; 0 unless `fairness = "priority"`).
+    /// A ticket's value: the priority of its waiter (protocol/CLUSTER.md §4; 0 unless
+    /// `fairness = "priority"`).
     public static func ticketValue(priority: Int) -> [UInt8] { Array("{\"priority\":\(priority)}".utf8) }
 
     /// A ticket value's priority; 0 (the default priority) for a value `ticketValue` does not
@@ -62,13 +64,13 @@ public struct SlotLayout: Sendable, Equatable {
         return Int(text.dropFirst(head.count).dropLast()) ?? 0
     }
 
-    /// The limit's name and the host of a ticket key; nil for a key outside them.
-    public func ticket(key: String) -> (kind: String, name: String, host: String)? {
+    /// The limit, host and waiter of a ticket key; nil for a key outside them.
+    public func ticket(key: String) -> (kind: String, name: String, host: String, waiter: String)? {
         guard key.hasPrefix(ticketsPrefix) else { return nil }
         let parts = key.dropFirst(ticketsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, let name = Self.decode(parts[1]), let host = Self.decode(parts[2]),
-              !name.isEmpty, !host.isEmpty else { return nil }
-        return (String(parts[0]), name, host)
+        guard parts.count == 4, !parts[0].isEmpty, let name = Self.decode(parts[1]), let host = Self.decode(parts[2]),
+              let waiter = Self.decode(parts[3]), !name.isEmpty, !host.isEmpty, !waiter.isEmpty else { return nil }
+        return (String(parts[0]), name, host, waiter)
     }
 
     /// Where the shared throttles live: `throttles/<tenant>/<provider>`.

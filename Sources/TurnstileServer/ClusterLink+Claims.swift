@@ -62,19 +62,12 @@ extension ClusterLink {
                                                                      "first_in_line": "\(tickets.mayClaim(limit))"])
                 // No slot free as far as this host knows, or another host waits first: the
                 // request waits (or is refused), and this host queues (ClusterLink+Tickets).
-                queueBehind(limit, priority: queuePriority(limit, fence: claim.fence))
+                if let waiter = session.broker.claimWaiter(fence: claim.fence, now: now) { queueBehind(limit, waiter) }
                 inbox.post { $0.session.claimFailed(fence: claim.fence, full: limit) }
             }
         }
         sendClaims(placed)
         sendDeletions()
-    }
-
-    /// The priority this host queues with when a claim finds `limit` full: the best of the
-    /// claim's request and the waiters the fleet already holds back.
-    private func queuePriority(_ limit: SharedLimit, fence: UInt64) -> Int {
-        let broker = session.broker
-        return max(broker.claimPriority(fence: fence, now: now) ?? 0, broker.fleetWaiterPriority(for: limit, now: now) ?? .min)
     }
 
     /// Where a claim goes: into slots this host thinks free, or nowhere, for the first limit
@@ -225,7 +218,7 @@ extension ClusterLink {
                     excess.insert(claim.fence)
                     server.clusterMetrics.excess = excess.count
                 case .full(let limit):
-                    queueBehind(limit, priority: queuePriority(limit, fence: claim.fence))
+                    if let waiter = session.broker.claimWaiter(fence: claim.fence, now: now) { queueBehind(limit, waiter) }
                     session.claimFailed(fence: claim.fence, full: limit)
                 }
             }
@@ -240,7 +233,9 @@ extension ClusterLink {
         slots.took(claim)
         if claim.reclaim { return }
         server.clusterMetrics.claimsWon += 1
-        for unit in claim.units { leaveQueue(unit.limit) }
+        if let waiter = session.broker.claimWaiter(fence: claim.fence, now: now) {
+            for unit in claim.units { leaveQueue(unit.limit, Self.waiterName(waiter.ticket)) }
+        }
         guard let clusterFence, session.claimSucceeded(fence: claim.fence, clusterFence: clusterFence) else {
             if let given = slots.release(fence: claim.fence) { deletions += given }
             sendDeletions()

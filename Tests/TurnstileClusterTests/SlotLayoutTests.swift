@@ -73,8 +73,10 @@ struct SlotLayoutTests {
         #expect(try #require(layout.control(key: throttle)) == ("local", "anthropic"))
         let flag = layout.flagKey(model: "zai/glm-5")
         #expect(layout.flaggedModel(key: flag) == "zai/glm-5" && layout.control(key: flag) == nil)
-        let ticket = layout.ticketKey(kind: "models", name: "zai/glm-5")
-        #expect(try #require(layout.ticket(key: ticket)) == ("models", "zai/glm-5", "builder-3"))
+        let ticket = layout.ticketKey(kind: "models", name: "zai/glm-5", waiter: "7-12")
+        #expect(ticket == "/turnstile/fleet-a/tickets/models/zai%2Fglm-5/builder-3/7-12")
+        #expect(try #require(layout.ticket(key: ticket)) == ("models", "zai/glm-5", "builder-3", "7-12"))
+        #expect(layout.ticket(key: "/turnstile/fleet-a/tickets/models/zai%2Fglm-5/builder-3") == nil, "a key without its waiter")
         #expect(layout.limitKey(kind: "models", name: "zai/glm-5") == "/turnstile/fleet-a/limits/models/zai%2Fglm-5")
         #expect(SlotLayout.controlEnd(SlotLayout.controlValue(untilUnixMilliseconds: 1_700_000_000_123)) == 1_700_000_000_123)
         for value in ["", "{\"until_unix_ms\":}", "{\"until_unix_ms\":-5}", "{\"until_unix_ms\":99999999999999999999}"] {

@@ -70,15 +70,15 @@ struct ClusterSharedCapsTests {
         let waiter = h.ticket(2)
         let queued = h.decide(Self.request(wait: 60_000), ticket: waiter)
         #expect(queued.refusal?.reason == .project)
-        #expect(h.broker.fleetWaiterPriority(for: Self.web, now: h.now) == 0)
-        #expect(h.broker.fleetWaiterPriority(for: Self.gpu, now: h.now) == nil)
+        #expect(h.broker.fleetWaiters(for: Self.web, now: h.now) == [FleetWaiter(ticket: waiter, priority: 0)])
+        #expect(h.broker.fleetWaiters(for: Self.gpu, now: h.now).isEmpty)
         #expect(h.decide(Self.request(project: "other"), ticket: h.ticket(3)).lease != nil, "other projects go on")
         _ = h.effects()
 
         #expect(h.sharedCapacityFreed(Self.web))
         let again = try #require(H.claims(in: h.effects()).first)
         #expect(again.units == [SharedUnit(Self.web, capacity: 2)] && again.fence != claim.fence)
-        #expect(h.broker.isClaiming(Self.web))
+        #expect(h.broker.isClaiming(waiter) && h.broker.claimWaiter(fence: again.fence, now: h.now)?.ticket == waiter)
         #expect(h.violations().isEmpty)
     }
 

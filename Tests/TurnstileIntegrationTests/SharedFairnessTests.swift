@@ -3,9 +3,9 @@ import Testing
 import TurnstileClient
 import TurnstileProtocol
 
-/// The fleet's line for a shared model (protocol/CLUSTER.md §4): under `fairness = "priority"`
-/// a later waiter of higher priority on another host is served before an earlier one; under
-/// round robin the earlier is.
+/// The fleet's line for a shared model (protocol/CLUSTER.md §4): waiters are served in order of
+/// arrival in the cluster, whichever host they wait on; under `fairness = "priority"` a later
+/// waiter of higher priority on another host is served before an earlier one.
 @Suite("Shared limits: the fleet's line", .serialized, .enabled(if: EtcdFleet.available, EtcdFleet.missing),
        .timeLimit(.minutes(2)))
 struct SharedFairnessTests {
@@ -13,7 +13,8 @@ struct SharedFairnessTests {
         "[limits]\nglobal = 10\nfairness = \"\(fairness)\"\n\n[[models]]\nname = \"fake/opus\"\nconcurrency_limit = 1\n"
     }
 
-    /// The tickets for fake/opus in etcd: each host with the priority its ticket carries.
+    /// The tickets for fake/opus in etcd, in key order: each waiter's host with the priority its
+    /// ticket carries.
     static func tickets(_ fleet: EtcdFleet) throws -> [String] {
         let prefix = "/turnstile/test-\((fleet.directory as NSString).lastPathComponent)/tickets/models/fake%2Fopus/"
         let process = try ChildProcess(["etcdctl", "--endpoints=\(fleet.endpoints.joined(separator: ","))", "get", "--prefix", prefix])
@@ -22,7 +23,10 @@ struct SharedFairnessTests {
         }
         // Key and value lines in turn.
         let lines = process.output.split(separator: "\n").map(String.init)
-        return stride(from: 0, to: lines.count - 1, by: 2).map { "\(lines[$0].dropFirst(prefix.count)) \(lines[$0 + 1])" }
+        return stride(from: 0, to: lines.count - 1, by: 2).map { index in
+            let host = lines[index].dropFirst(prefix.count).prefix { $0 != "/" }
+            return "\(host) \(lines[index + 1])"
+        }
     }
 
     static func waiting(_ client: TurnstileClient, priority: Int) throws -> Int {
@@ -57,5 +61,32 @@ struct SharedFairnessTests {
         #expect(try winner.ask("release", [("lease", .string(granted.lease))]).ok)
         #expect(try loser.answer(to: loserID, timeoutMilliseconds: 10_000).grant != nil, "then the other")
         withExtendedLifetime(holder) {}
+    }
+
+    /// h1 holds the unit; two waiters arrive on h2, then one on h3. Each release serves the
+    /// next in order of arrival: h2's second waiter before h3's, though h2 was just served
+    /// (a line host by host would send the unit to h3 next).
+    @Test func waitersAreServedInOrderOfArrivalInTheClusterWhicheverHostTheyWaitOn() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let body = Self.body(fairness: "round_robin")
+        let daemons = try ["h1", "h2", "h3"].map { try fleet.startDaemon(host: $0, body: body) }
+        let holder = try daemons[0].client()
+        let held = try #require(try SharedLimitTests.acquire(holder).grant)
+
+        let first = try daemons[1].client(), second = try daemons[1].client(), third = try daemons[2].client()
+        var waits: [(TurnstileClient, Int)] = []
+        for (index, client) in [first, second, third].enumerated() {
+            waits.append((client, try Self.waiting(client, priority: 0)))
+            #expect(try SharedLimitTests.eventuallyTrue { try Self.tickets(fleet).count == index + 1 }, "waiter \(index + 1) queues")
+        }
+        var lease = held.lease, owner = holder
+        for (index, (client, id)) in waits.enumerated() {
+            #expect(try owner.ask("release", [("lease", .string(lease))]).ok)
+            // Served out of turn, the unit would go to a later waiter, which keeps it: this one
+            // would then wait in vain.
+            let granted = try #require(try client.answer(to: id, timeoutMilliseconds: 10_000).grant, "waiter \(index + 1) is served next")
+            (lease, owner) = (granted.lease, client)
+        }
     }
 }

@@ -66,35 +66,42 @@ extension Broker {
         return true
     }
 
-    /// The place of this host's waiters for `limit` in the fleet's line (protocol/CLUSTER.md
-    /// §4): the highest effective priority (under `fairness = "priority"`; 0 under the other
-    /// policies) among the waiters that only the fleet's lack of units holds back, which would
-    /// be admitted here with a unit of `limit` if the fleet had units free. Nil when there is
-    /// none: waiters blocked by this host's own limits (a local project cap, the global limit,
-    /// a pause…) do not queue for the fleet's units, so they hold up no other host.
-    public func fleetWaiterPriority(for limit: SharedLimit, now: Instant) -> Int? {
-        guard let cluster, cluster.exhausted.contains(limit) else { return nil }
+    /// This host's waiters in the fleet's line for `limit` (protocol/CLUSTER.md §4): those that
+    /// only the fleet's lack of units holds back, which would be admitted here with a unit of
+    /// `limit` if the fleet had units free, each with its effective priority (under `fairness =
+    /// "priority"`, aging included; 0 under the other policies). Waiters blocked by this host's
+    /// own limits (a local project cap, the global limit, a pause…) do not queue for the
+    /// fleet's units, so they hold up no other host. Empty unless a claim found `limit` full.
+    public func fleetWaiters(for limit: SharedLimit, now: Instant) -> [FleetWaiter] {
+        guard let cluster, cluster.exhausted.contains(limit) else { return [] }
         var unlimited = self
         unlimited.cluster!.exhausted.removeAll()
-        var best: Int?
+        var line: [FleetWaiter] = []
         for waiter in queue.waiters.values where Self.mayNeed(waiter, limit) {
             guard case .admit(let candidate) = unlimited.evaluate(waiter.request, candidates: waiter.candidates,
                                                                    owner: waiter.demand.owner, now: now),
                   sharedUnits(waiter.request, model: candidate?.key).contains(where: { $0.limit == limit })
             else { continue }
             let priority = config.limits.fairness == .priority ? effectivePriority(waiter, now: now) : 0
-            best = max(best ?? priority, priority)
+            line.append(FleetWaiter(ticket: waiter.ticket, priority: priority))
         }
-        return best
+        return line
     }
 
-    /// The place in the fleet's line of the request a claim is for, as `fleetWaiterPriority`
-    /// counts it: the host queues with it when the claim finds the model full, before the
-    /// request is back among the waiters. Nil if no claim waits with that fence.
-    public func claimPriority(fence: UInt64, now: Instant) -> Int? {
-        guard let claim = cluster?.claims[fence] else { return nil }
-        guard config.limits.fairness == .priority else { return 0 }
-        return effectivePriority(claim.request.priority, waitingSince: claim.enqueuedAt, now: now)
+    /// The place in the fleet's line of the request a claim is for, as `fleetWaiters` counts
+    /// it: its ticket and priority, for the transport to queue it when the claim finds a limit
+    /// full, before the request is back among the waiters. Nil if no claim waits with that
+    /// fence, or it is for no request (a re-claim).
+    public func claimWaiter(fence: UInt64, now: Instant) -> FleetWaiter? {
+        guard let claim = cluster?.claims[fence], !claim.abandoned else { return nil }
+        let priority = config.limits.fairness == .priority
+            ? effectivePriority(claim.request.priority, waitingSince: claim.enqueuedAt, now: now) : 0
+        return FleetWaiter(ticket: claim.ticket, priority: priority)
+    }
+
+    /// Whether the request with `ticket` waits for a claim's outcome.
+    public func isClaiming(_ ticket: Ticket) -> Bool {
+        cluster?.claims.values.contains { $0.ticket == ticket && !$0.abandoned } ?? false
     }
 
     /// Whether a waiter could need a unit of `limit` (the cheap test before the admission check).
@@ -105,12 +112,6 @@ extension Broker {
         case .projectMentions(let project): waiter.request.mode == .mention && ExactName(waiter.request.project) == project
         case .pool(let pool): waiter.request.pools.contains { ExactName($0) == pool }
         }
-    }
-
-    /// Whether a claim of a unit of `limit` waits for its outcome (made in this turn and not
-    /// yet sent, or sent).
-    public func isClaiming(_ limit: SharedLimit) -> Bool {
-        cluster?.claims.values.contains { $0.units.contains { $0.limit == limit } } ?? false
     }
 
     /// Whether shared units can be claimed now.

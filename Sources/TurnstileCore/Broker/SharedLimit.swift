@@ -113,3 +113,18 @@ struct ClusterSharing: Sendable, Equatable {
         guard models || projects || pools else { return nil }
     }
 }
+
+/// One of this host's requests in the fleet's line for a shared limit (protocol/CLUSTER.md §4):
+/// the transport puts a ticket in etcd for each, whose create revision is its place among
+/// equals, so the fleet serves its waiters in order of arrival in the cluster.
+public struct FleetWaiter: Sendable, Equatable {
+    /// The request (stable while it waits, claims, and waits again).
+    public let ticket: Ticket
+    /// Its effective priority; 0 unless `fairness = "priority"`.
+    public let priority: Int
+
+    public init(ticket: Ticket, priority: Int) {
+        self.ticket = ticket
+        self.priority = priority
+    }
+}
