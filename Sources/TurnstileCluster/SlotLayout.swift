@@ -36,10 +36,7 @@ public struct SlotLayout: Sendable, Equatable {
 
     /// The kind and name a limit key names; nil for a key outside them.
     public func limitName(key: String) -> (kind: String, name: String)? {
-        guard key.hasPrefix(limitsPrefix) else { return nil }
-        let parts = key.dropFirst(limitsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, let name = Self.decode(parts[1]), !name.isEmpty else { return nil }
-        return (String(parts[0]), name)
+        Self.segments(of: key, after: limitsPrefix, count: 2).map { ($0[0], $0[1]) }
     }
 
     /// Where the waiters' tickets live: `tickets/<kind>/<name>/<host>/<waiter>`, one per request
@@ -66,11 +63,7 @@ public struct SlotLayout: Sendable, Equatable {
 
     /// The limit, host and waiter of a ticket key; nil for a key outside them.
     public func ticket(key: String) -> (kind: String, name: String, host: String, waiter: String)? {
-        guard key.hasPrefix(ticketsPrefix) else { return nil }
-        let parts = key.dropFirst(ticketsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 4, !parts[0].isEmpty, let name = Self.decode(parts[1]), let host = Self.decode(parts[2]),
-              let waiter = Self.decode(parts[3]), !name.isEmpty, !host.isEmpty, !waiter.isEmpty else { return nil }
-        return (String(parts[0]), name, host, waiter)
+        Self.segments(of: key, after: ticketsPrefix, count: 4).map { ($0[0], $0[1], $0[2], $0[3]) }
     }
 
     /// Where the shared throttles live: `throttles/<tenant>/<provider>`.
@@ -102,18 +95,11 @@ public struct SlotLayout: Sendable, Equatable {
     /// The tenant and provider of a throttle key, or the model of a flag key; nil for a key
     /// outside them.
     public func control(key: String) -> (tenant: String, provider: String)? {
-        guard key.hasPrefix(throttlesPrefix) else { return nil }
-        let parts = key.dropFirst(throttlesPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let tenant = Self.decode(parts[0]), let provider = Self.decode(parts[1]),
-              !tenant.isEmpty, !provider.isEmpty else { return nil }
-        return (tenant, provider)
+        Self.segments(of: key, after: throttlesPrefix, count: 2).map { ($0[0], $0[1]) }
     }
 
     public func flaggedModel(key: String) -> String? {
-        guard key.hasPrefix(flagsPrefix) else { return nil }
-        let rest = key.dropFirst(flagsPrefix.count)
-        guard !rest.contains("/"), let model = Self.decode(rest), !model.isEmpty else { return nil }
-        return model
+        Self.segments(of: key, after: flagsPrefix, count: 1)?[0]
     }
 
     /// Where the shared pauses live: `pauses/<project>`, without a lease.
@@ -123,10 +109,7 @@ public struct SlotLayout: Sendable, Equatable {
 
     /// The project of a pause key; nil for a key outside them.
     public func pausedProject(key: String) -> String? {
-        guard key.hasPrefix(pausesPrefix) else { return nil }
-        let rest = key.dropFirst(pausesPrefix.count)
-        guard !rest.contains("/"), let project = Self.decode(rest), !project.isEmpty else { return nil }
-        return project
+        Self.segments(of: key, after: pausesPrefix, count: 1)?[0]
     }
 
     /// The key of this host's registration (on the host lease).
@@ -169,12 +152,26 @@ public struct SlotLayout: Sendable, Equatable {
 
     /// The limit and unit a slot key names; nil for a key outside the layout.
     func unit(key: String) -> (kind: String, name: String, index: Int)? {
-        guard key.hasPrefix(slotsPrefix) else { return nil }
-        let parts = key.dropFirst(slotsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, let name = Self.decode(parts[1]), !name.isEmpty,
+        guard let parts = Self.segments(of: key, after: slotsPrefix, count: 3),
               let index = Int(parts[2]), index >= 0, String(index) == parts[2]
         else { return nil }
-        return (String(parts[0]), name, index)
+        return (parts[0], parts[1], index)
+    }
+
+    /// The segments of `key` after `prefix`, decoded: exactly `count` of them, none empty; nil
+    /// for a key outside `prefix` or of another shape (one every key reader of the layout
+    /// shares, so no reader accepts what another would refuse).
+    static func segments(of key: String, after prefix: String, count: Int) -> [String]? {
+        guard key.hasPrefix(prefix) else { return nil }
+        let parts = key.dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == count else { return nil }
+        var decoded: [String] = []
+        decoded.reserveCapacity(count)
+        for part in parts {
+            guard let text = decode(part), !text.isEmpty else { return nil }
+            decoded.append(text)
+        }
+        return decoded
     }
 
     /// Parses `{"host":"<host>","fence":<digits>}` exactly as `slotValue` writes it.

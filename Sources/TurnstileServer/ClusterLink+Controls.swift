@@ -39,7 +39,7 @@ extension ClusterLink {
         let until = server.wall.unixMilliseconds.addingReportingOverflow(Int64(clamping: milliseconds))
         guard !until.overflow else { return }
         controlsSeen[key] = until.partialValue
-        controlsChanged[key] = Int.max
+        controlWrites.began(key)
         let seconds = Int64(clamping: max(milliseconds / 1000 + 1, 2))
         let value = SlotLayout.controlValue(untilUnixMilliseconds: until.partialValue)
         let client = self.client
@@ -56,7 +56,7 @@ extension ClusterLink {
 
     private func remove(_ key: String) {
         controlsSeen[key] = nil
-        controlsChanged[key] = Int.max
+        controlWrites.began(key)
         client.deleteRange(.key(key)) { [inbox] result in
             inbox.post { $0.controlWritten(key, result.map { _ in () }) }
         }
@@ -67,7 +67,7 @@ extension ClusterLink {
             logger.warning("cluster: could not share a throttle or flag", metadata: ["key": "\(key)", "error": "\(error)"])
         }
         // Polls sent from now on see the change (or its failure): they are news again.
-        controlsChanged[key] = pollSerial
+        controlWrites.acknowledged(key, poll: pollSerial)
     }
 
     /// What a poll (sent as poll number `serial`) read of the shared throttles and flags.
@@ -80,11 +80,8 @@ extension ClusterLink {
             current[entry.key] = until
         }
         for key in Set(current.keys).union(controlsSeen.keys).sorted() {
-            if let changed = controlsChanged[key] {
-                // This host changed the key since (or just before) this poll was sent.
-                if serial <= changed { continue }
-                controlsChanged[key] = nil
-            }
+            // This host changed the key since (or just before) this poll was sent.
+            if controlWrites.hides(key, from: serial) { continue }
             let before = controlsSeen[key], after = current[key]
             if let after, after > wall, after > (before ?? .min) {
                 apply(key, milliseconds: UInt64(after - wall))

@@ -24,7 +24,7 @@ extension ClusterLink {
         // A key naming no valid project (written by hand, or by another program) is not ours.
         for project in here.union(fleet).sorted() where Names.projectNameProblem(project) == nil && project != Names.globalProject {
             // A change this host made since (or just before) this poll was sent: not news yet.
-            if let changed = pauseChanges[project], serial <= changed { continue }
+            if pauseWrites.hides(project, from: serial) { continue }
             switch (here.contains(project), fleet.contains(project), pausesAgreed.contains(project)) {
             case (true, false, false):
                 writePause(project, paused: true)
@@ -51,10 +51,10 @@ extension ClusterLink {
     /// Puts (or deletes) a project's pause key; on success both sides agree on it.
     private func writePause(_ project: String, paused: Bool) {
         let key = layout.pauseKey(project: project)
-        pauseChanges[project] = Int.max
+        pauseWrites.began(project)
         let done: @Sendable (Result<Void, EtcdError>) -> Void = { [inbox] result in
             inbox.post { link in
-                link.pauseChanges[project] = link.pollSerial
+                link.pauseWrites.acknowledged(project, poll: link.pollSerial)
                 switch result {
                 case .success where paused: link.pausesAgreed.insert(project)
                 case .success: link.pausesAgreed.remove(project)

@@ -62,3 +62,24 @@ extension ClusterLink {
         sendDeletions()
     }
 }
+
+/// Keys this host is writing or just wrote, so that a poll sent before a write was
+/// acknowledged is not taken for news of them (it may show the key as it was before): for
+/// each, `Int.max` while the write is in flight, then the poll serial current when it was
+/// acknowledged. Only polls sent after that say anything of the key.
+struct RecentWrites {
+    private var acknowledgedAt: [String: Int] = [:]
+
+    mutating func began(_ key: String) { acknowledgedAt[key] = .max }
+
+    mutating func acknowledged(_ key: String, poll: Int) { acknowledgedAt[key] = poll }
+
+    /// Whether the poll sent as number `serial` says nothing new of `key`. A key every later
+    /// poll sees is forgotten.
+    mutating func hides(_ key: String, from serial: Int) -> Bool {
+        guard let acknowledged = acknowledgedAt[key] else { return false }
+        if serial <= acknowledged { return true }
+        acknowledgedAt[key] = nil
+        return false
+    }
+}

@@ -59,14 +59,12 @@ final class ClusterLink {
     var pollSerial = 0
     /// Shared throttles and flags as last polled, by key: their end, Unix ms.
     var controlsSeen: [String: Int64] = [:]
-    /// Keys this host is changing (`Int.max` while in flight), or changed: the poll serial
-    /// current when the change was acknowledged. A poll sent no later says nothing new of them.
-    var controlsChanged: [String: Int] = [:]
+    /// The throttle and flag keys this host is changing or just changed.
+    var controlWrites = RecentWrites()
     /// Shared pauses (ClusterLink+Pauses): the projects this host's flags and etcd last agreed
-    /// on, and the poll serial when this host's change of a project's key was acknowledged
-    /// (`Int.max` while in flight).
+    /// on, and the projects whose keys this host is changing or just changed.
     var pausesAgreed: Set<String> = []
-    var pauseChanges: [String: Int] = [:]
+    var pauseWrites = RecentWrites()
     /// Claims whose transaction's outcome is unknown, to read back.
     var readBacks: [PlacedClaim] = []
     var readingBack = false
