@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TurnstileClient
 import TurnstileProtocol
@@ -95,5 +96,80 @@ struct SharedCapsTests {
         try one.writeConfig(fleet.config(host: "h1", body: pool, shared: Self.shared))
         let reload = try one.client().ask("reload")
         #expect(reload.ok == false && reload.message?.contains("shared pool gpu would change from 1 to 3") == true, "\(reload.object)")
+    }
+
+    /// Six workers on two hosts loop acquire / hold 5 ms / release for 3 s, all naming a model
+    /// of fleet limit 3; three in project web (fleet cap 2), two of the others taking pool gpu
+    /// (fleet limit 1). From the workers' own records (grant received to release sent, inside
+    /// the daemons' holds): never more holders at once than any limit, and every group served.
+    @Test func loopingWorkersOnTwoHostsNeverExceedTheModelTheCapOrThePool() throws {
+        let fleet = try EtcdFleet()
+        defer { fleet.stop() }
+        let body = Self.body + "[[models]]\nname = \"fake/opus\"\nconcurrency_limit = 3\n"
+        let daemons = [try fleet.startDaemon(host: "h1", body: body, shared: Self.shared),
+                       try fleet.startDaemon(host: "h2", body: body, shared: Self.shared)]
+        let holds = Holds()
+        let finished = DispatchSemaphore(value: 0)
+        for worker in 0..<6 {
+            let project = worker < 3 ? "web" : "docs", pools = worker >= 4 ? ["gpu"] : []
+            Thread.detachNewThread {
+                defer { finished.signal() }
+                Self.loop(on: daemons[worker % 2], project: project, pools: pools, holds: holds)
+            }
+        }
+        for _ in 0..<6 { finished.wait() }
+        let all = holds.list.withLock { $0 }
+        #expect(Self.mostAtOnce(all) <= 3, "the model's fleet limit")
+        #expect(Self.mostAtOnce(all.filter { $0.project == "web" }) <= 2, "web's fleet cap")
+        #expect(Self.mostAtOnce(all.filter(\.gpu)) <= 1, "gpu's fleet limit")
+        #expect(all.filter { $0.project == "web" }.count >= 5 && all.filter(\.gpu).count >= 5
+                && all.filter { $0.project == "docs" && !$0.gpu }.count >= 5, "every group was served: \(all.count) holds")
+        #expect(Set(all.map(\.clusterFence)).count == all.count, "no cluster_fence repeated")
+    }
+
+    /// One hold as its worker saw it (monotonic milliseconds).
+    struct Hold: Sendable {
+        let project: String
+        let gpu: Bool
+        let begin: Int64
+        let end: Int64
+        let clusterFence: UInt64
+    }
+
+    /// The holds the workers of the test above recorded.
+    final class Holds: Sendable {
+        let list = Mutex<[Hold]>([])
+    }
+
+    /// One worker of the test above.
+    static func loop(on daemon: Daemon, project: String, pools: [String], holds: Holds) {
+        guard let client = try? daemon.client() else { return }
+        let end = SocketStream.monotonicMilliseconds() + 3_000
+        while SocketStream.monotonicMilliseconds() < end {
+            var fields: [(String, JSONValue)] = [("project", .string(project)), ("model", .string("fake/opus")),
+                                                 ("wait_ms", .integer(5_000))]
+            if !pools.isEmpty { fields.append(("pools", .array(pools.map { .string($0) }))) }
+            guard let grant = (try? client.ask("acquire", fields))?.grant else { continue }
+            let begin = SocketStream.monotonicMilliseconds()
+            usleep(5_000)
+            let hold = Hold(project: project, gpu: !pools.isEmpty, begin: begin, end: SocketStream.monotonicMilliseconds(),
+                            clusterFence: grant.clusterFence ?? 0)
+            holds.list.withLock { $0.append(hold) }
+            _ = try? client.ask("release", [("lease", .string(grant.lease))])
+        }
+    }
+
+    /// The most holds overlapping at one instant; a hold ending when another begins does not
+    /// overlap it (ends are counted first).
+    static func mostAtOnce(_ holds: [Hold]) -> Int {
+        var events: [(at: Int64, change: Int)] = []
+        for hold in holds { events += [(hold.begin, 1), (hold.end, -1)] }
+        events.sort { $0.at != $1.at ? $0.at < $1.at : $0.change < $1.change }
+        var current = 0, most = 0
+        for (_, change) in events {
+            current += change
+            most = max(most, current)
+        }
+        return most
     }
 }
