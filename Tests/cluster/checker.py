@@ -65,6 +65,7 @@ class Options:
 
     limit: int
     resources: list[str] | None = None
+    project_limits: dict[str, int] = field(default_factory=dict)
     open_until: dict[str, int] = field(default_factory=dict)
     final_status: dict[str, Any] = field(default_factory=dict)
     max_wait_ms: int | None = None
@@ -170,36 +171,45 @@ def pair(files: list[HistoryFile], options: Options, report: Report) -> tuple[li
 
 
 def check_limit(holds: list[Hold], options: Options, report: Report) -> None:
-    """Sweeps each resource's intervals [begin.t, until] in time order. Intervals are closed:
-    at equal times a begin is counted before an end, so a begin at the very instant of
-    another's end overlaps it (a correct daemon never gets that close: the end is stamped
-    before the release is sent, the begin after the grant is read). A lost lease that the
-    grace (Options.lost_grace_ms) ends before its begin held nothing."""
+    """Sweeps each resource's intervals [begin.t, until] in time order, and those of each
+    project in ``Options.project_limits`` (the holders' ``project``) against its cap. A lost
+    lease that the grace (Options.lost_grace_ms) ends before its begin held nothing."""
     by_resource: dict[str, list[Hold]] = defaultdict(list)
+    by_project: dict[str, list[Hold]] = defaultdict(list)
     for hold in holds:
         if hold.until < hold.begin.t:
             continue
         if options.resources is None or hold.begin.resource in options.resources:
             by_resource[hold.begin.resource].append(hold)
+        project = hold.begin.data.get("project")
+        if project in options.project_limits:
+            by_project[project].append(hold)
     for resource in sorted(by_resource):
-        events = sorted([(h.begin.t, 0, i) for i, h in enumerate(by_resource[resource])]
-                        + [(h.until, 1, i) for i, h in enumerate(by_resource[resource])])
-        active: dict[int, Hold] = {}
-        peak = 0
-        for t, kind, index in events:
-            if kind == 1:
-                active.pop(index, None)
-                continue
-            active[index] = by_resource[resource][index]
-            peak = max(peak, len(active))
-            if len(active) == options.limit + 1:
-                involved = sorted(active.values(), key=lambda h: h.begin.t)
-                records = [r for h in involved for r in (h.begin, h.end) if r is not None]
-                lost = " (some of them had lost their lease: see 'lost')" if any(h.end and h.end.lost for h in involved) else ""
-                report.violations.append(Violation(
-                    "limit", t, f"{resource}: {len(active)} holders at once, limit {options.limit}{lost}", records))
-        report.summary.append(f"{resource}: {len(by_resource[resource])} grants, "
-                              f"at most {peak} held at once (limit {options.limit})")
+        _sweep(resource, by_resource[resource], options.limit, report)
+    for project in sorted(options.project_limits):
+        _sweep(f"project {project}", by_project[project], options.project_limits[project], report)
+
+
+def _sweep(name: str, holds: list[Hold], limit: int, report: Report) -> None:
+    """The intervals [begin.t, until] of ``holds`` in time order, never more than ``limit`` at
+    once. Intervals are closed: at equal times a begin is counted before an end, so a begin at
+    the very instant of another's end overlaps it (a correct daemon never gets that close: the
+    end is stamped before the release is sent, the begin after the grant is read)."""
+    events = sorted([(h.begin.t, 0, i) for i, h in enumerate(holds)] + [(h.until, 1, i) for i, h in enumerate(holds)])
+    active: dict[int, Hold] = {}
+    peak = 0
+    for t, kind, index in events:
+        if kind == 1:
+            active.pop(index, None)
+            continue
+        active[index] = holds[index]
+        peak = max(peak, len(active))
+        if len(active) == limit + 1:
+            involved = sorted(active.values(), key=lambda h: h.begin.t)
+            records = [r for h in involved for r in (h.begin, h.end) if r is not None]
+            lost = " (some of them had lost their lease: see 'lost')" if any(h.end and h.end.lost for h in involved) else ""
+            report.violations.append(Violation("limit", t, f"{name}: {len(active)} holders at once, limit {limit}{lost}", records))
+    report.summary.append(f"{name}: {len(holds)} grants, at most {peak} held at once (limit {limit})")
 
 
 def _check_rising(rule: str, holds: list[Hold], number: Any, report: Report) -> None:
@@ -354,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", help="history files, or directories of *.jsonl files")
     parser.add_argument("--limit", type=int, required=True, help="at most this many holders of a resource at once")
     parser.add_argument("--resource", action="append", help="judge only this resource (repeatable; default: all)")
+    parser.add_argument("--project-limit", action="append", default=[], metavar="PROJECT=N",
+                        help="at most N holders at once whose records name PROJECT (repeatable)")
     parser.add_argument("--open-until", action="append", default=[], metavar="[CLIENT|HOST=]NS",
                         help="a holder without an end counts as holding until this CLOCK_MONOTONIC ns (default: forever)")
     parser.add_argument("--final-status", action="append", default=[], metavar="[NAME=]FILE",
@@ -372,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(limit=args.limit, resources=args.resource,
                       open_until={key: int(value) for key, value in map(_named, args.open_until)},
                       final_status=statuses, max_wait_ms=args.max_wait_ms, min_fairness=args.min_fairness,
-                      lost_grace_ms=args.lost_grace_ms)
+                      lost_grace_ms=args.lost_grace_ms,
+                      project_limits={key: int(value) for key, value in map(_named, args.project_limit)})
     report = check_files(args.files, options)
     print(report.text(args.show))
     return 0 if report.ok else 1

@@ -269,10 +269,12 @@ class Worker:
         resource = answer.get("model") or settings.label
         fence, cluster_fence, token = answer["fence"], answer.get("cluster_fence"), answer["lease"]
         valid_until_ms = answer.get("valid_until_ms")
-        if valid_until_ms is None:
-            self.writer.begin(read_at, resource, fence, cluster_fence)
-        else:
-            self.writer.begin(read_at, resource, fence, cluster_fence, valid_until_ms=valid_until_ms)
+        extra: dict[str, Any] = {}
+        if valid_until_ms is not None:
+            extra["valid_until_ms"] = valid_until_ms
+        if settings.project is not None:
+            extra["project"] = settings.project
+        self.writer.begin(read_at, resource, fence, cluster_fence, **extra)
         self.counts.grants += 1
         deadline = None if valid_until_ms is None else read_at + int(valid_until_ms * 1_000_000)
         why = self.hold(token, resource, fence, cluster_fence, answer.get("ttl_ms") or settings.ttl_ms,

@@ -10,10 +10,12 @@ What runs, all on loopback in one temporary directory (/tmp/tsff-*):
 
 - etcd: 3 members (etcd-cluster.sh), killed, paused and restarted by the faults;
 - daemons h1, h2, h3: turnstiled on a socket and state directory of its own, each with the same
-  `[cluster]` (endpoints, a prefix unique to the run, `lease_ttl_ms`, `shared = ["models"]`,
-  `on_loss = "revoke"`) and `[[models]] name = "fake/opus" concurrency_limit = 3`;
-- holders: one fleet.py with 4 short holders per host (hold 5..50 ms, acquire with wait), and
-  one with a long holder per host (hold 2.5..4 s, longer than any `valid_until_ms` a 2 s host
+  `[cluster]` (endpoints, a prefix unique to the run, `lease_ttl_ms`, `shared = ["models",
+  "projects"]`, `on_loss = "revoke"`), `[[models]] name = "fake/opus" concurrency_limit = 3`
+  and `[[projects]] name = "web" max = 2`;
+- holders: one fleet.py with 4 short holders per host (hold 5..50 ms, acquire with wait), one
+  with a short holder per host in project web (each grant claims the model's unit and the
+  project's together), and one with a long holder per host (hold 2.5..4 s, longer than any `valid_until_ms` a 2 s host
   lease gives; idle 2..5 s between), which is there for the daemon freezes: a holder whose
   daemon is frozen must stop by itself at `valid_until_ms`.
 
@@ -30,7 +32,7 @@ until a later `daemon_kill` restarts it.
 
 Then it stops the holders (a stop file; they finish their cycle and release), waits until every
 daemon's `status` holds nothing and etcd has no slot left, and runs the checker: `--limit 3
---resource fake/opus`, `--open-until *=` the instant the holders were all gone, the final
+--resource fake/opus --project-limit web=2`, `--open-until *=` the instant the holders were all gone, the final
 statuses and etcd's count of slots, `--lost-grace-ms` (see LOST_GRACE_MS) and a bound on waits.
 It prints the faults injected by kind, the grants checked and the violations, and a JSON line
 of the same. Exit status: 0 clean, 1 violations (or a stall, a fault kind never injected, no
@@ -74,6 +76,10 @@ __all__ = ["MODEL", "LIMIT", "FAULT_KINDS", "Etcd", "Daemon", "Fleet", "Harness"
 
 MODEL = "fake/opus"
 LIMIT = 3
+#: A project whose cap is shared too: one holder per host asks in it, so the cap binds and
+#: claims of two units (the model's and the project's) go through every fault.
+PROJECT = "web"
+PROJECT_CAP = 2
 HOSTS = ("h1", "h2", "h3")
 FAULT_KINDS = ("etcd_leader_kill", "etcd_follower_kill", "etcd_quorum_loss", "daemon_pause", "daemon_kill")
 #: How much later than its daemon a holder may learn that its lease was revoked or expired: the
@@ -208,14 +214,15 @@ def daemon_config(host: str, endpoints: list[str] | None, prefix: str, lease_ttl
     `[cluster]` table that shares it. Without endpoints each daemon counts on its own: the
     broken fleet the product exists to prevent. ``on_loss = "keep"`` makes a daemon that lets
     its holders run past its safe deadline (another broken fleet, for the checker's tests)."""
-    text = f'[limits]\nglobal = 64\n\n[[models]]\nname = "{MODEL}"\nconcurrency_limit = {limit}\n'
+    text = (f'[limits]\nglobal = 64\n\n[[models]]\nname = "{MODEL}"\nconcurrency_limit = {limit}\n'
+            f'\n[[projects]]\nname = "{PROJECT}"\nmax = {PROJECT_CAP}\n')
     if endpoints:
         text += ("\n[cluster]\n"
                  f"endpoints = [{', '.join(json.dumps(e) for e in endpoints)}]\n"
                  f"prefix = {json.dumps(prefix)}\n"
                  f"host = {json.dumps(host)}\n"
                  f"lease_ttl_ms = {lease_ttl_ms}\n"
-                 'shared = ["models"]\n'
+                 'shared = ["models", "projects"]\n'
                  f'on_loss = "{on_loss}"\n')
     return text
 
@@ -647,7 +654,8 @@ class Harness:
 
     def start_fleets(self, short_workers: int = 4, long_workers: int = 1, short_hold: str = "5:50",
                      long_hold: str = "2500:4000", long_idle: str = "2000:5000") -> None:
-        self.fleets = [Fleet("short", self.daemons, self.runs, short_workers * len(self.daemons), short_hold)]
+        self.fleets = [Fleet("short", self.daemons, self.runs, short_workers * len(self.daemons), short_hold),
+                       Fleet("web", self.daemons, self.runs, len(self.daemons), short_hold, extra=("--project", PROJECT))]
         if long_workers:
             self.fleets.append(Fleet("long", self.daemons, self.runs, long_workers * len(self.daemons),
                                      long_hold, idle_ms=long_idle))
@@ -688,7 +696,7 @@ class Harness:
 
     def check(self, final: dict[str, Any], open_until_ns: int, max_wait_ms: int | None) -> tuple[Report, int]:
         options = Options(limit=LIMIT, resources=[MODEL], open_until={"*": open_until_ns}, final_status=final,
-                          max_wait_ms=max_wait_ms, lost_grace_ms=LOST_GRACE_MS)
+                          max_wait_ms=max_wait_ms, lost_grace_ms=LOST_GRACE_MS, project_limits={PROJECT: PROJECT_CAP})
         report = check_files([self.runs], options)
         grants = sum(1 for name in os.listdir(self.runs) if name.endswith(".jsonl")
                      for record in read_history(os.path.join(self.runs, name)).records

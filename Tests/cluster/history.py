@@ -170,7 +170,8 @@ class HistoryWriter:
         self.write("wait", t, resource)
 
     def begin(self, t: int, resource: str, fence: int, cluster_fence: int | None, **extra: Any) -> None:
-        """``extra``: members for a reader (fleet.py adds ``valid_until_ms`` when the answer had it)."""
+        """``extra``: members for a reader (fleet.py adds ``valid_until_ms`` when the answer had
+        it, and ``project`` when it asked for one)."""
         self.write("begin", t, resource, fence=fence, cluster_fence=cluster_fence, **extra)
 
     def end(self, t: int, resource: str, fence: int, cluster_fence: int | None, lost: bool,

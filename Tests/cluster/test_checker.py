@@ -275,3 +275,24 @@ def test_the_command_line_exits_non_zero_with_a_readable_report(tmp_path: Path,
     out = capsys.readouterr().out
     assert "VIOLATION limit: 1 found:" in out and "VIOLATION slots: 1 found:" in out
     assert "etcd still has slots in use at the end: opus=1" in out and out.endswith("FAILED\n")
+
+
+def with_project(records: list[dict[str, Any]], project: str) -> list[dict[str, Any]]:
+    """A holder's records as fleet.py writes them when it asks in ``project``."""
+    return [{**r, "project": project} if r["kind"] == "begin" else r for r in records]
+
+
+def test_a_project_cap_is_judged_over_the_holders_that_name_it(tmp_path: Path) -> None:
+    # Two holders of project web overlap under a model limit of 3: fine with a cap of 2, a
+    # violation with a cap of 1; a third, overlapping holder of another project never counts.
+    histories = {
+        "a": with_project(grant("a", 0, 1, 20, fence=1, cluster_fence=100), "web"),
+        "b": with_project(grant("b", 0, 5, 25, fence=2, cluster_fence=101, host="h2"), "web"),
+        "c": with_project(grant("c", 0, 6, 26, fence=3, cluster_fence=102, host="h3"), "docs"),
+    }
+    clean = run(tmp_path, histories, limit=3, project_limits={"web": 2})
+    assert clean.ok, clean.text()
+    assert "project web: 2 grants, at most 2 held at once (limit 2)" in clean.summary
+    broken = run(tmp_path, histories, limit=3, project_limits={"web": 1})
+    assert rules(broken) == {"limit"}
+    assert "project web: 2 holders at once, limit 1" in broken.violations[0].message
