@@ -180,7 +180,7 @@ public final class Server {
         try pauseFlags.start()
         try cluster?.start()
         // Leases that were draining when the daemon stopped: stop and watch their groups again.
-        let sharedDrains = Set(session.broker.drainingGroupsOfSharedModels)
+        let sharedDrains = Set(session.broker.drainingGroupsOfSharedUnits)
         for pgid in session.broker.drainingGroups { groups.drain(pgid, killBy: sharedDrains.contains(pgid) ? now : nil) }
         rearmDeadlineTimer()
         logger.info("turnstiled ready", metadata: [

@@ -145,7 +145,7 @@ extension Broker {
     /// The process groups of draining leases that needed shared units: after a restart their
     /// units were on the previous run's host lease, which nobody renews, so the daemon stops
     /// them at once rather than after `kill_grace_ms`.
-    public var drainingGroupsOfSharedModels: [Int32] {
+    public var drainingGroupsOfSharedUnits: [Int32] {
         guard claimsShared else { return [] }
         return Set(draining.values.filter { !sharedUnits($0.request, model: $0.model).isEmpty }.compactMap(\.pgid)).sorted()
     }

@@ -88,7 +88,7 @@ extension Broker {
                   // A shared unit was held on the previous run's host lease, which no one renews
                   // now: its holder stops at its `valid_until_ms`, and the unit is not this run's.
                   // A parked lease holds none; a draining one is restored so that its group is
-                  // stopped (at once: `drainingGroupsOfSharedModels`).
+                  // stopped (at once: `drainingGroupsOfSharedUnits`).
                   !(claimsShared && !record.parked && record.draining == nil && !sharedUnits(record.request, model: record.model).isEmpty)
             else {
                 rejected.append(record)
