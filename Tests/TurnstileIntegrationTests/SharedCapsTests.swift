@@ -76,22 +76,15 @@ struct SharedCapsTests {
         defer { fleet.stop() }
         let one = try fleet.startDaemon(host: "h1", body: Self.body, shared: Self.shared)
         let other = Self.body.replacingOccurrences(of: "max = 2", with: "max = 5")
-        do {
-            _ = try Daemon(config: fleet.config(host: "h2", body: other, shared: Self.shared))
-            Issue.record("a daemon whose shared project cap disagrees started")
-        } catch {
-            #expect("\(error)".contains("the fleet's limit of shared cap of project web is 2"), "\(error)")
-            #expect("\(error)".contains("limits/projects/web"), "\(error)")
-        }
+        let disagreeing = fleet.startRefusal(host: "h2", body: other, shared: Self.shared) ?? "a daemon whose shared project cap disagrees started"
+        #expect(disagreeing.contains("the fleet's limit of shared cap of project web is 2"), "\(disagreeing)")
+        #expect(disagreeing.contains("limits/projects/web"), "\(disagreeing)")
         let uncapped = Self.body.replacingOccurrences(of: "[[projects]]\nname = \"web\"\nmax = 2\n", with: "")
         #expect(uncapped != Self.body)
-        do {
-            _ = try Daemon(config: fleet.config(host: "h3", body: uncapped, shared: Self.shared))
-            Issue.record("a daemon that does not cap a project the fleet caps started")
-        } catch {
-            #expect("\(error)".contains("the fleet's limit of shared cap of project web is 2"), "\(error)")
-            #expect("\(error)".contains("this host's config sets none"), "\(error)")
-        }
+        let missing = fleet.startRefusal(host: "h3", body: uncapped, shared: Self.shared)
+            ?? "a daemon that does not cap a project the fleet caps started"
+        #expect(missing.contains("the fleet's limit of shared cap of project web is 2"), "\(missing)")
+        #expect(missing.contains("this host's config sets none"), "\(missing)")
         let pool = Self.body.replacingOccurrences(of: "limit = 1", with: "limit = 3")
         try one.writeConfig(fleet.config(host: "h1", body: pool, shared: Self.shared))
         let reload = try one.client().ask("reload")

@@ -138,21 +138,13 @@ struct SharedLimitTests {
         defer { fleet.stop() }
         let one = try fleet.startDaemon(host: "h1", body: Self.body)
         let other = Self.body.replacingOccurrences(of: "concurrency_limit = 2", with: "concurrency_limit = 5")
-        do {
-            _ = try Daemon(config: fleet.config(host: "h2", body: other))
-            Issue.record("a daemon whose shared limit disagrees started")
-        } catch {
-            #expect("\(error)".contains("the fleet's limit of shared model fake/opus is 2"), "\(error)")
-            #expect("\(error)".contains("this host's config says 5"), "\(error)")
-        }
+        let disagreeing = fleet.startRefusal(host: "h2", body: other) ?? "a daemon whose shared limit disagrees started"
+        #expect(disagreeing.contains("the fleet's limit of shared model fake/opus is 2"), "\(disagreeing)")
+        #expect(disagreeing.contains("this host's config says 5"), "\(disagreeing)")
         // A host that gives the model no explicit limit counts its tier's default: 3 for a premium model.
         let tierDefault = Self.body.replacingOccurrences(of: "concurrency_limit = 2\n", with: "tier = \"premium\"\n")
-        do {
-            _ = try Daemon(config: fleet.config(host: "h3", body: tierDefault))
-            Issue.record("a daemon whose tier default differs from the fleet's limit started")
-        } catch {
-            #expect("\(error)".contains("this host's config gives it 3 (its tier's default"), "\(error)")
-        }
+        let tiered = fleet.startRefusal(host: "h3", body: tierDefault) ?? "a daemon whose tier default differs from the fleet's limit started"
+        #expect(tiered.contains("this host's config gives it 3 (its tier's default"), "\(tiered)")
         try one.writeConfig(fleet.config(host: "h1", body: other))
         let reload = try one.client().ask("reload")
         #expect(reload.ok == false && reload.message?.contains("would change from 2 to 5") == true, "\(reload.object)")

@@ -39,15 +39,15 @@ extension Broker {
         let candidates = candidates(for: admission)
         let ttl = request.ttlMilliseconds ?? config.limits.defaultTTLMilliseconds
         switch evaluate(admission, candidates: candidates, now: now) {
-        case .admit(let candidate) where claimsShared && !sharedUnits(admission, model: candidate?.key).isEmpty:
-            let kind = Waiter.Kind.acquire(ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
-                                           pgid: request.pgid, holder: request.holder)
-            beginClaim(ticket: ticket, request: admission, candidate: candidate, units: sharedUnits(admission, model: candidate?.key),
-                       kind: kind, enqueuedAt: now,
-                       waitDeadline: request.waitMilliseconds > 0 ? now.adding(milliseconds: request.waitMilliseconds) : nil,
-                       now: now)
-            return .claiming
         case .admit(let candidate):
+            if let units = unitsToClaim(admission, model: candidate?.key) {
+                let kind = Waiter.Kind.acquire(ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
+                                               pgid: request.pgid, holder: request.holder)
+                beginClaim(ticket: ticket, request: admission, candidate: candidate, units: units, kind: kind, enqueuedAt: now,
+                           waitDeadline: request.waitMilliseconds > 0 ? now.adding(milliseconds: request.waitMilliseconds) : nil,
+                           now: now)
+                return .claiming
+            }
             let lease = grantLease(admission, candidate: candidate, client: ticket.client,
                                    ttlMilliseconds: ttl, detach: request.detach, pid: request.pid,
                                    pgid: request.pgid, holder: request.holder, waitedMilliseconds: 0, now: now)
@@ -97,12 +97,13 @@ extension Broker {
         if !request.pools.isEmpty, let problem = poolProblem(request) { return .failure(problem) }
         let candidates = candidates(for: request)
         switch evaluate(request, candidates: candidates, owner: fence, now: now) {
-        case .admit(let candidate) where claimsShared && !sharedUnits(request, model: candidate?.key).isEmpty:
-            beginClaim(ticket: ticket, request: request, candidate: candidate, units: sharedUnits(request, model: candidate?.key),
-                       kind: .unpark(fence: fence), enqueuedAt: now,
-                       waitDeadline: waitMilliseconds > 0 ? now.adding(milliseconds: waitMilliseconds) : nil, now: now)
-            return .success(.claiming)
         case .admit(let candidate):
+            if let units = unitsToClaim(request, model: candidate?.key) {
+                beginClaim(ticket: ticket, request: request, candidate: candidate, units: units, kind: .unpark(fence: fence),
+                           enqueuedAt: now, waitDeadline: waitMilliseconds > 0 ? now.adding(milliseconds: waitMilliseconds) : nil,
+                           now: now)
+                return .success(.claiming)
+            }
             let lease = takeBackCapacity(fence, candidate: candidate, waitedMilliseconds: 0, now: now)
             effects.append(.granted(ticket, lease))
             return .success(.granted(lease))

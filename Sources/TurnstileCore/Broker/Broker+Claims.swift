@@ -219,8 +219,7 @@ extension Broker {
         let candidates = candidates(for: claim.request)
         switch evaluate(claim.request, candidates: candidates, owner: claim.owner, now: now) {
         case .admit(let candidate):
-            let units = sharedUnits(claim.request, model: candidate?.key)
-            guard units.isEmpty else {
+            if let units = unitsToClaim(claim.request, model: candidate?.key) {
                 return beginClaim(ticket: claim.ticket, request: claim.request, candidate: candidate, units: units,
                                   kind: claim.waiterKind, enqueuedAt: claim.enqueuedAt, waitDeadline: claim.waitDeadline, now: now)
             }

@@ -156,7 +156,7 @@ extension Broker {
     /// shared across hosts, into a claim (protocol/CLUSTER.md §3), answered once the claim succeeds.
     private mutating func grantWaiter(_ id: UInt64, candidate: ModelCandidate?, now: Instant) {
         let waiter = queue.remove(id)!
-        if claimsShared, case let units = sharedUnits(waiter.request, model: candidate?.key), !units.isEmpty {
+        if let units = unitsToClaim(waiter.request, model: candidate?.key) {
             return beginClaim(ticket: waiter.ticket, request: waiter.request, candidate: candidate, units: units,
                               kind: waiter.kind, enqueuedAt: waiter.enqueuedAt, waitDeadline: waiter.deadline, now: now)
         }

@@ -91,6 +91,14 @@ extension Broker {
         return units
     }
 
+    /// The units an admitted request claims before it is granted; nil when it needs none (the
+    /// single-host path pays one test of `claimsShared`).
+    func unitsToClaim(_ request: AdmissionRequest, model: ModelKey?) -> [SharedUnit]? {
+        guard claimsShared else { return nil }
+        let units = sharedUnits(request, model: model)
+        return units.isEmpty ? nil : units
+    }
+
     /// Whether a claim found `limit` with no free unit across the cluster (and none was seen
     /// freed since).
     public func isFullAcrossCluster(_ limit: SharedLimit) -> Bool {

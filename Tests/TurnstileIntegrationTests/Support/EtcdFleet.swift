@@ -68,6 +68,17 @@ final class EtcdFleet: @unchecked Sendable {
         return daemon
     }
 
+    /// Why a daemon for `host` refuses to start (its error, as the test reads it); nil if it
+    /// started (it is stopped again at once).
+    func startRefusal(host: String, body: String, shared: String = "\"models\"") -> String? {
+        do {
+            _ = try Daemon(config: config(host: host, body: body, shared: shared))
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
     func pause(_ member: Int) throws { try Self.run("pause", directory, "\(member)") }
     func resume(_ member: Int) throws { try Self.run("resume", directory, "\(member)") }
 
